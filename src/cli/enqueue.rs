@@ -1,0 +1,165 @@
+//! `queuectl enqueue`: one job from JSON, `--command` or the words after `--`, or
+//! many from a JSONL file (all or nothing).
+
+use std::io::{BufRead, BufReader, Read};
+
+use serde_json::Value;
+
+use super::output::job_json;
+use super::{Context, printed};
+use crate::error::{Failure, InputError};
+use crate::job::{Job, JobSpec, JobState, NewJob};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    queuectl enqueue '{\"id\":\"job1\",\"command\":\"sleep 2\"}'\n  \
+    queuectl enqueue --command 'make test' --max-retries 5\n  \
+    queuectl enqueue -- rsync -a src/ backup/\n  \
+    queuectl enqueue --file jobs.jsonl")]
+pub struct Args {
+    /// The job as a JSON object: {"command": "...", "id": "...", "max_retries": N}
+    #[arg(value_name = "JSON", conflicts_with_all = ["command", "file"])]
+    job: Option<String>,
+
+    /// The shell command to run
+    #[arg(long, conflicts_with = "file")]
+    command: Option<String>,
+
+    /// The job id (default: a generated, time-ordered id)
+    #[arg(long, conflicts_with = "file")]
+    id: Option<String>,
+
+    /// Retries after the first run (default: the max-retries setting)
+    #[arg(long, value_name = "N", allow_negative_numbers = true, conflicts_with = "file")]
+    max_retries: Option<i64>,
+
+    /// Enqueue one JSON job per line from FILE (- for stdin), all or none
+    #[arg(long, value_name = "FILE")]
+    file: Option<String>,
+
+    /// The command, as the words after --
+    #[arg(last = true, value_name = "COMMAND")]
+    words: Vec<String>,
+}
+
+pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::runtime(format!("cannot read the current directory: {e}")))?
+        .to_string_lossy()
+        .into_owned();
+    if let Some(file) = &args.file {
+        return enqueue_file(ctx, file, &cwd);
+    }
+    let job = single_job(args)?.validate(&cwd)?;
+    let mut store = ctx.open()?;
+    let created_at = store.enqueue(std::slice::from_ref(&job))?;
+    if ctx.printer.json {
+        let max_retries = match job.max_retries {
+            Some(n) => n,
+            None => store.job(&job.id)?.map_or(0, |j| j.max_retries),
+        };
+        return printed(ctx.printer.json(&job_json(&pending(job, max_retries, created_at))));
+    }
+    printed(ctx.printer.line(&format!("Enqueued: {}", job.id)))
+}
+
+/// Turns the three single-job forms into one [`JobSpec`].
+fn single_job(args: Args) -> Result<JobSpec, InputError> {
+    let words = (!args.words.is_empty()).then(|| args.words.join(" "));
+    match (args.job, args.command, words) {
+        (Some(json), None, None) => {
+            if args.id.is_some() || args.max_retries.is_some() {
+                return Err(InputError::Invalid(
+                    "--id and --max-retries go with --command or --; put \"id\" and \"max_retries\" inside the JSON instead".into(),
+                ));
+            }
+            if !json.trim_start().starts_with('{') {
+                return Err(InputError::Invalid(format!(
+                    "'{}' is not a JSON job object; to enqueue a shell command use --command '...' or put it after --",
+                    super::output::truncate(&json, 60)
+                )));
+            }
+            JobSpec::from_json(&json)
+        }
+        (None, Some(command), None) | (None, None, Some(command)) => Ok(JobSpec {
+            id: args.id,
+            command,
+            max_retries: args.max_retries,
+        }),
+        (None, None, None) => Err(InputError::Invalid(
+            "nothing to enqueue; give a JSON job, --command '...', --file FILE, or a command after --".into(),
+        )),
+        _ => Err(InputError::Invalid(
+            "give the job once: as JSON, with --command, or after --, not several of them".into(),
+        )),
+    }
+}
+
+/// The job as `enqueue --json` reports it.
+fn pending(job: NewJob, max_retries: i64, created_at: i64) -> Job {
+    Job {
+        id: job.id,
+        command: job.command,
+        cwd: job.cwd,
+        state: JobState::Pending,
+        attempts: 0,
+        max_retries,
+        interruptions: 0,
+        created_at,
+        updated_at: created_at,
+        next_run_at: created_at,
+        lease_token: 0,
+        lease_expires_at: None,
+        worker_id: None,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        last_error: None,
+        output_tail: None,
+    }
+}
+
+fn enqueue_file(ctx: &Context, file: &str, cwd: &str) -> Result<(), Failure> {
+    let reader: Box<dyn Read> = if file == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(file).map_err(|e| {
+            Failure::usage(format!("cannot read {file}: {e}; give a readable JSONL file or - for stdin"))
+        })?)
+    };
+    let mut jobs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (index, line) in BufReader::new(reader).lines().enumerate() {
+        let number = index + 1;
+        let line = line.map_err(|e| Failure::usage(format!("{file}: line {number}: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let job = JobSpec::from_json(&line)
+            .and_then(|spec| spec.validate(cwd))
+            .map_err(|e| Failure::usage(format!("{file}: line {number}: {e}; nothing was enqueued")))?;
+        if !seen.insert(job.id.clone()) {
+            return Err(Failure::usage(format!(
+                "{file}: line {number}: id '{}' appears twice; nothing was enqueued",
+                job.id
+            )));
+        }
+        jobs.push(job);
+    }
+    let mut store = ctx.open()?;
+    store.enqueue(&jobs).map_err(|e| {
+        let mut failure = Failure::from(e);
+        failure.message.push_str("; nothing was enqueued");
+        failure
+    })?;
+    if ctx.printer.json {
+        let ids: Vec<Value> = jobs.into_iter().map(|j| Value::String(j.id)).collect();
+        return printed(ctx.printer.json(&Value::Array(ids)));
+    }
+    let mut out = String::with_capacity(jobs.len() * 37);
+    for job in &jobs {
+        out.push_str(&job.id);
+        out.push('\n');
+    }
+    printed(std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes()))
+}

@@ -1,0 +1,191 @@
+//! `queuectl status`, `list` and `show`: reading the queue.
+
+use serde_json::{Value, json};
+
+use super::output::{age, attempt_json, job_json, timestamp, truncate};
+use super::{Context, printed};
+use crate::error::{Failure, StoreError};
+use crate::job::{Job, JobState};
+use crate::store::Store;
+use crate::worker::exec::Spool;
+use crate::worker::{platform, recovery};
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only jobs in this state: pending, processing, completed, failed or dead
+    #[arg(long)]
+    state: Option<String>,
+
+    /// At most N jobs (oldest first)
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The job id
+    id: String,
+}
+
+pub fn status(ctx: &Context) -> Result<(), Failure> {
+    let mut store = ctx.open()?;
+    // `status` doubles as a recovery pass, so a crashed worker's jobs come back even
+    // when no other worker is running.
+    let spool = Spool::new(store.spool_dir());
+    if let Err(e) = recovery::recover(store.as_mut(), &platform::host_name(), &spool, true) {
+        crate::log::warn(&format!("could not recover interrupted jobs: {e}"));
+    }
+    let counts = store.counts()?;
+    let workers = store.workers(false)?;
+    let busy = workers.iter().filter(|w| w.job.is_some()).count();
+    let oldest_age_ms = counts.oldest_pending_at.map(|at| counts.now - at);
+    let p = &ctx.printer;
+    if p.json {
+        let mut object = serde_json::Map::new();
+        for state in JobState::ALL {
+            object.insert(state.as_str().into(), json!(counts.get(state)));
+        }
+        let total: i64 = JobState::ALL.iter().map(|s| counts.get(*s)).sum();
+        object.insert("total".into(), json!(total));
+        object.insert(
+            "workers".into(),
+            json!({"live": workers.len(), "busy": busy, "idle": workers.len() - busy}),
+        );
+        object.insert(
+            "oldest_pending_age_seconds".into(),
+            oldest_age_ms.map_or(Value::Null, |ms| json!(ms as f64 / 1000.0)),
+        );
+        object.insert("store".into(), json!(store.describe()));
+        return printed(p.json(&Value::Object(object)));
+    }
+    let rows: Vec<Vec<String>> = JobState::ALL
+        .iter()
+        .map(|s| vec![p.state(*s), counts.get(*s).to_string()])
+        .collect();
+    printed(p.table(&["STATE", "JOBS"], &rows))?;
+    printed(p.line(""))?;
+    printed(p.line(&format!(
+        "Workers: {} live ({busy} busy)",
+        workers.len()
+    )))?;
+    let oldest = oldest_age_ms.map_or("none".to_owned(), |ms| format!("{} ago", age(ms)));
+    printed(p.line(&format!("Oldest pending job: {oldest}")))?;
+    printed(p.line(&format!("Store: {}", store.describe())))
+}
+
+pub fn list(ctx: &Context, args: ListArgs) -> Result<(), Failure> {
+    let state = args
+        .state
+        .as_deref()
+        .map(str::parse::<JobState>)
+        .transpose()?;
+    let mut store = ctx.open()?;
+    let jobs = store.list(state, args.limit)?;
+    print_jobs(ctx, &jobs)
+}
+
+/// Prints jobs as a JSON array or a table; shared with `dlq list`.
+pub(super) fn print_jobs(ctx: &Context, jobs: &[Job]) -> Result<(), Failure> {
+    let p = &ctx.printer;
+    if p.json {
+        return printed(p.json(&Value::Array(jobs.iter().map(job_json).collect())));
+    }
+    if jobs.is_empty() {
+        return printed(p.line("No jobs."));
+    }
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.clone(),
+                p.state(j.state),
+                format!("{}/{}", j.attempts, j.max_retries + 1),
+                timestamp(j.updated_at),
+                truncate(&j.command, 40),
+                truncate(j.last_error.as_deref().unwrap_or(""), 40),
+            ]
+        })
+        .collect();
+    printed(p.table(
+        &["ID", "STATE", "ATTEMPTS", "UPDATED", "COMMAND", "LAST ERROR"],
+        &rows,
+    ))
+}
+
+pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
+    let mut store = ctx.open()?;
+    let job = find(store.as_mut(), &args.id)?;
+    let attempts = store.attempts(&args.id)?;
+    let p = &ctx.printer;
+    if p.json {
+        let mut value = job_json(&job);
+        if let Some(object) = value.as_object_mut() {
+            object.insert("output_tail".into(), json!(job.output_tail));
+            object.insert(
+                "history".into(),
+                Value::Array(attempts.iter().map(attempt_json).collect()),
+            );
+        }
+        return printed(p.json(&value));
+    }
+    let field = |name: &str, value: String| format!("{name:<14}{value}");
+    let opt = |ms: Option<i64>| ms.map_or("-".to_owned(), timestamp);
+    let mut lines = vec![
+        field("id", job.id.clone()),
+        field("command", job.command.clone()),
+        field("state", p.state(job.state)),
+        field("attempts", format!("{} (max retries {})", job.attempts, job.max_retries)),
+        field("directory", job.cwd.clone()),
+        field("created", timestamp(job.created_at)),
+        field("updated", timestamp(job.updated_at)),
+    ];
+    if matches!(job.state, JobState::Pending | JobState::Failed) {
+        lines.push(field("next run", timestamp(job.next_run_at)));
+    }
+    if job.interruptions > 0 {
+        lines.push(field("interrupted", format!("{} time(s)", job.interruptions)));
+    }
+    if let Some(worker) = &job.worker_id {
+        lines.push(field("worker", worker.clone()));
+    }
+    lines.push(field("started", opt(job.started_at)));
+    lines.push(field("finished", opt(job.finished_at)));
+    if let Some(code) = job.exit_code {
+        lines.push(field("exit code", code.to_string()));
+    }
+    if let Some(error) = &job.last_error {
+        lines.push(field("last error", error.clone()));
+    }
+    for line in lines {
+        printed(p.line(&line))?;
+    }
+    if !attempts.is_empty() {
+        printed(p.line("\nAttempts:"))?;
+        let rows: Vec<Vec<String>> = attempts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                vec![
+                    (i + 1).to_string(),
+                    a.outcome.clone(),
+                    a.exit_code.map_or("-".into(), |c| c.to_string()),
+                    opt(a.started_at),
+                    timestamp(a.finished_at),
+                    a.worker_id.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        printed(p.table(&["#", "OUTCOME", "EXIT", "STARTED", "FINISHED", "WORKER"], &rows))?;
+    }
+    if let Some(tail) = job.output_tail.as_deref().filter(|t| !t.is_empty()) {
+        printed(p.line("\nOutput (last lines):"))?;
+        printed(p.line(tail.trim_end_matches('\n')))?;
+    }
+    Ok(())
+}
+
+pub(super) fn find(store: &mut dyn Store, id: &str) -> Result<Job, Failure> {
+    store
+        .job(id)?
+        .ok_or_else(|| StoreError::NotFound(id.to_owned()).into())
+}

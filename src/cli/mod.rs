@@ -1,0 +1,155 @@
+//! The command line: parses arguments, calls the core, prints results.
+//!
+//! Every command follows the same pipeline: clap parses [`Cli`], the command's module
+//! validates its input *before* opening the store (so bad input never changes it),
+//! does its work, and prints either a table or JSON. Errors become a one-line message
+//! on stderr and an exit code (see [`crate::error`]).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Failure;
+use crate::store::{self, Location, Store};
+
+mod config;
+mod dlq;
+mod enqueue;
+mod jobs;
+pub mod output;
+mod worker;
+
+use output::{ColorChoice, Printer};
+
+/// A crash-safe background job queue for shell commands.
+#[derive(Debug, Parser)]
+#[command(name = "queuectl", version, about, long_about = None)]
+pub struct Cli {
+    /// The store: a SQLite file path or a postgres:// URL
+    /// [default: $QUEUECTL_HOME/queue.db]
+    #[arg(long, global = true, env = "QUEUECTL_DB", value_name = "PATH|URL")]
+    db: Option<String>,
+
+    /// PostgreSQL schema holding the queue (default: queuectl, or ?schema= in the URL)
+    #[arg(long, global = true, value_name = "NAME")]
+    schema: Option<String>,
+
+    /// Print JSON on stdout instead of tables
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// When to colour output
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    color: ColorChoice,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Add jobs: a JSON object, --command, --file, or the words after --
+    Enqueue(enqueue::Args),
+    /// Run, stop and list workers
+    #[command(subcommand)]
+    Worker(worker::Command),
+    /// Job counts per state, live workers, oldest pending job
+    Status,
+    /// List jobs
+    List(jobs::ListArgs),
+    /// Show one job with its attempts and last output
+    Show(jobs::ShowArgs),
+    /// The dead letter queue: jobs whose attempts are used up
+    #[command(subcommand)]
+    Dlq(dlq::Command),
+    /// Queue settings shared by every worker
+    #[command(subcommand)]
+    Config(config::Command),
+}
+
+/// Runs queuectl with `args`; returns the process exit code.
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            failure.code
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let printer = Printer::new(cli.json, cli.color);
+    let ctx = Context {
+        db: cli.db,
+        schema: cli.schema,
+        printer,
+    };
+    match cli.command {
+        Command::Enqueue(args) => enqueue::run(&ctx, args),
+        Command::Worker(command) => worker::run(&ctx, command),
+        Command::Status => jobs::status(&ctx),
+        Command::List(args) => jobs::list(&ctx, args),
+        Command::Show(args) => jobs::show(&ctx, args),
+        Command::Dlq(command) => dlq::run(&ctx, command),
+        Command::Config(command) => config::run(&ctx, command),
+    }
+}
+
+/// What every command needs: where the store is and how to print.
+pub(crate) struct Context {
+    db: Option<String>,
+    schema: Option<String>,
+    pub printer: Printer,
+}
+
+impl Context {
+    pub fn location(&self) -> Result<Location, Failure> {
+        let text = match &self.db {
+            Some(db) => db.clone(),
+            None => default_db_path()?.to_string_lossy().into_owned(),
+        };
+        Ok(Location::parse(&text, self.schema.as_deref())?)
+    }
+
+    pub fn open(&self) -> Result<Box<dyn Store>, Failure> {
+        Ok(store::open(&self.location()?)?)
+    }
+}
+
+/// `$QUEUECTL_HOME/queue.db`; `QUEUECTL_HOME` defaults to `$XDG_DATA_HOME/queuectl`,
+/// else `~/.local/share/queuectl`.
+fn default_db_path() -> Result<PathBuf, Failure> {
+    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let home = match non_empty("QUEUECTL_HOME") {
+        Some(home) => PathBuf::from(home),
+        None => match non_empty("XDG_DATA_HOME") {
+            Some(data) => PathBuf::from(data).join("queuectl"),
+            None => match non_empty("HOME") {
+                Some(home) => PathBuf::from(home).join(".local/share/queuectl"),
+                None => {
+                    return Err(Failure::usage(
+                        "cannot find a home directory; set QUEUECTL_HOME or pass --db",
+                    ));
+                }
+            },
+        },
+    };
+    Ok(home.join("queue.db"))
+}
+
+/// Converts an I/O error on stdout into a failure (a closed pipe ends quietly).
+pub(crate) fn printed(result: std::io::Result<()>) -> Result<(), Failure> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::runtime(format!("cannot write output: {e}"))),
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(queuectl::cli::main(std::env::args_os()));
+}

@@ -1,0 +1,306 @@
+//! Persistence: the [`Store`] trait and one module per backend.
+//!
+//! A store persists jobs, attempts, workers and settings, and offers each operation
+//! the queue needs as one atomic call. It never decides what a job's next state is:
+//! callers hand it [`Transition`]s computed by [`crate::job`], and it applies them
+//! *fenced*, that is only while the job is still `processing` under the lease token
+//! the caller holds. SQL and dialect details stay inside the backend modules.
+//!
+//! Times are Unix milliseconds from the store's own clock (the local clock for
+//! SQLite, the database server's for PostgreSQL), so workers on hosts with skewed
+//! clocks still agree on leases and backoff.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::StoreError;
+use crate::job::{Job, JobState, NewJob, Transition};
+
+pub mod postgres;
+pub mod sqlite;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where the store lives, parsed from `--db` / `QUEUECTL_DB`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(postgres::PgLocation),
+}
+
+impl Location {
+    /// `postgres://` and `postgresql://` URLs select PostgreSQL; anything else is a
+    /// SQLite file path.
+    pub fn parse(text: &str, schema: Option<&str>) -> Result<Location> {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return postgres::PgLocation::parse(text, schema).map(Location::Postgres);
+        }
+        if text.is_empty() {
+            return Err(StoreError::BadLocation(
+                "the store path is empty; give a file path or a postgres:// URL with --db".into(),
+            ));
+        }
+        Ok(Location::Sqlite(PathBuf::from(text)))
+    }
+
+    /// A description safe to print: never contains a password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(path) => format!("sqlite:{}", path.display()),
+            Location::Postgres(pg) => pg.describe(),
+        }
+    }
+}
+
+/// Opens (and if needed creates and migrates) the store at `location`.
+pub fn open(location: &Location) -> Result<Box<dyn Store>> {
+    match location {
+        Location::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+        Location::Postgres(pg) => Ok(Box::new(postgres::PgStore::open(pg)?)),
+    }
+}
+
+/// Identifies one run of a job: the fencing token every write about the run carries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub job_id: String,
+    pub token: i64,
+}
+
+/// How an attempt ended, for the attempt history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptEnd {
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+impl AttemptEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptEnd::Succeeded => "succeeded",
+            AttemptEnd::Failed => "failed",
+            AttemptEnd::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// A finished (or interrupted) run to record, fenced by its lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub lease: Lease,
+    pub worker_id: Option<String>,
+    pub end: AttemptEnd,
+    pub transition: Transition,
+    pub output_tail: Option<String>,
+    /// Only apply if the lease has expired by the store's clock (used by recovery, so
+    /// a slow but live worker that renewed in the meantime keeps its job).
+    pub only_if_expired: bool,
+}
+
+/// One attempt from the history, for `show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub lease_token: i64,
+    pub worker_id: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: i64,
+    pub outcome: String,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// What a stop request asks of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum StopRequest {
+    #[default]
+    None,
+    /// Finish the current job, then exit.
+    Graceful,
+    /// Kill the running jobs (they go back to `pending`), then exit.
+    Force,
+}
+
+impl StopRequest {
+    pub fn from_code(code: i64) -> StopRequest {
+        match code {
+            0 => StopRequest::None,
+            1 => StopRequest::Graceful,
+            _ => StopRequest::Force,
+        }
+    }
+
+    pub fn code(self) -> i64 {
+        match self {
+            StopRequest::None => 0,
+            StopRequest::Graceful => 1,
+            StopRequest::Force => 2,
+        }
+    }
+}
+
+/// A worker as registered by `worker start`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    /// The process start time (clock ticks since boot on Linux), so a reused pid is
+    /// not mistaken for the worker.
+    pub pid_start: i64,
+}
+
+/// A worker's state as shown by `worker list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    Idle,
+    Busy,
+    Stopping,
+    Stopped,
+    Lost,
+}
+
+impl WorkerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Idle => "idle",
+            WorkerState::Busy => "busy",
+            WorkerState::Stopping => "stopping",
+            WorkerState::Stopped => "stopped",
+            WorkerState::Lost => "lost",
+        }
+    }
+
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            WorkerState::Idle | WorkerState::Busy | WorkerState::Stopping
+        )
+    }
+}
+
+/// A worker row with its derived state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerRow {
+    pub info: WorkerInfo,
+    pub state: WorkerState,
+    pub job: Option<String>,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+}
+
+/// A job in `processing`, with what recovery needs to judge it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningJob {
+    pub lease: Lease,
+    pub attempts: i64,
+    pub interruptions: i64,
+    pub worker: Option<WorkerInfo>,
+    pub lease_expired: bool,
+}
+
+/// Job counts per state and the oldest pending job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub by_state: BTreeMap<&'static str, i64>,
+    /// `created_at` of the oldest job waiting in `pending`.
+    pub oldest_pending_at: Option<i64>,
+    /// The store's clock when the counts were taken.
+    pub now: i64,
+}
+
+impl Counts {
+    pub fn get(&self, state: JobState) -> i64 {
+        self.by_state.get(state.as_str()).copied().unwrap_or(0)
+    }
+}
+
+/// Identifies one worker process (all the workers one `worker start` runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessKey {
+    pub host: String,
+    pub pid: i64,
+}
+
+/// One round trip of a worker process: everything it has to tell the store and
+/// everything it wants from it, in one transaction (group commit).
+#[derive(Debug, Default)]
+pub struct Exchange<'a> {
+    /// Runs that ended since the last exchange.
+    pub finished: &'a [Finished],
+    /// Leases to renew: the jobs this process is running.
+    pub renew: &'a [Lease],
+    /// The process asking: stop requests to its workers are read, and with `beat`
+    /// their heartbeat is renewed. Reading alone writes nothing, so wake-ups caused
+    /// by our own commits do not cause more commits.
+    pub process: Option<&'a ProcessKey>,
+    pub beat: bool,
+    /// Idle workers that want a job: up to one job is claimed for each.
+    pub claim_for: &'a [String],
+    pub lease_timeout: Duration,
+}
+
+/// The store's answer to an [`Exchange`].
+#[derive(Debug, Default)]
+pub struct ExchangeReply {
+    /// Jobs claimed, each paired with the worker it was claimed for.
+    pub claimed: Vec<(String, Job)>,
+    /// Finished runs that were not recorded because the lease was no longer theirs.
+    pub rejected: Vec<Lease>,
+    /// Leases that could not be renewed: another worker owns the job now.
+    pub lost: Vec<Lease>,
+    /// The strongest stop request addressed to the process's live workers.
+    pub stop: StopRequest,
+    /// When fewer jobs were claimed than asked: how long until the next `failed` job
+    /// becomes claimable, if any.
+    pub next_due_in: Option<Duration>,
+}
+
+/// Called when the store may have new work (a cross-process wake-up).
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// The operations queuectl needs from a backend. Each method is one transaction.
+pub trait Store: Send {
+    /// Where this store is, safe to print.
+    fn describe(&self) -> String;
+
+    /// The directory for per-attempt output files and run markers on this host.
+    fn spool_dir(&self) -> PathBuf;
+
+    /// Starts delivering wake-ups (enqueues, stop requests) to `wake` from a
+    /// background thread. Callers still poll as a fallback.
+    fn subscribe(&self, wake: Wake) -> Result<()>;
+
+    /// All stored settings (see [`crate::config`]).
+    fn settings(&mut self) -> Result<BTreeMap<String, String>>;
+    fn set_setting(&mut self, key: &str, value: &str) -> Result<()>;
+
+    /// Inserts all jobs or none (a duplicate id fails the whole batch). Returns the
+    /// store time used as their `created_at`.
+    fn enqueue(&mut self, jobs: &[NewJob]) -> Result<i64>;
+
+    fn job(&mut self, id: &str) -> Result<Option<Job>>;
+    fn attempts(&mut self, id: &str) -> Result<Vec<AttemptRecord>>;
+    /// Jobs in creation order, optionally of one state and at most `limit`.
+    fn list(&mut self, state: Option<JobState>, limit: Option<usize>) -> Result<Vec<Job>>;
+    fn counts(&mut self) -> Result<Counts>;
+
+    /// Puts dead jobs back to `pending` with `attempts` reset. All or nothing: if any
+    /// id is unknown or not dead, nothing changes. `None` retries every dead job.
+    fn retry_dead(&mut self, ids: Option<&[String]>) -> Result<Vec<String>>;
+
+    fn register_workers(&mut self, workers: &[WorkerInfo]) -> Result<()>;
+    /// Marks workers as ended (`stopped` or `lost`).
+    fn end_workers(&mut self, ids: &[String], state: WorkerState) -> Result<()>;
+    fn workers(&mut self, include_ended: bool) -> Result<Vec<WorkerRow>>;
+    /// Asks live workers (on `host`, or everywhere) to stop; returns their ids.
+    fn request_stop(&mut self, host: Option<&str>, stop: StopRequest) -> Result<Vec<String>>;
+
+    /// The worker round trip; see [`Exchange`].
+    fn exchange(&mut self, exchange: &Exchange<'_>) -> Result<ExchangeReply>;
+
+    /// Every job in `processing`, for recovery.
+    fn running_jobs(&mut self) -> Result<Vec<RunningJob>>;
+}

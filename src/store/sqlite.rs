@@ -1,0 +1,781 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Invariants kept here:
+//! - Every write runs in a `BEGIN IMMEDIATE` transaction, so a transaction never has
+//!   to upgrade a read lock to a write lock (the case where SQLite returns
+//!   `SQLITE_BUSY` at once, ignoring the busy timeout). Together with the busy
+//!   timeout this keeps `database is locked` away from users.
+//! - A claim is one `UPDATE ... RETURNING` inside that write transaction: SQLite has a
+//!   single writer, so no two connections, threads or processes can claim one job.
+//! - `synchronous=FULL`: when a transaction commits, it survives power loss.
+//! - The file is created 0600 inside a directory created 0700.
+
+use std::collections::BTreeMap;
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
+
+use super::{
+    AttemptEnd, AttemptRecord, Counts, Exchange, ExchangeReply, Finished, Lease, Result,
+    RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+};
+use crate::config::Config;
+use crate::error::StoreError;
+use crate::job::{Job, JobState, NewJob};
+
+/// `PRAGMA application_id`: marks a file as a queuectl store ("QCTL").
+const APPLICATION_ID: i64 = 0x5143_544C;
+
+/// Migrations, applied in order; `PRAGMA user_version` counts the applied ones.
+const MIGRATIONS: &[&str] = &[include_str!("sqlite/0001_init.sql")];
+
+/// How long a statement waits for another writer before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The columns [`job_from_row`] reads, in its order.
+const JOB_COLUMNS: &str = "id, command, cwd, state, attempts, max_retries, interruptions, \
+     created_at, updated_at, next_run_at, lease_token, lease_expires_at, worker_id, \
+     started_at, finished_at, exit_code, last_error";
+
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating it (0600, in a 0700 directory) and
+    /// migrating it as needed. Refuses directories, files that are not queuectl
+    /// stores and stores from a newer queuectl.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        create_private_file(path)?;
+        let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
+        let mut store = SqliteStore {
+            conn,
+            path: path.to_owned(),
+        };
+        store.migrate()?;
+        store
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(db_error)?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let app_id: i64 = self
+            .conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(|e| open_error(&path, e))?;
+        let version = self.user_version()?;
+        if app_id == APPLICATION_ID && version == MIGRATIONS.len() as i64 {
+            return Ok(());
+        }
+        if app_id != APPLICATION_ID && (app_id != 0 || self.has_tables()?) {
+            return Err(not_a_store(&path));
+        }
+        let journal: String = self
+            .conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(db_error)?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!(
+                "could not switch {} to WAL mode (got {journal}); is it on a network file system?",
+                path.display()
+            )));
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_error)?;
+        let app_id: i64 = tx
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(db_error)?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db_error)?;
+        if app_id != APPLICATION_ID && app_id != 0 {
+            return Err(not_a_store(&path));
+        }
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew {
+                found: version,
+                supported: MIGRATIONS.len() as i64,
+            });
+        }
+        for sql in &MIGRATIONS[usize::try_from(version).unwrap_or(0)..] {
+            tx.execute_batch(sql).map_err(db_error)?;
+        }
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(db_error)?;
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)
+            .map_err(db_error)?;
+        tx.commit().map_err(db_error)
+    }
+
+    fn user_version(&self) -> Result<i64> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db_error)?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew {
+                found: version,
+                supported: MIGRATIONS.len() as i64,
+            });
+        }
+        Ok(version)
+    }
+
+    fn has_tables(&self) -> Result<bool> {
+        self.conn
+            .query_row("SELECT count(*) > 0 FROM sqlite_schema", [], |r| r.get(0))
+            .map_err(db_error)
+    }
+
+    fn write<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<T>,
+    ) -> Result<T> {
+        self.transact(TransactionBehavior::Immediate, f)
+    }
+
+    /// Runs `f` in one transaction. Writers must pass `Immediate` (see the module docs);
+    /// `Deferred` is for transactions that only read.
+    fn transact<T>(
+        &mut self,
+        behavior: TransactionBehavior,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<T>,
+    ) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(behavior)
+            .map_err(db_error)?;
+        let value = f(&tx, now_ms())?;
+        tx.commit().map_err(db_error)?;
+        Ok(value)
+    }
+
+    fn lease_timeout(&mut self) -> Result<Duration> {
+        Ok(Config::from_stored(&self.settings()?).lease_timeout)
+    }
+}
+
+impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    fn spool_dir(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_owned();
+        name.push(".spool");
+        self.path.with_file_name(name)
+    }
+
+    fn subscribe(&self, wake: Wake) -> Result<()> {
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let mut wal = self.path.file_name().unwrap_or_default().to_owned();
+        wal.push("-wal");
+        watch_wal(&dir, wal.into(), wake)
+    }
+
+    fn settings(&mut self) -> Result<BTreeMap<String, String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key, value FROM settings")
+            .map_err(db_error)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_error)
+    }
+
+    fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        self.write(|tx, _| {
+            tx.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(db_error)?;
+            Ok(())
+        })
+    }
+
+    fn enqueue(&mut self, jobs: &[NewJob]) -> Result<i64> {
+        let default_retries = Config::from_stored(&self.settings()?).max_retries;
+        self.write(|tx, now| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO jobs (id, command, cwd, state, max_retries, created_at, \
+                     updated_at, next_run_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?5)",
+                )
+                .map_err(db_error)?;
+            for job in jobs {
+                let max_retries = job.max_retries.unwrap_or(default_retries);
+                stmt.execute(params![job.id, job.command, job.cwd, max_retries, now])
+                    .map_err(|e| match e.sqlite_error_code() {
+                        Some(ErrorCode::ConstraintViolation) => {
+                            StoreError::DuplicateId(job.id.clone())
+                        }
+                        _ => db_error(e),
+                    })?;
+            }
+            Ok(now)
+        })
+    }
+
+    fn job(&mut self, id: &str) -> Result<Option<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS}, (SELECT output_tail FROM attempts a WHERE a.job_id = j.id \
+             ORDER BY a.lease_token DESC LIMIT 1) FROM jobs j WHERE id = ?1"
+        );
+        self.conn
+            .query_row(&sql, [id], |row| {
+                let mut job = job_from_row(row)?;
+                job.output_tail = row.get(17)?;
+                Ok(job)
+            })
+            .optional()
+            .map_err(db_error)
+    }
+
+    fn attempts(&mut self, id: &str) -> Result<Vec<AttemptRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT lease_token, worker_id, started_at, finished_at, outcome, exit_code, \
+                 error FROM attempts WHERE job_id = ?1 ORDER BY lease_token",
+            )
+            .map_err(db_error)?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(AttemptRecord {
+                    lease_token: r.get(0)?,
+                    worker_id: r.get(1)?,
+                    started_at: r.get(2)?,
+                    finished_at: r.get(3)?,
+                    outcome: r.get(4)?,
+                    exit_code: r.get(5)?,
+                    error: r.get(6)?,
+                })
+            })
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_error)
+    }
+
+    fn list(&mut self, state: Option<JobState>, limit: Option<usize>) -> Result<Vec<Job>> {
+        let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        let sql = match state {
+            Some(_) => format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2"
+            ),
+            None => format!("SELECT {JOB_COLUMNS} FROM jobs WHERE ?1 IS NULL ORDER BY seq LIMIT ?2"),
+        };
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(db_error)?;
+        let rows = stmt
+            .query_map(params![state.map(JobState::as_str), limit], job_from_row)
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_error)
+    }
+
+    fn counts(&mut self) -> Result<Counts> {
+        let mut counts = Counts {
+            now: now_ms(),
+            ..Counts::default()
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")
+            .map_err(db_error)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(db_error)?;
+        for row in rows {
+            let (state, n) = row.map_err(db_error)?;
+            if let Ok(state) = state.parse::<JobState>() {
+                counts.by_state.insert(state.as_str(), n);
+            }
+        }
+        counts.oldest_pending_at = self
+            .conn
+            .query_row(
+                "SELECT min(created_at) FROM jobs WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_error)?;
+        Ok(counts)
+    }
+
+    fn retry_dead(&mut self, ids: Option<&[String]>) -> Result<Vec<String>> {
+        self.write(|tx, now| {
+            let ids: Vec<String> = match ids {
+                Some(ids) => {
+                    for id in ids {
+                        let state: Option<String> = tx
+                            .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+                            .optional()
+                            .map_err(db_error)?;
+                        check_dead(id, state.as_deref())?;
+                    }
+                    ids.to_vec()
+                }
+                None => {
+                    let mut stmt = tx
+                        .prepare("SELECT id FROM jobs WHERE state = 'dead' ORDER BY seq")
+                        .map_err(db_error)?;
+                    let rows = stmt.query_map([], |r| r.get(0)).map_err(db_error)?;
+                    rows.collect::<rusqlite::Result<_>>().map_err(db_error)?
+                }
+            };
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'pending', attempts = 0, interruptions = 0, \
+                     next_run_at = ?2, updated_at = ?2 WHERE id = ?1 AND state = 'dead'",
+                )
+                .map_err(db_error)?;
+            for id in &ids {
+                stmt.execute(params![id, now]).map_err(db_error)?;
+            }
+            Ok(ids)
+        })
+    }
+
+    fn register_workers(&mut self, workers: &[WorkerInfo]) -> Result<()> {
+        self.write(|tx, now| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO workers (id, host, pid, pid_start, started_at, \
+                     heartbeat_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                )
+                .map_err(db_error)?;
+            for w in workers {
+                stmt.execute(params![w.id, w.host, w.pid, w.pid_start, now])
+                    .map_err(db_error)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn end_workers(&mut self, ids: &[String], state: WorkerState) -> Result<()> {
+        self.write(|tx, now| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE workers SET ended_at = ?2, end_state = ?3 \
+                     WHERE id = ?1 AND ended_at IS NULL",
+                )
+                .map_err(db_error)?;
+            for id in ids {
+                stmt.execute(params![id, now, state.as_str()])
+                    .map_err(db_error)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn workers(&mut self, include_ended: bool) -> Result<Vec<WorkerRow>> {
+        let stale_before = now_ms() - millis(self.lease_timeout()?);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT w.id, w.host, w.pid, w.pid_start, w.started_at, w.heartbeat_at, \
+                 w.stop_requested, w.end_state, \
+                 (SELECT j.id FROM jobs j WHERE j.worker_id = w.id AND j.state = 'processing' LIMIT 1) \
+                 FROM workers w ORDER BY w.started_at, w.id",
+            )
+            .map_err(db_error)?;
+        let rows = stmt
+            .query_map([], |r| {
+                let job: Option<String> = r.get(8)?;
+                let end_state: Option<String> = r.get(7)?;
+                let heartbeat_at: i64 = r.get(5)?;
+                let stop = StopRequest::from_code(r.get(6)?);
+                Ok(WorkerRow {
+                    info: WorkerInfo {
+                        id: r.get(0)?,
+                        host: r.get(1)?,
+                        pid: r.get(2)?,
+                        pid_start: r.get(3)?,
+                    },
+                    state: worker_state(end_state.as_deref(), heartbeat_at < stale_before, stop, job.is_some()),
+                    job,
+                    started_at: r.get(4)?,
+                    heartbeat_at,
+                })
+            })
+            .map_err(db_error)?;
+        let all: Vec<WorkerRow> = rows.collect::<rusqlite::Result<_>>().map_err(db_error)?;
+        Ok(all
+            .into_iter()
+            .filter(|w| include_ended || w.state.is_live())
+            .collect())
+    }
+
+    fn request_stop(&mut self, host: Option<&str>, stop: StopRequest) -> Result<Vec<String>> {
+        let lease = millis(self.lease_timeout()?);
+        self.write(|tx, now| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE workers SET stop_requested = max(stop_requested, ?1) \
+                     WHERE ended_at IS NULL AND heartbeat_at >= ?2 AND (?3 IS NULL OR host = ?3) \
+                     RETURNING id",
+                )
+                .map_err(db_error)?;
+            let rows = stmt
+                .query_map(params![stop.code(), now - lease, host], |r| r.get(0))
+                .map_err(db_error)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db_error)
+        })
+    }
+
+    fn exchange(&mut self, ex: &Exchange<'_>) -> Result<ExchangeReply> {
+        let lease = millis(ex.lease_timeout);
+        let writes = !ex.finished.is_empty()
+            || !ex.renew.is_empty()
+            || ex.beat
+            || !ex.claim_for.is_empty();
+        let behavior = if writes {
+            TransactionBehavior::Immediate
+        } else {
+            TransactionBehavior::Deferred
+        };
+        self.transact(behavior, |tx, now| {
+            let mut reply = ExchangeReply::default();
+            for finished in ex.finished {
+                if !record_finished(tx, now, finished)? {
+                    reply.rejected.push(finished.lease.clone());
+                }
+            }
+            for held in ex.renew {
+                let renewed = tx
+                    .prepare_cached(
+                        "UPDATE jobs SET lease_expires_at = ?3 \
+                         WHERE id = ?1 AND lease_token = ?2 AND state = 'processing'",
+                    )
+                    .and_then(|mut s| s.execute(params![held.job_id, held.token, now + lease]))
+                    .map_err(db_error)?;
+                if renewed == 0 {
+                    reply.lost.push(held.clone());
+                }
+            }
+            if let Some(process) = ex.process {
+                if ex.beat {
+                    tx.prepare_cached(
+                        "UPDATE workers SET heartbeat_at = ?3 \
+                         WHERE host = ?1 AND pid = ?2 AND ended_at IS NULL",
+                    )
+                    .and_then(|mut s| s.execute(params![process.host, process.pid, now]))
+                    .map_err(db_error)?;
+                }
+                let stop: Option<i64> = tx
+                    .prepare_cached(
+                        "SELECT max(stop_requested) FROM workers \
+                         WHERE host = ?1 AND pid = ?2 AND ended_at IS NULL",
+                    )
+                    .and_then(|mut s| s.query_row(params![process.host, process.pid], |r| r.get(0)))
+                    .map_err(db_error)?;
+                reply.stop = StopRequest::from_code(stop.unwrap_or(0));
+            }
+            let claim_sql = format!(
+                "UPDATE jobs SET state = 'processing', lease_token = lease_token + 1, \
+                 lease_expires_at = ?1 + ?2, worker_id = ?3, started_at = ?1, updated_at = ?1 \
+                 WHERE seq = (SELECT seq FROM jobs WHERE state IN ('pending', 'failed') \
+                 AND next_run_at <= ?1 ORDER BY next_run_at, seq LIMIT 1) RETURNING {JOB_COLUMNS}"
+            );
+            for worker in ex.claim_for {
+                let job = tx
+                    .prepare_cached(&claim_sql)
+                    .and_then(|mut s| s.query_row(params![now, lease, worker], job_from_row).optional())
+                    .map_err(db_error)?;
+                match job {
+                    Some(job) => reply.claimed.push((worker.clone(), job)),
+                    None => break,
+                }
+            }
+            if reply.claimed.len() < ex.claim_for.len() {
+                let next: Option<i64> = tx
+                    .prepare_cached(
+                        "SELECT min(next_run_at) FROM jobs WHERE state IN ('pending', 'failed')",
+                    )
+                    .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                    .map_err(db_error)?;
+                reply.next_due_in =
+                    next.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
+            }
+            Ok(reply)
+        })
+    }
+
+    fn running_jobs(&mut self) -> Result<Vec<RunningJob>> {
+        let now = now_ms();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT j.id, j.lease_token, j.attempts, j.interruptions, \
+                 coalesce(j.lease_expires_at, 0) < ?1, w.id, w.host, w.pid, w.pid_start \
+                 FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id \
+                 WHERE j.state = 'processing'",
+            )
+            .map_err(db_error)?;
+        let rows = stmt
+            .query_map([now], |r| {
+                let worker_id: Option<String> = r.get(5)?;
+                let worker = match worker_id {
+                    Some(id) => Some(WorkerInfo {
+                        id,
+                        host: r.get(6)?,
+                        pid: r.get(7)?,
+                        pid_start: r.get(8)?,
+                    }),
+                    None => None,
+                };
+                Ok(RunningJob {
+                    lease: Lease {
+                        job_id: r.get(0)?,
+                        token: r.get(1)?,
+                    },
+                    attempts: r.get(2)?,
+                    interruptions: r.get(3)?,
+                    lease_expired: r.get(4)?,
+                    worker,
+                })
+            })
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_error)
+    }
+}
+
+/// Applies one finished run if its lease still holds; returns whether it did.
+fn record_finished(tx: &rusqlite::Transaction<'_>, now: i64, f: &Finished) -> Result<bool> {
+    let t = &f.transition;
+    let started_at: Option<Option<i64>> = tx
+        .prepare_cached(
+            "UPDATE jobs SET state = ?3, attempts = ?4, interruptions = ?5, next_run_at = ?6, \
+             exit_code = ?7, last_error = ?8, finished_at = ?9, updated_at = ?9, \
+             lease_expires_at = NULL \
+             WHERE id = ?1 AND lease_token = ?2 AND state = 'processing' \
+             AND (?10 = 0 OR coalesce(lease_expires_at, 0) < ?9) RETURNING started_at",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    f.lease.job_id,
+                    f.lease.token,
+                    t.state.as_str(),
+                    t.attempts,
+                    t.interruptions,
+                    now + millis(t.run_after),
+                    t.exit_code,
+                    t.last_error,
+                    now,
+                    f.only_if_expired,
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .map_err(db_error)?;
+    let Some(started_at) = started_at else {
+        return Ok(false);
+    };
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO attempts (job_id, lease_token, worker_id, started_at, \
+         finished_at, outcome, exit_code, error, output_tail) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            f.lease.job_id,
+            f.lease.token,
+            f.worker_id,
+            started_at,
+            now,
+            f.end.as_str(),
+            t.exit_code,
+            if f.end == AttemptEnd::Succeeded {
+                None
+            } else {
+                t.last_error.as_deref()
+            },
+            f.output_tail,
+        ])
+    })
+    .map_err(db_error)?;
+    Ok(true)
+}
+
+fn check_dead(id: &str, state: Option<&str>) -> Result<()> {
+    match state {
+        None => Err(StoreError::NotFound(id.to_owned())),
+        Some("dead") => Ok(()),
+        Some(state) => Err(StoreError::Conflict(format!(
+            "job '{id}' is {state}, not dead; only dead jobs can be retried (`queuectl dlq list` shows them)"
+        ))),
+    }
+}
+
+/// Derives what `worker list` shows from the stored facts.
+pub(crate) fn worker_state(
+    end_state: Option<&str>,
+    stale: bool,
+    stop: StopRequest,
+    busy: bool,
+) -> WorkerState {
+    match end_state {
+        Some("stopped") => WorkerState::Stopped,
+        Some(_) => WorkerState::Lost,
+        None if stale => WorkerState::Lost,
+        None if stop != StopRequest::None => WorkerState::Stopping,
+        None if busy => WorkerState::Busy,
+        None => WorkerState::Idle,
+    }
+}
+
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    let state: String = row.get(3)?;
+    Ok(Job {
+        id: row.get(0)?,
+        command: row.get(1)?,
+        cwd: row.get(2)?,
+        state: state.parse().map_err(|e: crate::error::InputError| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
+        })?,
+        attempts: row.get(4)?,
+        max_retries: row.get(5)?,
+        interruptions: row.get(6)?,
+        created_at: row.get(7)?,
+        updated_at: row.get(8)?,
+        next_run_at: row.get(9)?,
+        lease_token: row.get(10)?,
+        lease_expires_at: row.get(11)?,
+        worker_id: row.get(12)?,
+        started_at: row.get(13)?,
+        finished_at: row.get(14)?,
+        exit_code: row.get(15)?,
+        last_error: row.get(16)?,
+        output_tail: None,
+    })
+}
+
+/// Creates the store file 0600 (and missing directories 0700) before SQLite opens it,
+/// so no other user can ever read it, not even for an instant.
+fn create_private_file(path: &Path) -> Result<()> {
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(StoreError::BadLocation(format!(
+                "{} is a directory, not a queuectl store; give a file path with --db",
+                path.display()
+            )));
+        }
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(StoreError::BadLocation(format!(
+                "cannot use {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                StoreError::BadLocation(format!("cannot create {}: {e}", dir.display()))
+            })?;
+    }
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::BadLocation(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Wakes `wake` whenever the WAL file changes, that is on every commit by any
+/// process. inotify costs nothing while idle, unlike a tight polling loop.
+fn watch_wal(dir: &Path, wal_name: PathBuf, wake: Wake) -> Result<()> {
+    let inotify = inotify::Inotify::init()
+        .map_err(|e| StoreError::Unavailable(format!("inotify unavailable: {e}")))?;
+    inotify
+        .watches()
+        .add(
+            dir,
+            inotify::WatchMask::MODIFY | inotify::WatchMask::CREATE,
+        )
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot watch {}: {e}", dir.display()))
+        })?;
+    thread::Builder::new()
+        .name("wal-watch".into())
+        .spawn(move || {
+            let mut inotify = inotify;
+            let mut buffer = [0u8; 4096];
+            while let Ok(events) = inotify.read_events_blocking(&mut buffer) {
+                let ours = events
+                    .into_iter()
+                    .any(|e| e.name.is_some_and(|n| Path::new(n) == wal_name));
+                if ours {
+                    wake();
+                }
+            }
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start a thread: {e}")))?;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn not_a_store(path: &Path) -> StoreError {
+    StoreError::BadLocation(format!(
+        "{} is not a queuectl database; point --db at a queuectl store or a new file",
+        path.display()
+    ))
+}
+
+fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => not_a_store(path),
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
+            StoreError::BadLocation(format!("cannot open {}: {e}", path.display()))
+        }
+        _ => db_error(e),
+    }
+}
+
+fn db_error(e: rusqlite::Error) -> StoreError {
+    let hint = match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "; another process held the store for too long, try again"
+        }
+        Some(ErrorCode::DiskFull) => "; free some disk space",
+        _ => "",
+    };
+    StoreError::Unavailable(format!("SQLite error: {e}{hint}"))
+}

@@ -1,0 +1,684 @@
+//! The worker process: one supervisor thread that talks to the store, and one slot
+//! thread per worker that runs commands.
+//!
+//! The supervisor is the only thread that touches the store. It folds everything it
+//! has to say (finished runs, lease renewals, claims for idle slots) into one
+//! transaction per round ([`Exchange`]), which is what makes group commit and batched
+//! claims possible. It never sleeps while holding a job: it waits on one channel for
+//! slot results, wake-ups (a commit by another process, a signal) and its timers.
+//!
+//! If the store fails, running jobs keep running, results are kept in memory and the
+//! supervisor retries with backoff; it never exits because of a store outage.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::StoreError;
+use crate::job::{Job, Outcome, after_attempt, after_forced_stop};
+use crate::log;
+use crate::store::{
+    AttemptEnd, Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store,
+    WorkerInfo, WorkerState,
+};
+use crate::worker::exec::{self, Execution, RunHandle, Spool};
+use crate::worker::{platform, recovery};
+
+/// How a worker runs a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Executor {
+    /// `sh -c COMMAND`: what users get.
+    Shell,
+    /// Succeeds at once without starting a process: measures the queue alone.
+    Noop,
+}
+
+/// What `worker start` asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub count: usize,
+    /// Exit once no job is pending, processing or failed.
+    pub burst: bool,
+    pub executor: Executor,
+    /// Print a line per job start and end.
+    pub log_jobs: bool,
+    /// Stop on SIGINT/SIGTERM (first: drain, second: force).
+    pub handle_signals: bool,
+}
+
+/// What a worker process did, reported when it exits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub interrupted: u64,
+}
+
+/// How often a recovery pass runs.
+const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+/// How long an idle worker waits without any wake-up before looking anyway.
+const POLL_FALLBACK: Duration = Duration::from_secs(1);
+/// Poll interval when cross-process wake-ups are unavailable.
+const POLL_WITHOUT_WAKEUPS: Duration = Duration::from_millis(50);
+/// Time a killed job's group gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(3);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+enum Event {
+    Done { slot: usize, execution: Execution },
+    Wake,
+    Signal,
+}
+
+struct Run {
+    job: Job,
+    started: Instant,
+    /// Killed on purpose (forced stop): goes back to pending for free.
+    forced: bool,
+    /// The lease was lost: another worker owns the job, drop the result.
+    lost: bool,
+    kill_at: Option<Instant>,
+}
+
+struct Slot {
+    worker_id: String,
+    jobs: Option<Sender<Job>>,
+    handle: Arc<RunHandle>,
+    thread: Option<JoinHandle<()>>,
+    run: Option<Run>,
+}
+
+/// Runs a worker process until it is stopped; see the module docs.
+pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, StoreError> {
+    let (events, inbox) = mpsc::channel();
+    let host = platform::host_name();
+    let (pid, pid_start) = platform::current_process();
+    let process = ProcessKey {
+        host: host.clone(),
+        pid,
+    };
+    let spool = Spool::new(store.spool_dir());
+    spool.create().map_err(|e| {
+        StoreError::Unavailable(format!("cannot create the spool directory: {e}"))
+    })?;
+    let poll = subscribe(store.as_ref(), &events);
+    if options.handle_signals {
+        forward_signals(events.clone());
+    }
+    let infos: Vec<WorkerInfo> = (1..=options.count)
+        .map(|n| WorkerInfo {
+            id: format!("{host}-{pid}-{n}"),
+            host: host.clone(),
+            pid,
+            pid_start,
+        })
+        .collect();
+    store.register_workers(&infos)?;
+    let config = Config::from_stored(&store.settings()?);
+    let slots = infos
+        .iter()
+        .enumerate()
+        .map(|(n, info)| start_slot(n, info, options.executor, &spool, &events))
+        .collect::<Result<Vec<_>, _>>()?;
+    log::info(&format!(
+        "{} worker(s) started on {} (pid {pid}), store {}",
+        options.count,
+        host,
+        store.describe()
+    ));
+    let mut supervisor = Supervisor {
+        store,
+        options: options.clone(),
+        process,
+        spool,
+        config,
+        slots,
+        inbox,
+        poll,
+        stop: StopRequest::None,
+        finished: Vec::new(),
+        want_claim: true,
+        woken: true,
+        next_beat: Instant::now(),
+        next_recovery: Instant::now(),
+        next_due: None,
+        retry_at: None,
+        retry_delay: Duration::from_millis(100),
+        reconnected_at: None,
+        summary: Summary::default(),
+    };
+    supervisor.run_loop();
+    supervisor.shut_down(&infos);
+    Ok(supervisor.summary)
+}
+
+struct Supervisor {
+    store: Box<dyn Store>,
+    options: Options,
+    process: ProcessKey,
+    spool: Spool,
+    config: Config,
+    slots: Vec<Slot>,
+    inbox: Receiver<Event>,
+    poll: Duration,
+    stop: StopRequest,
+    /// Results not yet recorded (kept across store outages).
+    finished: Vec<Finished>,
+    want_claim: bool,
+    /// Something outside may have changed (a commit elsewhere, a signal).
+    woken: bool,
+    next_beat: Instant,
+    next_recovery: Instant,
+    next_due: Option<Instant>,
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
+    /// When the store came back after an outage.
+    reconnected_at: Option<Instant>,
+    summary: Summary,
+}
+
+impl Supervisor {
+    fn run_loop(&mut self) {
+        loop {
+            if self.stop != StopRequest::None && self.idle() && self.finished.is_empty() {
+                return;
+            }
+            let now = Instant::now();
+            if self.retry_at.is_none_or(|at| now >= at) {
+                let claimed_all = self.exchange(now);
+                if now >= self.next_recovery {
+                    self.recover();
+                    self.next_recovery = now + RECOVERY_INTERVAL;
+                }
+                if self.options.burst && claimed_all == Some(false) && self.burst_done() {
+                    log::info("no job left to run (--burst); stopping");
+                    self.stop = self.stop.max(StopRequest::Graceful);
+                    continue;
+                }
+            }
+            self.escalate_kills(now);
+            self.wait();
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.slots.iter().all(|s| s.run.is_none())
+    }
+
+    /// One round trip. Returns whether every idle slot got a job (`None`: no claim
+    /// was attempted).
+    fn exchange(&mut self, now: Instant) -> Option<bool> {
+        let beat = now >= self.next_beat;
+        let claim_for: Vec<String> = if self.stop == StopRequest::None && self.want_claim {
+            self.slots
+                .iter()
+                .filter(|s| s.run.is_none())
+                .map(|s| s.worker_id.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if self.finished.is_empty() && !beat && claim_for.is_empty() && !self.woken {
+            return None;
+        }
+        let renew: Vec<Lease> = if beat {
+            self.slots
+                .iter()
+                .filter_map(|s| s.run.as_ref())
+                .filter(|r| !r.lost)
+                .map(|r| lease_of(&r.job))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let result = self.store.exchange(&Exchange {
+            finished: &self.finished,
+            renew: &renew,
+            process: Some(&self.process),
+            beat,
+            claim_for: &claim_for,
+            lease_timeout: self.config.lease_timeout,
+        });
+        match result {
+            Ok(reply) => {
+                self.store_recovered(now);
+                self.woken = false;
+                self.finished.clear();
+                if beat {
+                    self.next_beat = now + self.config.heartbeat_interval;
+                    self.refresh_config();
+                }
+                let claimed_all = reply.claimed.len() == claim_for.len();
+                self.want_claim = !claim_for.is_empty() && claimed_all;
+                self.apply(reply, !claim_for.is_empty());
+                (!claim_for.is_empty()).then_some(claimed_all)
+            }
+            Err(e) => {
+                self.store_failed(now, &e);
+                None
+            }
+        }
+    }
+
+    fn apply(&mut self, reply: ExchangeReply, claimed: bool) {
+        for lease in &reply.rejected {
+            log::warn(&format!(
+                "job {}: result not recorded, the lease was taken over by another worker",
+                lease.job_id
+            ));
+        }
+        for lease in &reply.lost {
+            self.lose(lease);
+        }
+        if reply.stop > self.stop {
+            self.request_stop(reply.stop, "stop requested by `queuectl worker stop`");
+        }
+        if claimed {
+            self.next_due = reply.next_due_in.map(|d| Instant::now() + d);
+        }
+        for (worker_id, job) in reply.claimed {
+            self.dispatch(&worker_id, job);
+        }
+    }
+
+    fn dispatch(&mut self, worker_id: &str, job: Job) {
+        let Some(slot) = self.slots.iter_mut().find(|s| s.worker_id == worker_id) else {
+            return;
+        };
+        if self.options.log_jobs {
+            log::info(&format!(
+                "[{}] start job {} (attempt {}): {}",
+                slot.worker_id,
+                job.id,
+                job.attempts + 1,
+                one_line(&job.command)
+            ));
+        }
+        slot.run = Some(Run {
+            job: job.clone(),
+            started: Instant::now(),
+            forced: false,
+            lost: false,
+            kill_at: None,
+        });
+        if let Some(jobs) = &slot.jobs {
+            let _ = jobs.send(job);
+        }
+    }
+
+    /// Another worker owns this job now: stop our copy of it at once.
+    fn lose(&mut self, lease: &Lease) {
+        for slot in &mut self.slots {
+            let Some(run) = slot.run.as_mut() else {
+                continue;
+            };
+            if lease_of(&run.job) == *lease && !run.lost {
+                log::warn(&format!(
+                    "job {}: lease lost (another worker took it over); killing this run",
+                    lease.job_id
+                ));
+                run.lost = true;
+                kill(slot.handle.as_ref(), run);
+            }
+        }
+    }
+
+    fn request_stop(&mut self, stop: StopRequest, why: &str) {
+        self.stop = self.stop.max(stop);
+        match self.stop {
+            StopRequest::Force => {
+                log::info(&format!("{why}: killing running jobs, they go back to pending"));
+                for slot in &mut self.slots {
+                    if let Some(run) = slot.run.as_mut().filter(|r| !r.forced) {
+                        run.forced = true;
+                        kill(slot.handle.as_ref(), run);
+                    }
+                }
+            }
+            StopRequest::Graceful => log::info(&format!(
+                "{why}: finishing running jobs, then exiting (stop again to kill them)"
+            )),
+            StopRequest::None => {}
+        }
+    }
+
+    fn escalate_kills(&mut self, now: Instant) {
+        for slot in &mut self.slots {
+            if let Some(run) = slot.run.as_mut() {
+                if run.kill_at.is_some_and(|at| now >= at) {
+                    slot.handle.signal(libc::SIGKILL);
+                    run.kill_at = None;
+                }
+            }
+        }
+    }
+
+    fn recover(&mut self) {
+        let settled = self
+            .reconnected_at
+            .is_none_or(|at| at.elapsed() >= self.config.lease_timeout);
+        let host = self.process.host.clone();
+        if let Err(e) = recovery::recover(self.store.as_mut(), &host, &self.spool, settled) {
+            self.store_failed(Instant::now(), &e);
+        }
+    }
+
+    fn burst_done(&mut self) -> bool {
+        if !self.idle() || !self.finished.is_empty() {
+            return false;
+        }
+        match self.store.counts() {
+            Ok(counts) => counts
+                .by_state
+                .iter()
+                .all(|(state, n)| *n == 0 || !is_unfinished(state)),
+            Err(e) => {
+                self.store_failed(Instant::now(), &e);
+                false
+            }
+        }
+    }
+
+    fn refresh_config(&mut self) {
+        if let Ok(settings) = self.store.settings() {
+            self.config = Config::from_stored(&settings);
+        }
+    }
+
+    fn store_failed(&mut self, now: Instant, e: &StoreError) {
+        if self.retry_at.is_none() {
+            log::warn(&format!(
+                "store unavailable ({e}); running jobs continue, retrying with backoff"
+            ));
+        }
+        self.retry_at = Some(now + self.retry_delay);
+        self.retry_delay = (self.retry_delay * 2).min(STORE_RETRY_MAX);
+    }
+
+    fn store_recovered(&mut self, now: Instant) {
+        if self.retry_at.take().is_some() {
+            log::info("store reachable again");
+            self.reconnected_at = Some(now);
+        }
+        self.retry_delay = Duration::from_millis(100);
+    }
+
+    /// Waits for the next event or timer, then handles everything that arrived.
+    fn wait(&mut self) {
+        let now = Instant::now();
+        let mut deadline = now + self.poll;
+        let timers = [
+            Some(self.next_beat),
+            Some(self.next_recovery),
+            self.next_due,
+            self.retry_at,
+        ];
+        for at in timers.into_iter().flatten() {
+            deadline = deadline.min(at);
+        }
+        for run in self.slots.iter().filter_map(|s| s.run.as_ref()) {
+            if let Some(at) = run.kill_at {
+                deadline = deadline.min(at);
+            }
+        }
+        let first = match self.inbox.recv_timeout(deadline.saturating_duration_since(now)) {
+            Ok(event) => Some(event),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.stop = StopRequest::Force;
+                None
+            }
+        };
+        if first.is_none() {
+            // A timer fired: a retry may be due, or a wake-up was missed.
+            self.want_claim = true;
+            if self.next_due.is_some_and(|at| Instant::now() >= at) {
+                self.next_due = None;
+            }
+        }
+        let rest = std::iter::from_fn(|| self.inbox.try_recv().ok());
+        let events: Vec<Event> = first.into_iter().chain(rest).collect();
+        for event in events {
+            self.handle(event);
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Done { slot, execution } => self.finish(slot, execution),
+            Event::Wake => {
+                self.woken = true;
+                self.want_claim = true;
+            }
+            Event::Signal => {
+                let next = if self.stop == StopRequest::None {
+                    StopRequest::Graceful
+                } else {
+                    StopRequest::Force
+                };
+                self.request_stop(next, "signal received");
+            }
+        }
+    }
+
+    fn finish(&mut self, index: usize, execution: Execution) {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        let Some(run) = slot.run.take() else {
+            return;
+        };
+        let worker_id = slot.worker_id.clone();
+        self.want_claim = true;
+        let job = &run.job;
+        let took = run.started.elapsed();
+        if run.lost {
+            self.summary.interrupted += 1;
+            return;
+        }
+        let (end, transition) = if run.forced {
+            self.summary.interrupted += 1;
+            let reason = "stopped by force (worker stop --force or a second signal)";
+            (
+                AttemptEnd::Interrupted,
+                after_forced_stop(job.attempts, job.interruptions, reason),
+            )
+        } else {
+            if matches!(execution.outcome, Outcome::Failed { .. }) {
+                // backoff-base is read when a failure happens.
+                self.refresh_config();
+            }
+            let end = match execution.outcome {
+                Outcome::Succeeded => AttemptEnd::Succeeded,
+                Outcome::Failed { .. } => AttemptEnd::Failed,
+                Outcome::Interrupted { .. } => AttemptEnd::Interrupted,
+            };
+            match end {
+                AttemptEnd::Succeeded => self.summary.succeeded += 1,
+                AttemptEnd::Failed => self.summary.failed += 1,
+                AttemptEnd::Interrupted => self.summary.interrupted += 1,
+            }
+            (
+                end,
+                after_attempt(
+                    job.attempts,
+                    job.max_retries,
+                    job.interruptions,
+                    &execution.outcome,
+                    &self.config.backoff,
+                ),
+            )
+        };
+        if self.options.log_jobs {
+            let result = match &execution.outcome {
+                Outcome::Succeeded => "exit 0".to_owned(),
+                Outcome::Failed { error, .. } => error.clone(),
+                Outcome::Interrupted { reason } => reason.clone(),
+            };
+            log::info(&format!(
+                "[{worker_id}] end job {} (attempt {}): {result} after {} ms; now {}",
+                job.id,
+                job.attempts + 1,
+                took.as_millis(),
+                transition.state
+            ));
+        }
+        self.finished.push(Finished {
+            lease: lease_of(job),
+            worker_id: Some(worker_id),
+            end,
+            transition,
+            output_tail: execution.output_tail,
+            only_if_expired: false,
+        });
+    }
+
+    /// Records what is left, deregisters the workers and joins the slot threads.
+    fn shut_down(&mut self, infos: &[WorkerInfo]) {
+        let ids: Vec<String> = infos.iter().map(|w| w.id.clone()).collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let flushed = self.finished.is_empty()
+                || self
+                    .store
+                    .exchange(&Exchange {
+                        finished: &self.finished,
+                        lease_timeout: self.config.lease_timeout,
+                        ..Exchange::default()
+                    })
+                    .is_ok();
+            if flushed {
+                self.finished.clear();
+                if self.store.end_workers(&ids, WorkerState::Stopped).is_ok() {
+                    break;
+                }
+            }
+            if Instant::now() >= deadline {
+                log::warn("could not record the final results; the store will recover the jobs");
+                break;
+            }
+            thread::sleep(self.retry_delay);
+            self.retry_delay = (self.retry_delay * 2).min(STORE_RETRY_MAX);
+        }
+        for slot in &mut self.slots {
+            slot.jobs = None;
+            if let Some(thread) = slot.thread.take() {
+                let _ = thread.join();
+            }
+        }
+        log::info(&format!(
+            "workers stopped: {} succeeded, {} failed, {} interrupted",
+            self.summary.succeeded, self.summary.failed, self.summary.interrupted
+        ));
+    }
+}
+
+fn kill(handle: &RunHandle, run: &mut Run) {
+    handle.signal(libc::SIGTERM);
+    run.kill_at = Some(Instant::now() + KILL_GRACE);
+}
+
+fn lease_of(job: &Job) -> Lease {
+    Lease {
+        job_id: job.id.clone(),
+        token: job.lease_token,
+    }
+}
+
+fn is_unfinished(state: &str) -> bool {
+    state
+        .parse::<crate::job::JobState>()
+        .is_ok_and(|s| s.is_unfinished())
+}
+
+fn one_line(command: &str) -> String {
+    let line = command.lines().next().unwrap_or_default();
+    if line.len() < command.len() {
+        format!("{line} ...")
+    } else {
+        line.to_owned()
+    }
+}
+
+fn start_slot(
+    index: usize,
+    info: &WorkerInfo,
+    executor: Executor,
+    spool: &Spool,
+    events: &Sender<Event>,
+) -> Result<Slot, StoreError> {
+    let (jobs, inbox) = mpsc::channel::<Job>();
+    let handle = Arc::new(RunHandle::default());
+    let thread_handle = Arc::clone(&handle);
+    let spool = spool.clone();
+    let events = events.clone();
+    let thread = thread::Builder::new()
+        .name(info.id.clone())
+        .spawn(move || {
+            while let Ok(job) = inbox.recv() {
+                let execution = match executor {
+                    Executor::Shell => {
+                        exec::run_shell(&job, job.lease_token, &spool, &thread_handle)
+                    }
+                    Executor::Noop => Execution {
+                        outcome: Outcome::Succeeded,
+                        output_tail: None,
+                    },
+                };
+                if events.send(Event::Done { slot: index, execution }).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start a worker thread: {e}")))?;
+    Ok(Slot {
+        worker_id: info.id.clone(),
+        jobs: Some(jobs),
+        handle,
+        thread: Some(thread),
+        run: None,
+    })
+}
+
+/// Starts cross-process wake-ups; returns the idle poll interval to use.
+fn subscribe(store: &dyn Store, events: &Sender<Event>) -> Duration {
+    let events = events.clone();
+    let wake = Arc::new(move || {
+        let _ = events.send(Event::Wake);
+    });
+    match store.subscribe(wake) {
+        Ok(()) => POLL_FALLBACK,
+        Err(e) => {
+            log::warn(&format!(
+                "no wake-ups from the store ({e}); polling every {} ms",
+                POLL_WITHOUT_WAKEUPS.as_millis()
+            ));
+            POLL_WITHOUT_WAKEUPS
+        }
+    }
+}
+
+fn forward_signals(events: Sender<Event>) {
+    let signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]);
+    let mut signals = match signals {
+        Ok(signals) => signals,
+        Err(e) => {
+            log::warn(&format!("cannot handle signals: {e}"));
+            return;
+        }
+    };
+    let spawned = thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if events.send(Event::Signal).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn(&format!("cannot handle signals: {e}"));
+    }
+}
