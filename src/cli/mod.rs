@@ -124,25 +124,10 @@ impl Context {
     }
 }
 
-/// `$QUEUECTL_HOME/queue.db`; `QUEUECTL_HOME` defaults to `$XDG_DATA_HOME/queuectl`,
-/// else `~/.local/share/queuectl`.
 fn default_db_path() -> Result<PathBuf, Failure> {
-    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    let home = match non_empty("QUEUECTL_HOME") {
-        Some(home) => PathBuf::from(home),
-        None => match non_empty("XDG_DATA_HOME") {
-            Some(data) => PathBuf::from(data).join("queuectl"),
-            None => match non_empty("HOME") {
-                Some(home) => PathBuf::from(home).join(".local/share/queuectl"),
-                None => {
-                    return Err(Failure::usage(
-                        "cannot find a home directory; set QUEUECTL_HOME or pass --db",
-                    ));
-                }
-            },
-        },
-    };
-    Ok(home.join("queue.db"))
+    store::data_home()
+        .map(|home| home.join("queue.db"))
+        .ok_or_else(|| Failure::usage("cannot find a home directory; set QUEUECTL_HOME or pass --db"))
 }
 
 /// Converts an I/O error on stdout into a failure (a closed pipe ends quietly).

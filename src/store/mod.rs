@@ -54,6 +54,19 @@ impl Location {
     }
 }
 
+/// queuectl's own directory: `$QUEUECTL_HOME`, else `$XDG_DATA_HOME/queuectl`, else
+/// `~/.local/share/queuectl`. The default SQLite store and host-local files live here.
+pub fn data_home() -> Option<PathBuf> {
+    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(home) = non_empty("QUEUECTL_HOME") {
+        return Some(PathBuf::from(home));
+    }
+    if let Some(data) = non_empty("XDG_DATA_HOME") {
+        return Some(PathBuf::from(data).join("queuectl"));
+    }
+    non_empty("HOME").map(|home| PathBuf::from(home).join(".local/share/queuectl"))
+}
+
 /// Opens (and if needed creates and migrates) the store at `location`.
 pub fn open(location: &Location) -> Result<Box<dyn Store>> {
     match location {

@@ -1,0 +1,9 @@
+//! The black-box test suite: one binary (faster to link on small machines), one module
+//! per capability. Tests written with `backend_test!` run against SQLite and, when
+//! `QUEUECTL_TEST_POSTGRES_URL` is set, PostgreSQL: the conformance suite.
+
+#[path = "../common/mod.rs"]
+#[macro_use]
+pub mod common;
+
+mod smoke;
