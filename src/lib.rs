@@ -8,6 +8,7 @@
 //! - [`cli`] parses arguments and prints results; `main.rs` only calls [`cli::main`].
 
 pub mod backoff;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod error;

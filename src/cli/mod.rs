@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::error::Failure;
 use crate::store::{self, Location, Store};
 
+mod bench;
 mod config;
 mod dlq;
 mod enqueue;
@@ -65,6 +66,8 @@ enum Command {
     /// Queue settings shared by every worker
     #[command(subcommand)]
     Config(config::Command),
+    /// Measure throughput and latency on this machine
+    Bench(bench::Args),
 }
 
 /// Runs queuectl with `args`; returns the process exit code.
@@ -100,6 +103,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Show(args) => jobs::show(&ctx, args),
         Command::Dlq(command) => dlq::run(&ctx, command),
         Command::Config(command) => config::run(&ctx, command),
+        Command::Bench(args) => bench::run(&ctx, args),
     }
 }
 
@@ -111,6 +115,14 @@ pub(crate) struct Context {
 }
 
 impl Context {
+    /// The store named by `--db`, if any (no default).
+    pub fn explicit_location(&self) -> Result<Option<Location>, Failure> {
+        match &self.db {
+            Some(db) => Ok(Some(Location::parse(db, self.schema.as_deref())?)),
+            None => Ok(None),
+        }
+    }
+
     pub fn location(&self) -> Result<Location, Failure> {
         let text = match &self.db {
             Some(db) => db.clone(),
@@ -127,7 +139,9 @@ impl Context {
 fn default_db_path() -> Result<PathBuf, Failure> {
     store::data_home()
         .map(|home| home.join("queue.db"))
-        .ok_or_else(|| Failure::usage("cannot find a home directory; set QUEUECTL_HOME or pass --db"))
+        .ok_or_else(|| {
+            Failure::usage("cannot find a home directory; set QUEUECTL_HOME or pass --db")
+        })
 }
 
 /// Converts an I/O error on stdout into a failure (a closed pipe ends quietly).

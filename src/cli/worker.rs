@@ -63,6 +63,8 @@ fn start(ctx: &Context, count: usize, burst: bool) -> Result<(), Failure> {
         executor: Executor::Shell,
         log_jobs: true,
         handle_signals: true,
+        timings: false,
+        on_spawn: None,
     };
     worker::run(store, &options)?;
     Ok(())
@@ -83,7 +85,10 @@ fn stop(ctx: &Context, force: bool, host: Option<&str>, timeout: f64) -> Result<
     if asked.is_empty() {
         return printed(p.line("No workers running."));
     }
-    eprintln!("Asked {} worker(s) to stop; waiting for them to exit...", asked.len());
+    eprintln!(
+        "Asked {} worker(s) to stop; waiting for them to exit...",
+        asked.len()
+    );
     let deadline = Instant::now() + Duration::from_secs_f64(timeout);
     let here = platform::host_name();
     loop {

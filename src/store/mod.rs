@@ -88,6 +88,8 @@ pub enum AttemptEnd {
     Succeeded,
     Failed,
     Interrupted,
+    /// Claimed ahead of time and given back unstarted: no attempt to record.
+    Released,
 }
 
 impl AttemptEnd {
@@ -96,6 +98,7 @@ impl AttemptEnd {
             AttemptEnd::Succeeded => "succeeded",
             AttemptEnd::Failed => "failed",
             AttemptEnd::Interrupted => "interrupted",
+            AttemptEnd::Released => "released",
         }
     }
 }
@@ -285,6 +288,12 @@ pub trait Store: Send {
     /// Starts delivering wake-ups (enqueues, stop requests) to `wake` from a
     /// background thread. Callers still poll as a fallback.
     fn subscribe(&self, wake: Wake) -> Result<()>;
+
+    /// Whether another connection may have changed the store since the last call.
+    /// Lets a worker ignore the wake-ups its own commits cause.
+    fn changed_elsewhere(&mut self) -> bool {
+        true
+    }
 
     /// All stored settings (see [`crate::config`]).
     fn settings(&mut self) -> Result<BTreeMap<String, String>>;

@@ -36,7 +36,11 @@ impl PgLocation {
         };
         let mut url_schema = None;
         let mut kept = Vec::new();
-        for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+        for pair in query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+        {
             match pair.split_once('=') {
                 Some(("schema", value)) => url_schema = Some(value.to_owned()),
                 _ => kept.push(pair),
@@ -48,10 +52,14 @@ impl PgLocation {
             .unwrap_or_else(|| "queuectl".to_owned());
         if schema.is_empty()
             || schema.len() > 63
-            || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
             || schema.starts_with(|c: char| c.is_ascii_digit())
         {
-            return Err(bad("the schema must be 1-63 letters, digits or underscores, not starting with a digit"));
+            return Err(bad(
+                "the schema must be 1-63 letters, digits or underscores, not starting with a digit",
+            ));
         }
         let rest = base
             .split_once("://")
@@ -64,9 +72,10 @@ impl PgLocation {
         };
         let user = userinfo.split(':').next().unwrap_or_default().to_owned();
         let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || p.chars().all(|c| c.is_ascii_digit()) => {
-                (h.to_owned(), p.parse().map_err(|_| bad("the port is not a number"))?)
-            }
+            Some((h, p)) if !h.ends_with(']') || p.chars().all(|c| c.is_ascii_digit()) => (
+                h.to_owned(),
+                p.parse().map_err(|_| bad("the port is not a number"))?,
+            ),
             _ => (hostport.to_owned(), 5432),
         };
         let url = if kept.is_empty() {
@@ -77,7 +86,11 @@ impl PgLocation {
         Ok(PgLocation {
             url,
             schema,
-            host: if host.is_empty() { "localhost".into() } else { host },
+            host: if host.is_empty() {
+                "localhost".into()
+            } else {
+                host
+            },
             port,
             user,
             dbname: dbname.to_owned(),
@@ -88,7 +101,11 @@ impl PgLocation {
     pub fn describe(&self) -> String {
         format!(
             "postgres://{}{}:{}/{} (schema {})",
-            if self.user.is_empty() { String::new() } else { format!("{}@", self.user) },
+            if self.user.is_empty() {
+                String::new()
+            } else {
+                format!("{}@", self.user)
+            },
             self.host,
             self.port,
             self.dbname,
@@ -190,5 +207,7 @@ impl Store for PgStore {
 }
 
 fn unimplemented_pg<T>() -> Result<T> {
-    Err(StoreError::Unavailable("PostgreSQL store not implemented".into()))
+    Err(StoreError::Unavailable(
+        "PostgreSQL store not implemented".into(),
+    ))
 }

@@ -45,6 +45,9 @@ const JOB_COLUMNS: &str = "id, command, cwd, state, attempts, max_retries, inter
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    /// `PRAGMA data_version` when last asked: it changes only when another
+    /// connection commits.
+    data_version: i64,
 }
 
 impl SqliteStore {
@@ -58,6 +61,7 @@ impl SqliteStore {
         let mut store = SqliteStore {
             conn,
             path: path.to_owned(),
+            data_version: 0,
         };
         store.migrate()?;
         store
@@ -188,6 +192,20 @@ impl Store for SqliteStore {
         watch_wal(&dir, wal.into(), wake)
     }
 
+    fn changed_elsewhere(&mut self) -> bool {
+        let version = self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get::<_, i64>(0));
+        match version {
+            Ok(version) if version == self.data_version => false,
+            Ok(version) => {
+                self.data_version = version;
+                true
+            }
+            Err(_) => true,
+        }
+    }
+
     fn settings(&mut self) -> Result<BTreeMap<String, String>> {
         let mut stmt = self
             .conn
@@ -276,10 +294,12 @@ impl Store for SqliteStore {
     fn list(&mut self, state: Option<JobState>, limit: Option<usize>) -> Result<Vec<Job>> {
         let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         let sql = match state {
-            Some(_) => format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2"
-            ),
-            None => format!("SELECT {JOB_COLUMNS} FROM jobs WHERE ?1 IS NULL ORDER BY seq LIMIT ?2"),
+            Some(_) => {
+                format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2")
+            }
+            None => {
+                format!("SELECT {JOB_COLUMNS} FROM jobs WHERE ?1 IS NULL ORDER BY seq LIMIT ?2")
+            }
         };
         let mut stmt = self.conn.prepare_cached(&sql).map_err(db_error)?;
         let rows = stmt
@@ -390,7 +410,9 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "SELECT w.id, w.host, w.pid, w.pid_start, w.started_at, w.heartbeat_at, \
                  w.stop_requested, w.end_state, \
-                 (SELECT j.id FROM jobs j WHERE j.worker_id = w.id AND j.state = 'processing' LIMIT 1) \
+                 (SELECT j.id FROM jobs j INDEXED BY jobs_running \
+                 WHERE j.worker_id = w.id AND j.state = 'processing' \
+                 ORDER BY j.started_at LIMIT 1) \
                  FROM workers w ORDER BY w.started_at, w.id",
             )
             .map_err(db_error)?;
@@ -407,7 +429,12 @@ impl Store for SqliteStore {
                         pid: r.get(2)?,
                         pid_start: r.get(3)?,
                     },
-                    state: worker_state(end_state.as_deref(), heartbeat_at < stale_before, stop, job.is_some()),
+                    state: worker_state(
+                        end_state.as_deref(),
+                        heartbeat_at < stale_before,
+                        stop,
+                        job.is_some(),
+                    ),
                     job,
                     started_at: r.get(4)?,
                     heartbeat_at,
@@ -440,10 +467,8 @@ impl Store for SqliteStore {
 
     fn exchange(&mut self, ex: &Exchange<'_>) -> Result<ExchangeReply> {
         let lease = millis(ex.lease_timeout);
-        let writes = !ex.finished.is_empty()
-            || !ex.renew.is_empty()
-            || ex.beat
-            || !ex.claim_for.is_empty();
+        let writes =
+            !ex.finished.is_empty() || !ex.renew.is_empty() || ex.beat || !ex.claim_for.is_empty();
         let behavior = if writes {
             TransactionBehavior::Immediate
         } else {
@@ -489,8 +514,8 @@ impl Store for SqliteStore {
             let claim_sql = format!(
                 "UPDATE jobs SET state = 'processing', lease_token = lease_token + 1, \
                  lease_expires_at = ?1 + ?2, worker_id = ?3, started_at = ?1, updated_at = ?1 \
-                 WHERE seq = (SELECT seq FROM jobs WHERE state IN ('pending', 'failed') \
-                 AND next_run_at <= ?1 ORDER BY next_run_at, seq LIMIT 1) RETURNING {JOB_COLUMNS}"
+                 WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_ready \
+                 WHERE state IN ('pending', 'failed') AND next_run_at <= ?1 ORDER BY next_run_at, seq LIMIT 1) RETURNING {JOB_COLUMNS}"
             );
             for worker in ex.claim_for {
                 let job = tx
@@ -505,7 +530,8 @@ impl Store for SqliteStore {
             if reply.claimed.len() < ex.claim_for.len() {
                 let next: Option<i64> = tx
                     .prepare_cached(
-                        "SELECT min(next_run_at) FROM jobs WHERE state IN ('pending', 'failed')",
+                        "SELECT min(next_run_at) FROM jobs INDEXED BY jobs_ready \
+                         WHERE state IN ('pending', 'failed')",
                     )
                     .and_then(|mut s| s.query_row([], |r| r.get(0)))
                     .map_err(db_error)?;
@@ -523,7 +549,7 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "SELECT j.id, j.lease_token, j.attempts, j.interruptions, \
                  coalesce(j.lease_expires_at, 0) < ?1, w.id, w.host, w.pid, w.pid_start \
-                 FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id \
+                 FROM jobs j INDEXED BY jobs_running LEFT JOIN workers w ON w.id = j.worker_id \
                  WHERE j.state = 'processing'",
             )
             .map_err(db_error)?;
@@ -588,6 +614,9 @@ fn record_finished(tx: &rusqlite::Transaction<'_>, now: i64, f: &Finished) -> Re
     let Some(started_at) = started_at else {
         return Ok(false);
     };
+    if f.end == AttemptEnd::Released {
+        return Ok(true);
+    }
     tx.prepare_cached(
         "INSERT OR REPLACE INTO attempts (job_id, lease_token, worker_id, started_at, \
          finished_at, outcome, exit_code, error, output_tail) \
@@ -717,13 +746,8 @@ fn watch_wal(dir: &Path, wal_name: PathBuf, wake: Wake) -> Result<()> {
         .map_err(|e| StoreError::Unavailable(format!("inotify unavailable: {e}")))?;
     inotify
         .watches()
-        .add(
-            dir,
-            inotify::WatchMask::MODIFY | inotify::WatchMask::CREATE,
-        )
-        .map_err(|e| {
-            StoreError::Unavailable(format!("cannot watch {}: {e}", dir.display()))
-        })?;
+        .add(dir, inotify::WatchMask::MODIFY | inotify::WatchMask::CREATE)
+        .map_err(|e| StoreError::Unavailable(format!("cannot watch {}: {e}", dir.display())))?;
     thread::Builder::new()
         .name("wal-watch".into())
         .spawn(move || {

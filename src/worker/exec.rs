@@ -62,14 +62,13 @@ impl Spool {
             return;
         };
         let mut fields = text.split_whitespace().map(str::parse::<i64>);
-        if let (Some(Ok(pgid)), Some(Ok(start))) = (fields.next(), fields.next()) {
-            if let Ok(pgid) = i32::try_from(pgid) {
-                if let Err(e) = platform::kill_orphaned_group(pgid, start) {
-                    crate::log::warn(&format!(
-                        "could not kill leftovers of job {job_id} (group {pgid}): {e}"
-                    ));
-                }
-            }
+        if let (Some(Ok(pgid)), Some(Ok(start))) = (fields.next(), fields.next())
+            && let Ok(pgid) = i32::try_from(pgid)
+            && let Err(e) = platform::kill_orphaned_group(pgid, start)
+        {
+            crate::log::warn(&format!(
+                "could not kill leftovers of job {job_id} (group {pgid}): {e}"
+            ));
         }
         let _ = fs::remove_file(path);
     }
@@ -116,8 +115,15 @@ pub struct Execution {
     pub output_tail: Option<String>,
 }
 
-/// Runs attempt `token` of `job` and waits for it.
-pub fn run_shell(job: &Job, token: i64, spool: &Spool, handle: &RunHandle) -> Execution {
+/// Runs attempt `token` of `job` and waits for it. `spawned` is called once the
+/// process has started.
+pub fn run_shell(
+    job: &Job,
+    token: i64,
+    spool: &Spool,
+    handle: &RunHandle,
+    spawned: &dyn Fn(),
+) -> Execution {
     let failed = |error: String| Execution {
         outcome: Outcome::Failed {
             exit_code: None,
@@ -141,7 +147,7 @@ pub fn run_shell(job: &Job, token: i64, spool: &Spool, handle: &RunHandle) -> Ex
             ));
         }
     };
-    let status = match spawn_and_wait(job, token, spool, handle, &output) {
+    let status = match spawn_and_wait(job, token, spool, handle, &output, spawned) {
         Ok(status) => status,
         Err(e) => return failed(format!("could not start sh: {e}")),
     };
@@ -166,8 +172,9 @@ fn spawn_and_wait(
     spool: &Spool,
     handle: &RunHandle,
     output: &File,
+    spawned: &dyn Fn(),
 ) -> io::Result<ExitStatus> {
-    let mut command = Command::new("sh");
+    let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
         .arg(&job.command)
@@ -194,13 +201,17 @@ fn spawn_and_wait(
         });
     }
     let mut child = command.spawn()?;
+    spawned();
     let pid = child.id();
     let pgid = i32::try_from(pid).map_err(io::Error::other)?;
     handle.set(Some(pgid));
     let marker = spool.marker_path(&job.id, token);
     let start = platform::process_start(i64::from(pid)).unwrap_or(0);
     if let Err(e) = fs::write(&marker, format!("{pgid} {start}\n")) {
-        crate::log::warn(&format!("cannot write run marker {}: {e}", marker.display()));
+        crate::log::warn(&format!(
+            "cannot write run marker {}: {e}",
+            marker.display()
+        ));
     }
     wait_without_reaping(pgid);
     // The leader is a zombie now, so the group id is still reserved: kill stragglers
@@ -319,12 +330,30 @@ mod tests {
     fn captures_output_and_exit_codes() {
         let (dir, spool) = spool();
         let cwd = dir.path().to_string_lossy().into_owned();
-        let ok = run_shell(&job("echo hello; pwd", &cwd), 1, &spool, &RunHandle::default());
+        let ok = run_shell(
+            &job("echo hello; pwd", &cwd),
+            1,
+            &spool,
+            &RunHandle::default(),
+            &|| {},
+        );
         assert_eq!(ok.outcome, Outcome::Succeeded);
         let tail = ok.output_tail.unwrap_or_default();
         assert!(tail.contains("hello") && tail.contains(&cwd), "{tail}");
-        let bad = run_shell(&job("no-such-command-xyz", &cwd), 2, &spool, &RunHandle::default());
-        assert!(matches!(bad.outcome, Outcome::Failed { exit_code: Some(127), .. }));
+        let bad = run_shell(
+            &job("no-such-command-xyz", &cwd),
+            2,
+            &spool,
+            &RunHandle::default(),
+            &|| {},
+        );
+        assert!(matches!(
+            bad.outcome,
+            Outcome::Failed {
+                exit_code: Some(127),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -332,7 +361,13 @@ mod tests {
         let (dir, spool) = spool();
         let cwd = dir.path().to_string_lossy().into_owned();
         let started = std::time::Instant::now();
-        let run = run_shell(&job("sleep 30 & echo done", &cwd), 1, &spool, &RunHandle::default());
+        let run = run_shell(
+            &job("sleep 30 & echo done", &cwd),
+            1,
+            &spool,
+            &RunHandle::default(),
+            &|| {},
+        );
         assert_eq!(run.outcome, Outcome::Succeeded);
         assert!(started.elapsed() < std::time::Duration::from_secs(20));
     }
@@ -340,8 +375,20 @@ mod tests {
     #[test]
     fn a_missing_directory_is_a_failure() {
         let (_dir, spool) = spool();
-        let run = run_shell(&job("true", "/no/such/dir"), 1, &spool, &RunHandle::default());
-        assert!(matches!(run.outcome, Outcome::Failed { exit_code: None, .. }));
+        let run = run_shell(
+            &job("true", "/no/such/dir"),
+            1,
+            &spool,
+            &RunHandle::default(),
+            &|| {},
+        );
+        assert!(matches!(
+            run.outcome,
+            Outcome::Failed {
+                exit_code: None,
+                ..
+            }
+        ));
     }
 
     #[test]

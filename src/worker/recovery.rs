@@ -28,8 +28,7 @@ pub fn recover(
 ) -> Result<Vec<String>> {
     let mut lost_workers = BTreeSet::new();
     for worker in store.workers(false)? {
-        if worker.info.host == host && !platform::is_alive(worker.info.pid, worker.info.pid_start)
-        {
+        if worker.info.host == host && !platform::is_alive(worker.info.pid, worker.info.pid_start) {
             lost_workers.insert(worker.info.id);
         }
     }
@@ -38,7 +37,7 @@ pub fn recover(
         let worker = job.worker.as_ref();
         let local = worker.is_some_and(|w| w.host == host);
         let dead_here = worker.is_some_and(|w| local && !platform::is_alive(w.pid, w.pid_start));
-        if !dead_here && !(expired_too && job.lease_expired) {
+        if !(dead_here || expired_too && job.lease_expired) {
             continue;
         }
         let worker_name = worker.map_or("unknown", |w| w.id.as_str());

@@ -10,14 +10,14 @@
 //! If the store fails, running jobs keep running, results are kept in memory and the
 //! supervisor retries with backoff; it never exits because of a store outage.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::StoreError;
-use crate::job::{Job, Outcome, after_attempt, after_forced_stop};
+use crate::job::{Job, Outcome, after_attempt, after_forced_stop, after_release};
 use crate::log;
 use crate::store::{
     AttemptEnd, Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store,
@@ -36,7 +36,7 @@ pub enum Executor {
 }
 
 /// What `worker start` asked for.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     pub count: usize,
     /// Exit once no job is pending, processing or failed.
@@ -46,14 +46,36 @@ pub struct Options {
     pub log_jobs: bool,
     /// Stop on SIGINT/SIGTERM (first: drain, second: force).
     pub handle_signals: bool,
+    /// Record claim and completion latencies in the [`Summary`] (for `bench`).
+    pub timings: bool,
+    /// Called by the slot thread as soon as a job's process has started.
+    pub on_spawn: Option<SpawnHook>,
+}
+
+/// See [`Options::on_spawn`].
+pub type SpawnHook = Arc<dyn Fn(&Job) + Send + Sync>;
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("count", &self.count)
+            .field("burst", &self.burst)
+            .field("executor", &self.executor)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a worker process did, reported when it exits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     pub succeeded: u64,
     pub failed: u64,
     pub interrupted: u64,
+    /// With [`Options::timings`]: for each claimed job, the round trip that claimed it.
+    pub claim_latencies: Vec<Duration>,
+    /// With [`Options::timings`]: for each finished job, from its end to its result
+    /// being committed.
+    pub completion_latencies: Vec<Duration>,
 }
 
 /// How often a recovery pass runs.
@@ -62,6 +84,11 @@ const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 const POLL_FALLBACK: Duration = Duration::from_secs(1);
 /// Poll interval when cross-process wake-ups are unavailable.
 const POLL_WITHOUT_WAKEUPS: Duration = Duration::from_millis(50);
+/// A worker claims its next job while the current one runs, so short jobs follow
+/// each other without waiting for a store round trip. If the current job is still
+/// running after this long, the claimed-ahead job is given back so an idle worker
+/// elsewhere can take it: a job never waits behind a long one for more than this.
+const PREFETCH_HOLD: Duration = Duration::from_millis(50);
 /// Time a killed job's group gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(3);
 const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
@@ -88,6 +115,26 @@ struct Slot {
     handle: Arc<RunHandle>,
     thread: Option<JoinHandle<()>>,
     run: Option<Run>,
+    /// Claimed ahead, to start as soon as `run` ends (see [`PREFETCH_HOLD`]).
+    next: Option<Job>,
+}
+
+impl Slot {
+    fn is_idle(&self) -> bool {
+        self.run.is_none() && self.next.is_none()
+    }
+
+    /// Whether to claim a job for this slot now: it has none, or its current job is
+    /// young enough that the next one is likely wanted soon.
+    fn wants_job(&self, now: Instant) -> bool {
+        match (&self.run, &self.next) {
+            (None, None) => true,
+            (Some(run), None) => {
+                now.duration_since(run.started) < PREFETCH_HOLD && !run.forced && !run.lost
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Runs a worker process until it is stopped; see the module docs.
@@ -100,9 +147,9 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Stor
         pid,
     };
     let spool = Spool::new(store.spool_dir());
-    spool.create().map_err(|e| {
-        StoreError::Unavailable(format!("cannot create the spool directory: {e}"))
-    })?;
+    spool
+        .create()
+        .map_err(|e| StoreError::Unavailable(format!("cannot create the spool directory: {e}")))?;
     let poll = subscribe(store.as_ref(), &events);
     if options.handle_signals {
         forward_signals(events.clone());
@@ -120,7 +167,7 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Stor
     let slots = infos
         .iter()
         .enumerate()
-        .map(|(n, info)| start_slot(n, info, options.executor, &spool, &events))
+        .map(|(n, info)| start_slot(n, info, options, &spool, &events))
         .collect::<Result<Vec<_>, _>>()?;
     log::info(&format!(
         "{} worker(s) started on {} (pid {pid}), store {}",
@@ -139,6 +186,7 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Stor
         poll,
         stop: StopRequest::None,
         finished: Vec::new(),
+        finished_at: Vec::new(),
         want_claim: true,
         woken: true,
         next_beat: Instant::now(),
@@ -151,7 +199,7 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Stor
     };
     supervisor.run_loop();
     supervisor.shut_down(&infos);
-    Ok(supervisor.summary)
+    Ok(std::mem::take(&mut supervisor.summary))
 }
 
 struct Supervisor {
@@ -166,6 +214,8 @@ struct Supervisor {
     stop: StopRequest,
     /// Results not yet recorded (kept across store outages).
     finished: Vec<Finished>,
+    /// When each of `finished` ended (only with `options.timings`).
+    finished_at: Vec<Instant>,
     want_claim: bool,
     /// Something outside may have changed (a commit elsewhere, a signal).
     woken: bool,
@@ -204,17 +254,18 @@ impl Supervisor {
     }
 
     fn idle(&self) -> bool {
-        self.slots.iter().all(|s| s.run.is_none())
+        self.slots.iter().all(Slot::is_idle)
     }
 
     /// One round trip. Returns whether every idle slot got a job (`None`: no claim
     /// was attempted).
     fn exchange(&mut self, now: Instant) -> Option<bool> {
         let beat = now >= self.next_beat;
+        self.release_stale_prefetches(now);
         let claim_for: Vec<String> = if self.stop == StopRequest::None && self.want_claim {
             self.slots
                 .iter()
-                .filter(|s| s.run.is_none())
+                .filter(|s| s.wants_job(now))
                 .map(|s| s.worker_id.clone())
                 .collect()
         } else {
@@ -224,11 +275,12 @@ impl Supervisor {
             return None;
         }
         let renew: Vec<Lease> = if beat {
-            self.slots
-                .iter()
-                .filter_map(|s| s.run.as_ref())
+            let running = self.slots.iter().filter_map(|s| s.run.as_ref());
+            let queued = self.slots.iter().filter_map(|s| s.next.as_ref());
+            running
                 .filter(|r| !r.lost)
                 .map(|r| lease_of(&r.job))
+                .chain(queued.map(lease_of))
                 .collect()
         } else {
             Vec::new()
@@ -246,6 +298,16 @@ impl Supervisor {
                 self.store_recovered(now);
                 self.woken = false;
                 self.finished.clear();
+                if self.options.timings {
+                    let committed = Instant::now();
+                    let claim = committed - now;
+                    self.summary
+                        .completion_latencies
+                        .extend(self.finished_at.drain(..).map(|at| committed - at));
+                    self.summary
+                        .claim_latencies
+                        .extend(reply.claimed.iter().map(|_| claim));
+                }
                 if beat {
                     self.next_beat = now + self.config.heartbeat_interval;
                     self.refresh_config();
@@ -284,9 +346,19 @@ impl Supervisor {
     }
 
     fn dispatch(&mut self, worker_id: &str, job: Job) {
-        let Some(slot) = self.slots.iter_mut().find(|s| s.worker_id == worker_id) else {
+        let Some(index) = self.slots.iter().position(|s| s.worker_id == worker_id) else {
             return;
         };
+        if self.slots[index].run.is_some() {
+            self.slots[index].next = Some(job);
+            return;
+        }
+        self.start(index, job);
+    }
+
+    /// Hands `job` to the slot's thread.
+    fn start(&mut self, index: usize, job: Job) {
+        let slot = &mut self.slots[index];
         if self.options.log_jobs {
             log::info(&format!(
                 "[{}] start job {} (attempt {}): {}",
@@ -311,6 +383,9 @@ impl Supervisor {
     /// Another worker owns this job now: stop our copy of it at once.
     fn lose(&mut self, lease: &Lease) {
         for slot in &mut self.slots {
+            if slot.next.as_ref().is_some_and(|j| lease_of(j) == *lease) {
+                slot.next = None;
+            }
             let Some(run) = slot.run.as_mut() else {
                 continue;
             };
@@ -327,9 +402,14 @@ impl Supervisor {
 
     fn request_stop(&mut self, stop: StopRequest, why: &str) {
         self.stop = self.stop.max(stop);
+        for index in 0..self.slots.len() {
+            self.release_next(index);
+        }
         match self.stop {
             StopRequest::Force => {
-                log::info(&format!("{why}: killing running jobs, they go back to pending"));
+                log::info(&format!(
+                    "{why}: killing running jobs, they go back to pending"
+                ));
                 for slot in &mut self.slots {
                     if let Some(run) = slot.run.as_mut().filter(|r| !r.forced) {
                         run.forced = true;
@@ -344,13 +424,44 @@ impl Supervisor {
         }
     }
 
+    /// Gives back jobs claimed ahead for slots whose current job runs long.
+    fn release_stale_prefetches(&mut self, now: Instant) {
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            let stale = slot
+                .run
+                .as_ref()
+                .is_some_and(|r| now.duration_since(r.started) >= PREFETCH_HOLD);
+            if stale && slot.next.is_some() {
+                self.release_next(index);
+            }
+        }
+    }
+
+    fn release_next(&mut self, index: usize) {
+        let Some(job) = self.slots[index].next.take() else {
+            return;
+        };
+        self.finished.push(Finished {
+            lease: lease_of(&job),
+            worker_id: Some(self.slots[index].worker_id.clone()),
+            end: AttemptEnd::Released,
+            transition: after_release(&job),
+            output_tail: None,
+            only_if_expired: false,
+        });
+        if self.options.timings {
+            self.finished_at.push(Instant::now());
+        }
+    }
+
     fn escalate_kills(&mut self, now: Instant) {
         for slot in &mut self.slots {
-            if let Some(run) = slot.run.as_mut() {
-                if run.kill_at.is_some_and(|at| now >= at) {
-                    slot.handle.signal(libc::SIGKILL);
-                    run.kill_at = None;
-                }
+            if let Some(run) = slot.run.as_mut()
+                && run.kill_at.is_some_and(|at| now >= at)
+            {
+                slot.handle.signal(libc::SIGKILL);
+                run.kill_at = None;
             }
         }
     }
@@ -418,12 +529,21 @@ impl Supervisor {
         for at in timers.into_iter().flatten() {
             deadline = deadline.min(at);
         }
-        for run in self.slots.iter().filter_map(|s| s.run.as_ref()) {
+        for slot in &self.slots {
+            let Some(run) = slot.run.as_ref() else {
+                continue;
+            };
             if let Some(at) = run.kill_at {
                 deadline = deadline.min(at);
             }
+            if slot.next.is_some() {
+                deadline = deadline.min(run.started + PREFETCH_HOLD);
+            }
         }
-        let first = match self.inbox.recv_timeout(deadline.saturating_duration_since(now)) {
+        let first = match self
+            .inbox
+            .recv_timeout(deadline.saturating_duration_since(now))
+        {
             Ok(event) => Some(event),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => {
@@ -449,8 +569,10 @@ impl Supervisor {
         match event {
             Event::Done { slot, execution } => self.finish(slot, execution),
             Event::Wake => {
-                self.woken = true;
-                self.want_claim = true;
+                if self.store.changed_elsewhere() {
+                    self.woken = true;
+                    self.want_claim = true;
+                }
             }
             Event::Signal => {
                 let next = if self.stop == StopRequest::None {
@@ -471,6 +593,9 @@ impl Supervisor {
             return;
         };
         let worker_id = slot.worker_id.clone();
+        if let Some(next) = slot.next.take() {
+            self.start(index, next);
+        }
         self.want_claim = true;
         let job = &run.job;
         let took = run.started.elapsed();
@@ -498,7 +623,7 @@ impl Supervisor {
             match end {
                 AttemptEnd::Succeeded => self.summary.succeeded += 1,
                 AttemptEnd::Failed => self.summary.failed += 1,
-                AttemptEnd::Interrupted => self.summary.interrupted += 1,
+                AttemptEnd::Interrupted | AttemptEnd::Released => self.summary.interrupted += 1,
             }
             (
                 end,
@@ -524,6 +649,9 @@ impl Supervisor {
                 took.as_millis(),
                 transition.state
             ));
+        }
+        if self.options.timings {
+            self.finished_at.push(Instant::now());
         }
         self.finished.push(Finished {
             lease: lease_of(job),
@@ -605,7 +733,7 @@ fn one_line(command: &str) -> String {
 fn start_slot(
     index: usize,
     info: &WorkerInfo,
-    executor: Executor,
+    options: &Options,
     spool: &Spool,
     events: &Sender<Event>,
 ) -> Result<Slot, StoreError> {
@@ -614,20 +742,36 @@ fn start_slot(
     let thread_handle = Arc::clone(&handle);
     let spool = spool.clone();
     let events = events.clone();
+    let executor = options.executor;
+    let on_spawn = options.on_spawn.clone();
     let thread = thread::Builder::new()
         .name(info.id.clone())
         .spawn(move || {
             while let Ok(job) = inbox.recv() {
+                let spawned = || {
+                    if let Some(hook) = &on_spawn {
+                        hook(&job);
+                    }
+                };
                 let execution = match executor {
                     Executor::Shell => {
-                        exec::run_shell(&job, job.lease_token, &spool, &thread_handle)
+                        exec::run_shell(&job, job.lease_token, &spool, &thread_handle, &spawned)
                     }
-                    Executor::Noop => Execution {
-                        outcome: Outcome::Succeeded,
-                        output_tail: None,
-                    },
+                    Executor::Noop => {
+                        spawned();
+                        Execution {
+                            outcome: Outcome::Succeeded,
+                            output_tail: None,
+                        }
+                    }
                 };
-                if events.send(Event::Done { slot: index, execution }).is_err() {
+                if events
+                    .send(Event::Done {
+                        slot: index,
+                        execution,
+                    })
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -639,6 +783,7 @@ fn start_slot(
         handle,
         thread: Some(thread),
         run: None,
+        next: None,
     })
 }
 
