@@ -221,7 +221,8 @@ pub struct RunningJob {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
     pub by_state: BTreeMap<&'static str, i64>,
-    /// `created_at` of the oldest job waiting in `pending`.
+    /// Since when the longest-waiting `pending` job has been claimable (its
+    /// `next_run_at`): the queue's lag.
     pub oldest_pending_at: Option<i64>,
     /// The store's clock when the counts were taken.
     pub now: i64,

@@ -293,14 +293,23 @@ impl Store for SqliteStore {
 
     fn list(&mut self, state: Option<JobState>, limit: Option<usize>) -> Result<Vec<Job>> {
         let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-        let sql = match state {
-            Some(_) => {
-                format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2")
+        // Each state is read through its own partial index (see the schema).
+        let source = match state {
+            None => "jobs WHERE ?1 IS NULL ORDER BY seq",
+            Some(JobState::Pending | JobState::Failed) => {
+                "jobs INDEXED BY jobs_ready WHERE state IN ('pending', 'failed') \
+                 AND state = ?1 ORDER BY next_run_at, seq"
             }
-            None => {
-                format!("SELECT {JOB_COLUMNS} FROM jobs WHERE ?1 IS NULL ORDER BY seq LIMIT ?2")
+            Some(JobState::Processing) => {
+                "jobs INDEXED BY jobs_running WHERE state = 'processing' AND state = ?1 \
+                 ORDER BY seq"
             }
+            Some(JobState::Dead) => {
+                "jobs INDEXED BY jobs_dead WHERE state = 'dead' AND state = ?1 ORDER BY seq"
+            }
+            Some(JobState::Completed) => "jobs WHERE state = ?1 ORDER BY seq",
         };
+        let sql = format!("SELECT {JOB_COLUMNS} FROM {source} LIMIT ?2");
         let mut stmt = self.conn.prepare_cached(&sql).map_err(db_error)?;
         let rows = stmt
             .query_map(params![state.map(JobState::as_str), limit], job_from_row)
@@ -309,32 +318,42 @@ impl Store for SqliteStore {
     }
 
     fn counts(&mut self) -> Result<Counts> {
-        let mut counts = Counts {
-            now: now_ms(),
-            ..Counts::default()
+        let now = now_ms();
+        let tx = self.conn.transaction().map_err(db_error)?;
+        let count = |sql: &str| -> Result<i64> {
+            tx.prepare_cached(sql)
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(db_error)
         };
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")
+        let waiting = "FROM jobs INDEXED BY jobs_ready WHERE state IN ('pending', 'failed')";
+        let pending = count(&format!("SELECT count(*) {waiting} AND state = 'pending'"))?;
+        let failed = count(&format!("SELECT count(*) {waiting} AND state = 'failed'"))?;
+        let processing =
+            count("SELECT count(*) FROM jobs INDEXED BY jobs_running WHERE state = 'processing'")?;
+        let dead = count("SELECT count(*) FROM jobs INDEXED BY jobs_dead WHERE state = 'dead'")?;
+        let total = count("SELECT count(*) FROM jobs")?;
+        let oldest_pending_at: Option<i64> = tx
+            .prepare_cached(&format!(
+                "SELECT min(next_run_at) {waiting} AND state = 'pending'"
+            ))
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(db_error)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(db_error)?;
-        for row in rows {
-            let (state, n) = row.map_err(db_error)?;
-            if let Ok(state) = state.parse::<JobState>() {
-                counts.by_state.insert(state.as_str(), n);
-            }
-        }
-        counts.oldest_pending_at = self
-            .conn
-            .query_row(
-                "SELECT min(created_at) FROM jobs WHERE state = 'pending'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(db_error)?;
-        Ok(counts)
+        let completed = total - pending - failed - processing - dead;
+        let by_state = [
+            (JobState::Pending, pending),
+            (JobState::Processing, processing),
+            (JobState::Completed, completed),
+            (JobState::Failed, failed),
+            (JobState::Dead, dead),
+        ]
+        .into_iter()
+        .map(|(state, n)| (state.as_str(), n))
+        .collect();
+        Ok(Counts {
+            by_state,
+            oldest_pending_at,
+            now,
+        })
     }
 
     fn retry_dead(&mut self, ids: Option<&[String]>) -> Result<Vec<String>> {

@@ -7,20 +7,25 @@
 //! - When the shell exits, the rest of its group is killed before the shell is reaped,
 //!   so no process of a finished attempt outlives it, and the group id cannot have
 //!   been reused by the time we signal it.
-//! - The shell gets `PR_SET_PDEATHSIG`, so it dies with its worker; a run marker in the
-//!   spool records the group, so a surviving grandchild can be killed by whoever
-//!   recovers the job on this host.
+//! - The shell gets `PR_SET_PDEATHSIG`, so it dies with its worker ([`spawn`]); the
+//!   slot's run marker in the spool names the running attempt's group, so a surviving
+//!   grandchild can be killed by whoever recovers the job on this host.
+//!
+//! Each slot reuses one output file and one marker file, so a job that prints
+//! nothing costs no file creation: output is moved to its own file in `out/` only
+//! when there is some.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::io::{self, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Mutex;
 
 use crate::job::{Job, OUTPUT_TAIL_BYTES, Outcome};
-use crate::worker::platform;
+use crate::worker::{platform, spawn};
 
 /// The per-store directory for attempt output (`out/`) and run markers (`run/`).
 #[derive(Debug, Clone)]
@@ -41,36 +46,122 @@ impl Spool {
         Ok(())
     }
 
-    /// Where the output of attempt `token` of `job_id` goes.
+    /// Where the output of attempt `token` of `job_id` is kept.
     pub fn output_path(&self, job_id: &str, token: i64) -> PathBuf {
         self.root
             .join("out")
             .join(format!("{}.{token}.log", file_safe(job_id)))
     }
 
-    fn marker_path(&self, job_id: &str, token: i64) -> PathBuf {
-        self.root
-            .join("run")
-            .join(format!("{}.{token}", file_safe(job_id)))
+    fn marker_path(&self, worker_id: &str) -> PathBuf {
+        self.root.join("run").join(file_safe(worker_id))
     }
 
-    /// Kills what is left of an interrupted attempt on this host, if its marker is
-    /// here, and removes the marker.
-    pub fn kill_leftovers(&self, job_id: &str, token: i64) {
-        let path = self.marker_path(job_id, token);
+    /// Kills what is left of attempt `token` of `job_id` on this host, if the marker
+    /// of `worker_id` says that attempt was running, and clears the marker.
+    pub fn kill_leftovers(&self, worker_id: &str, job_id: &str, token: i64) {
+        let path = self.marker_path(worker_id);
         let Ok(text) = fs::read_to_string(&path) else {
             return;
         };
-        let mut fields = text.split_whitespace().map(str::parse::<i64>);
-        if let (Some(Ok(pgid)), Some(Ok(start))) = (fields.next(), fields.next())
-            && let Ok(pgid) = i32::try_from(pgid)
-            && let Err(e) = platform::kill_orphaned_group(pgid, start)
-        {
+        let Some(marker) = Marker::parse(&text) else {
+            return;
+        };
+        if marker.job != file_safe(job_id) || marker.token != token {
+            return;
+        }
+        if let Err(e) = platform::kill_orphaned_group(marker.pgid, marker.leader_start) {
             crate::log::warn(&format!(
-                "could not kill leftovers of job {job_id} (group {pgid}): {e}"
+                "could not kill leftovers of job {job_id} (group {}): {e}",
+                marker.pgid
             ));
         }
-        let _ = fs::remove_file(path);
+        let _ = fs::write(&path, "");
+    }
+
+    /// The files one slot reuses for every attempt it runs.
+    pub fn slot_files(&self, worker_id: &str) -> io::Result<SlotFiles> {
+        let output_path = self
+            .root
+            .join("out")
+            .join(format!(".{}.running", file_safe(worker_id)));
+        let marker = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(self.marker_path(worker_id))?;
+        Ok(SlotFiles {
+            output: open_output(&output_path)?,
+            output_path,
+            marker,
+        })
+    }
+}
+
+/// What a run marker records: which attempt runs in which process group.
+struct Marker {
+    job: String,
+    token: i64,
+    pgid: i32,
+    leader_start: i64,
+}
+
+impl Marker {
+    fn parse(text: &str) -> Option<Marker> {
+        let mut fields = text.split_whitespace();
+        Some(Marker {
+            job: fields.next()?.to_owned(),
+            token: fields.next()?.parse().ok()?,
+            pgid: fields.next()?.parse().ok()?,
+            leader_start: fields.next()?.parse().ok()?,
+        })
+    }
+}
+
+/// A slot's reusable output file and run marker.
+#[derive(Debug)]
+pub struct SlotFiles {
+    output: File,
+    output_path: PathBuf,
+    marker: File,
+}
+
+impl SlotFiles {
+    fn mark(&self, job_id: &str, token: i64, pgid: i32, leader_start: i64) {
+        let line = format!("{} {token} {pgid} {leader_start}\n", file_safe(job_id));
+        let written = self
+            .marker
+            .set_len(0)
+            .and_then(|()| self.marker.write_all_at(line.as_bytes(), 0));
+        if let Err(e) = written {
+            crate::log::warn(&format!("cannot write the run marker: {e}"));
+        }
+    }
+
+    fn unmark(&self) {
+        let _ = self.marker.set_len(0);
+    }
+
+    /// Empties the output file for the next attempt.
+    fn reset_output(&mut self) -> io::Result<()> {
+        self.output.set_len(0)?;
+        self.output.seek(SeekFrom::Start(0)).map(|_| ())
+    }
+
+    /// Reads the output's tail, and if there was output, moves the file to `keep`
+    /// and starts a fresh one for the next attempt.
+    fn collect_output(&mut self, keep: &Path) -> io::Result<Option<String>> {
+        let len = self.output.metadata()?.len();
+        if len == 0 {
+            return Ok(None);
+        }
+        let start = len.saturating_sub(OUTPUT_TAIL_BYTES as u64);
+        let mut bytes = vec![0u8; usize::try_from(len - start).unwrap_or(0)];
+        self.output.read_exact_at(&mut bytes, start)?;
+        fs::rename(&self.output_path, keep)?;
+        self.output = open_output(&self.output_path)?;
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
     }
 }
 
@@ -121,6 +212,7 @@ pub fn run_shell(
     job: &Job,
     token: i64,
     spool: &Spool,
+    files: &mut SlotFiles,
     handle: &RunHandle,
     spawned: &dyn Fn(),
 ) -> Execution {
@@ -137,31 +229,28 @@ pub fn run_shell(
             job.cwd
         ));
     }
-    let out_path = spool.output_path(&job.id, token);
-    let output = match open_output(&out_path) {
-        Ok(file) => file,
-        Err(e) => {
-            return failed(format!(
-                "cannot create output file {}: {e}",
-                out_path.display()
-            ));
-        }
-    };
-    let status = match spawn_and_wait(job, token, spool, handle, &output, spawned) {
+    if let Err(e) = files.reset_output() {
+        return failed(format!("cannot prepare the output file: {e}"));
+    }
+    let status = match spawn_and_wait(job, token, files, handle, spawned) {
         Ok(status) => status,
-        Err(e) => return failed(format!("could not start sh: {e}")),
+        Err(e) => return failed(format!("could not start /bin/sh: {e}")),
     };
+    let output_tail = files
+        .collect_output(&spool.output_path(&job.id, token))
+        .unwrap_or_else(|e| Some(format!("(output lost: {e})")));
     Execution {
         outcome: outcome_of(status),
-        output_tail: read_tail(&out_path),
+        output_tail,
     }
 }
 
 fn open_output(path: &Path) -> io::Result<File> {
     OpenOptions::new()
-        .write(true)
+        .read(true)
+        .append(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .mode(0o600)
         .open(path)
 }
@@ -169,58 +258,29 @@ fn open_output(path: &Path) -> io::Result<File> {
 fn spawn_and_wait(
     job: &Job,
     token: i64,
-    spool: &Spool,
+    files: &SlotFiles,
     handle: &RunHandle,
-    output: &File,
     spawned: &dyn Fn(),
 ) -> io::Result<ExitStatus> {
-    let mut command = Command::new("/bin/sh");
-    command
-        .arg("-c")
-        .arg(&job.command)
-        .current_dir(&job.cwd)
-        .stdin(Stdio::null())
-        .stdout(output.try_clone()?)
-        .stderr(output.try_clone()?)
-        .env("QUEUECTL_JOB_ID", &job.id)
-        .env("QUEUECTL_ATTEMPT", (job.attempts + 1).to_string())
-        .process_group(0);
-    let parent = std::process::id();
-    // SAFETY: the closure runs in the forked child before exec and only calls the
-    // async-signal-safe functions prctl, getppid and _exit.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The worker may have died between fork and prctl.
-            if u32::try_from(libc::getppid()).ok() != Some(parent) {
-                libc::_exit(137);
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn()?;
+    let attempt = (job.attempts + 1).to_string();
+    let request = spawn::SpawnRequest::shell(
+        &job.command,
+        &job.cwd,
+        &[("QUEUECTL_JOB_ID", &job.id), ("QUEUECTL_ATTEMPT", &attempt)],
+        files.output.as_raw_fd(),
+    )?;
+    let pgid = spawn::spawn(&request)?;
     spawned();
-    let pid = child.id();
-    let pgid = i32::try_from(pid).map_err(io::Error::other)?;
     handle.set(Some(pgid));
-    let marker = spool.marker_path(&job.id, token);
-    let start = platform::process_start(i64::from(pid)).unwrap_or(0);
-    if let Err(e) = fs::write(&marker, format!("{pgid} {start}\n")) {
-        crate::log::warn(&format!(
-            "cannot write run marker {}: {e}",
-            marker.display()
-        ));
-    }
+    let leader_start = platform::process_start(i64::from(pgid)).unwrap_or(0);
+    files.mark(&job.id, token, pgid, leader_start);
     wait_without_reaping(pgid);
     // The leader is a zombie now, so the group id is still reserved: kill stragglers
     // (`cmd &`) so nothing of this attempt outlives it.
     let _ = platform::signal_group(pgid, libc::SIGKILL);
     handle.set(None);
-    let status = child.wait();
-    let _ = fs::remove_file(&marker);
-    status
+    files.unmark();
+    Ok(ExitStatus::from_raw(spawn::reap(pgid)))
 }
 
 /// Blocks until `pid` has exited, leaving it unreaped.
@@ -276,22 +336,6 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-/// The last [`OUTPUT_TAIL_BYTES`] of the output file; removes the file if it is empty.
-fn read_tail(path: &Path) -> Option<String> {
-    let mut file = File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    if len == 0 {
-        drop(file);
-        let _ = fs::remove_file(path);
-        return None;
-    }
-    let keep = len.min(OUTPUT_TAIL_BYTES as u64);
-    file.seek(SeekFrom::Start(len - keep)).ok()?;
-    let mut bytes = Vec::with_capacity(usize::try_from(keep).unwrap_or(0));
-    file.read_to_end(&mut bytes).ok()?;
-    Some(String::from_utf8_lossy(&bytes).into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,34 +363,29 @@ mod tests {
         }
     }
 
-    fn spool() -> (tempfile::TempDir, Spool) {
+    fn spool() -> (tempfile::TempDir, Spool, SlotFiles) {
         let dir = tempfile::tempdir().expect("tempdir");
         let spool = Spool::new(dir.path().join("spool"));
         spool.create().expect("spool");
-        (dir, spool)
+        let files = spool.slot_files("w-1").expect("slot files");
+        (dir, spool, files)
+    }
+
+    fn run(spool: &Spool, files: &mut SlotFiles, job: &Job, token: i64) -> Execution {
+        run_shell(job, token, spool, files, &RunHandle::default(), &|| {})
     }
 
     #[test]
     fn captures_output_and_exit_codes() {
-        let (dir, spool) = spool();
+        let (dir, spool, mut files) = spool();
         let cwd = dir.path().to_string_lossy().into_owned();
-        let ok = run_shell(
-            &job("echo hello; pwd", &cwd),
-            1,
-            &spool,
-            &RunHandle::default(),
-            &|| {},
-        );
+        let ok = run(&spool, &mut files, &job("echo hello; pwd", &cwd), 1);
         assert_eq!(ok.outcome, Outcome::Succeeded);
         let tail = ok.output_tail.unwrap_or_default();
         assert!(tail.contains("hello") && tail.contains(&cwd), "{tail}");
-        let bad = run_shell(
-            &job("no-such-command-xyz", &cwd),
-            2,
-            &spool,
-            &RunHandle::default(),
-            &|| {},
-        );
+        let kept = fs::read_to_string(spool.output_path("t/1", 1)).unwrap_or_default();
+        assert!(kept.contains("hello"), "full output kept: {kept}");
+        let bad = run(&spool, &mut files, &job("no-such-command-xyz", &cwd), 2);
         assert!(matches!(
             bad.outcome,
             Outcome::Failed {
@@ -354,36 +393,50 @@ mod tests {
                 ..
             }
         ));
+        let quiet = run(&spool, &mut files, &job("true", &cwd), 3);
+        assert_eq!(
+            (quiet.outcome, quiet.output_tail),
+            (Outcome::Succeeded, None)
+        );
+        assert!(!spool.output_path("t/1", 3).exists());
     }
 
     #[test]
     fn a_backgrounded_grandchild_does_not_hang_the_job() {
-        let (dir, spool) = spool();
+        let (dir, spool, mut files) = spool();
         let cwd = dir.path().to_string_lossy().into_owned();
         let started = std::time::Instant::now();
-        let run = run_shell(
-            &job("sleep 30 & echo done", &cwd),
-            1,
-            &spool,
-            &RunHandle::default(),
-            &|| {},
-        );
-        assert_eq!(run.outcome, Outcome::Succeeded);
+        let done = run(&spool, &mut files, &job("sleep 30 & echo done", &cwd), 1);
+        assert_eq!(done.outcome, Outcome::Succeeded);
         assert!(started.elapsed() < std::time::Duration::from_secs(20));
     }
 
     #[test]
     fn a_missing_directory_is_a_failure() {
-        let (_dir, spool) = spool();
-        let run = run_shell(
-            &job("true", "/no/such/dir"),
-            1,
-            &spool,
-            &RunHandle::default(),
-            &|| {},
-        );
+        let (_dir, spool, mut files) = spool();
+        let failed = run(&spool, &mut files, &job("true", "/no/such/dir"), 1);
         assert!(matches!(
-            run.outcome,
+            failed.outcome,
+            Outcome::Failed {
+                exit_code: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn jobs_see_default_signals_and_their_env() {
+        let (dir, spool, mut files) = spool();
+        let cwd = dir.path().to_string_lossy().into_owned();
+        let out = run(
+            &spool,
+            &mut files,
+            &job("echo $QUEUECTL_JOB_ID; yes | head -1; kill -TERM $$", &cwd),
+            1,
+        );
+        assert_eq!(out.output_tail.as_deref(), Some("t/1\ny\n"));
+        assert!(matches!(
+            out.outcome,
             Outcome::Failed {
                 exit_code: None,
                 ..

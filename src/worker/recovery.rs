@@ -47,8 +47,8 @@ pub fn recover(
         } else {
             format!("lease expired: worker {worker_name} stopped heartbeating")
         };
-        if local {
-            spool.kill_leftovers(&job.lease.job_id, job.lease.token);
+        if let Some(w) = worker.filter(|_| local) {
+            spool.kill_leftovers(&w.id, &job.lease.job_id, job.lease.token);
         }
         finished.push(Finished {
             transition: after_interruption(job.attempts, job.interruptions, &reason),

@@ -10,6 +10,7 @@
 //! If the store fails, running jobs keep running, results are kept in memory and the
 //! supervisor retries with backoff; it never exits because of a store outage.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
@@ -86,9 +87,16 @@ const POLL_FALLBACK: Duration = Duration::from_secs(1);
 const POLL_WITHOUT_WAKEUPS: Duration = Duration::from_millis(50);
 /// A worker claims its next job while the current one runs, so short jobs follow
 /// each other without waiting for a store round trip. If the current job is still
-/// running after this long, the claimed-ahead job is given back so an idle worker
-/// elsewhere can take it: a job never waits behind a long one for more than this.
+/// running after this long, the claimed-ahead jobs are given back so an idle worker
+/// elsewhere can take them: a job never waits behind a long one for more than this.
 const PREFETCH_HOLD: Duration = Duration::from_millis(50);
+/// How many jobs a slot claims ahead when its jobs are short: one round trip then
+/// serves several jobs (batched claims and group commit).
+const PREFETCH_DEPTH: usize = 4;
+/// Jobs that take less than this are short.
+const SHORT_JOB: Duration = Duration::from_millis(20);
+/// How long a finished job's result may wait to share a commit with others.
+const COMMIT_DELAY: Duration = Duration::from_millis(5);
 /// Time a killed job's group gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(3);
 const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
@@ -115,24 +123,39 @@ struct Slot {
     handle: Arc<RunHandle>,
     thread: Option<JoinHandle<()>>,
     run: Option<Run>,
-    /// Claimed ahead, to start as soon as `run` ends (see [`PREFETCH_HOLD`]).
-    next: Option<Job>,
+    /// Claimed ahead, started in order as `run` ends (see [`PREFETCH_HOLD`]).
+    queued: VecDeque<Job>,
+    /// How long the last job took: short jobs get a deeper queue.
+    last_took: Option<Duration>,
 }
 
 impl Slot {
     fn is_idle(&self) -> bool {
-        self.run.is_none() && self.next.is_none()
+        self.run.is_none() && self.queued.is_empty()
     }
 
-    /// Whether to claim a job for this slot now: it has none, or its current job is
-    /// young enough that the next one is likely wanted soon.
-    fn wants_job(&self, now: Instant) -> bool {
-        match (&self.run, &self.next) {
-            (None, None) => true,
-            (Some(run), None) => {
-                now.duration_since(run.started) < PREFETCH_HOLD && !run.forced && !run.lost
-            }
-            _ => false,
+    fn depth(&self) -> usize {
+        if self.last_took.is_some_and(|took| took < SHORT_JOB) {
+            PREFETCH_DEPTH
+        } else {
+            1
+        }
+    }
+
+    /// How many jobs to claim for this slot now: none while it holds enough, else
+    /// enough to fill its queue. A slot whose job has run long claims nothing.
+    fn wanted(&self, now: Instant) -> usize {
+        if let Some(run) = &self.run
+            && (run.forced || run.lost || now.duration_since(run.started) >= PREFETCH_HOLD)
+        {
+            return 0;
+        }
+        let depth = self.depth();
+        let low_water = (depth / 2).max(1);
+        if self.queued.len() < low_water {
+            depth - self.queued.len()
+        } else {
+            0
         }
     }
 }
@@ -187,6 +210,7 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Stor
         stop: StopRequest::None,
         finished: Vec::new(),
         finished_at: Vec::new(),
+        oldest_finished: None,
         want_claim: true,
         woken: true,
         next_beat: Instant::now(),
@@ -216,6 +240,8 @@ struct Supervisor {
     finished: Vec<Finished>,
     /// When each of `finished` ended (only with `options.timings`).
     finished_at: Vec<Instant>,
+    /// When the oldest of `finished` ended (see [`COMMIT_DELAY`]).
+    oldest_finished: Option<Instant>,
     want_claim: bool,
     /// Something outside may have changed (a commit elsewhere, a signal).
     woken: bool,
@@ -265,18 +291,20 @@ impl Supervisor {
         let claim_for: Vec<String> = if self.stop == StopRequest::None && self.want_claim {
             self.slots
                 .iter()
-                .filter(|s| s.wants_job(now))
-                .map(|s| s.worker_id.clone())
+                .flat_map(|s| std::iter::repeat_n(s.worker_id.clone(), s.wanted(now)))
                 .collect()
         } else {
             Vec::new()
         };
-        if self.finished.is_empty() && !beat && claim_for.is_empty() && !self.woken {
+        let commit_due = self.oldest_finished.is_some_and(|at| {
+            now.duration_since(at) >= COMMIT_DELAY || self.stop != StopRequest::None
+        });
+        if !commit_due && !beat && claim_for.is_empty() && !self.woken {
             return None;
         }
         let renew: Vec<Lease> = if beat {
             let running = self.slots.iter().filter_map(|s| s.run.as_ref());
-            let queued = self.slots.iter().filter_map(|s| s.next.as_ref());
+            let queued = self.slots.iter().flat_map(|s| s.queued.iter());
             running
                 .filter(|r| !r.lost)
                 .map(|r| lease_of(&r.job))
@@ -298,6 +326,7 @@ impl Supervisor {
                 self.store_recovered(now);
                 self.woken = false;
                 self.finished.clear();
+                self.oldest_finished = None;
                 if self.options.timings {
                     let committed = Instant::now();
                     let claim = committed - now;
@@ -350,7 +379,7 @@ impl Supervisor {
             return;
         };
         if self.slots[index].run.is_some() {
-            self.slots[index].next = Some(job);
+            self.slots[index].queued.push_back(job);
             return;
         }
         self.start(index, job);
@@ -383,9 +412,7 @@ impl Supervisor {
     /// Another worker owns this job now: stop our copy of it at once.
     fn lose(&mut self, lease: &Lease) {
         for slot in &mut self.slots {
-            if slot.next.as_ref().is_some_and(|j| lease_of(j) == *lease) {
-                slot.next = None;
-            }
+            slot.queued.retain(|j| lease_of(j) != *lease);
             let Some(run) = slot.run.as_mut() else {
                 continue;
             };
@@ -403,7 +430,7 @@ impl Supervisor {
     fn request_stop(&mut self, stop: StopRequest, why: &str) {
         self.stop = self.stop.max(stop);
         for index in 0..self.slots.len() {
-            self.release_next(index);
+            self.release_queued(index);
         }
         match self.stop {
             StopRequest::Force => {
@@ -432,27 +459,35 @@ impl Supervisor {
                 .run
                 .as_ref()
                 .is_some_and(|r| now.duration_since(r.started) >= PREFETCH_HOLD);
-            if stale && slot.next.is_some() {
-                self.release_next(index);
+            if stale && !slot.queued.is_empty() {
+                self.release_queued(index);
             }
         }
     }
 
-    fn release_next(&mut self, index: usize) {
-        let Some(job) = self.slots[index].next.take() else {
-            return;
-        };
-        self.finished.push(Finished {
-            lease: lease_of(&job),
-            worker_id: Some(self.slots[index].worker_id.clone()),
-            end: AttemptEnd::Released,
-            transition: after_release(&job),
-            output_tail: None,
-            only_if_expired: false,
-        });
-        if self.options.timings {
-            self.finished_at.push(Instant::now());
+    fn release_queued(&mut self, index: usize) {
+        let worker_id = self.slots[index].worker_id.clone();
+        let queued: Vec<Job> = self.slots[index].queued.drain(..).collect();
+        for job in queued {
+            self.record(Finished {
+                lease: lease_of(&job),
+                worker_id: Some(worker_id.clone()),
+                end: AttemptEnd::Released,
+                transition: after_release(&job),
+                output_tail: None,
+                only_if_expired: false,
+            });
         }
+    }
+
+    /// Queues a result for the next commit.
+    fn record(&mut self, finished: Finished) {
+        let now = Instant::now();
+        self.oldest_finished.get_or_insert(now);
+        if self.options.timings {
+            self.finished_at.push(now);
+        }
+        self.finished.push(finished);
     }
 
     fn escalate_kills(&mut self, now: Instant) {
@@ -536,9 +571,12 @@ impl Supervisor {
             if let Some(at) = run.kill_at {
                 deadline = deadline.min(at);
             }
-            if slot.next.is_some() {
+            if !slot.queued.is_empty() {
                 deadline = deadline.min(run.started + PREFETCH_HOLD);
             }
+        }
+        if let Some(at) = self.oldest_finished {
+            deadline = deadline.min(at + COMMIT_DELAY);
         }
         let first = match self
             .inbox
@@ -593,7 +631,8 @@ impl Supervisor {
             return;
         };
         let worker_id = slot.worker_id.clone();
-        if let Some(next) = slot.next.take() {
+        slot.last_took = Some(run.started.elapsed());
+        if let Some(next) = slot.queued.pop_front() {
             self.start(index, next);
         }
         self.want_claim = true;
@@ -650,10 +689,7 @@ impl Supervisor {
                 transition.state
             ));
         }
-        if self.options.timings {
-            self.finished_at.push(Instant::now());
-        }
-        self.finished.push(Finished {
+        self.record(Finished {
             lease: lease_of(job),
             worker_id: Some(worker_id),
             end,
@@ -744,6 +780,9 @@ fn start_slot(
     let events = events.clone();
     let executor = options.executor;
     let on_spawn = options.on_spawn.clone();
+    let mut files = spool
+        .slot_files(&info.id)
+        .map_err(|e| StoreError::Unavailable(format!("cannot create files in the spool: {e}")))?;
     let thread = thread::Builder::new()
         .name(info.id.clone())
         .spawn(move || {
@@ -754,9 +793,14 @@ fn start_slot(
                     }
                 };
                 let execution = match executor {
-                    Executor::Shell => {
-                        exec::run_shell(&job, job.lease_token, &spool, &thread_handle, &spawned)
-                    }
+                    Executor::Shell => exec::run_shell(
+                        &job,
+                        job.lease_token,
+                        &spool,
+                        &mut files,
+                        &thread_handle,
+                        &spawned,
+                    ),
                     Executor::Noop => {
                         spawned();
                         Execution {
@@ -783,7 +827,8 @@ fn start_slot(
         handle,
         thread: Some(thread),
         run: None,
-        next: None,
+        queued: VecDeque::new(),
+        last_took: None,
     })
 }
 

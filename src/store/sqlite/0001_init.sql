@@ -23,13 +23,18 @@ CREATE TABLE jobs (
     last_error       TEXT
 );
 
--- The claim path reads only this index, which holds nothing but claimable jobs:
--- finished jobs leave it, so history never slows claims down.
-CREATE INDEX jobs_ready ON jobs (next_run_at, seq) WHERE state IN ('pending', 'failed');
+-- Only partial indexes on state: each holds the jobs of one phase, so the hot path
+-- never touches an index that grows with history, and finishing a job removes it
+-- from the small indexes instead of rewriting a large one.
+-- The claim path reads only this one, which holds nothing but waiting jobs
+-- (`state` makes it covering for `status` counts).
+CREATE INDEX jobs_ready ON jobs (next_run_at, seq, state) WHERE state IN ('pending', 'failed');
 -- Recovery and `worker list` look at running jobs only.
 CREATE INDEX jobs_running ON jobs (worker_id) WHERE state = 'processing';
--- `list --state`, `dlq list`, `status`.
-CREATE INDEX jobs_by_state ON jobs (state, seq);
+-- The dead letter queue.
+CREATE INDEX jobs_dead ON jobs (seq) WHERE state = 'dead';
+-- Completed jobs need no index: they are the bulk of the table, so scanning it in
+-- `seq` order finds them at once.
 
 -- One row per finished or interrupted attempt; `lease_token` numbers a job's runs.
 CREATE TABLE attempts (
