@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
@@ -56,8 +57,14 @@ impl SqliteStore {
     /// stores and stores from a newer queuectl.
     pub fn open(path: &Path) -> Result<SqliteStore> {
         create_private_file(path)?;
+        let wal_existed = wal_path(path).exists();
         let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
+        // A short-lived CLI command is often the last connection to close; without
+        // this it would checkpoint the whole WAL (and fsync the database) on every
+        // `enqueue`. Checkpoints still happen automatically as the WAL grows.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(db_error)?;
         let mut store = SqliteStore {
             conn,
             path: path.to_owned(),
@@ -68,6 +75,11 @@ impl SqliteStore {
             .conn
             .pragma_update(None, "synchronous", "FULL")
             .map_err(db_error)?;
+        if !wal_existed {
+            // SQLite is built without its per-connection directory sync (see
+            // .cargo/config.toml): make a new store file and WAL file durable here.
+            sync_parent_dir(path)?;
+        }
         Ok(store)
     }
 
@@ -187,9 +199,8 @@ impl Store for SqliteStore {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
-        let mut wal = self.path.file_name().unwrap_or_default().to_owned();
-        wal.push("-wal");
-        watch_wal(&dir, wal.into(), wake)
+        let wal = wal_path(&self.path);
+        watch_wal(&dir, wal.file_name().unwrap_or_default().into(), wake)
     }
 
     fn changed_elsewhere(&mut self) -> bool {
@@ -756,6 +767,24 @@ fn create_private_file(path: &Path) -> Result<()> {
             path.display()
         ))),
     }
+}
+
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push("-wal");
+    path.with_file_name(name)
+}
+
+/// fsyncs the directory holding `path`, so newly created files in it survive a
+/// power loss.
+fn sync_parent_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::Unavailable(format!("cannot sync {}: {e}", dir.display())))
 }
 
 /// Wakes `wake` whenever the WAL file changes, that is on every commit by any
