@@ -94,7 +94,9 @@ impl Key {
                         "'{value}' is not a whole number between 0 and {MAX_RETRIES_LIMIT}"
                     ))
                 })?;
-                Ok(validate_max_retries(n).map_err(|e| bad(e.to_string()))?.to_string())
+                Ok(validate_max_retries(n)
+                    .map_err(|e| bad(e.to_string()))?
+                    .to_string())
             }
             Kind::Base => {
                 let base: f64 = value
@@ -236,9 +238,22 @@ mod tests {
     #[test]
     fn values_are_validated_and_canonical() {
         let empty = BTreeMap::new();
-        assert_eq!(validate_change(&empty, "backoff-base", "1.5").ok().as_deref(), Some("1.5"));
-        assert_eq!(validate_change(&empty, "backoff-max", "1h").ok().as_deref(), Some("3600"));
-        assert_eq!(validate_change(&empty, "backoff-max", "500ms").ok().as_deref(), Some("0.5"));
+        assert_eq!(
+            validate_change(&empty, "backoff-base", "1.5")
+                .ok()
+                .as_deref(),
+            Some("1.5")
+        );
+        assert_eq!(
+            validate_change(&empty, "backoff-max", "1h").ok().as_deref(),
+            Some("3600")
+        );
+        assert_eq!(
+            validate_change(&empty, "backoff-max", "500ms")
+                .ok()
+                .as_deref(),
+            Some("0.5")
+        );
         assert!(validate_change(&empty, "backoff-base", "0.5").is_err());
         assert!(validate_change(&empty, "backoff-base", "NaN").is_err());
         assert!(validate_change(&empty, "max-retries", "-1").is_err());

@@ -9,7 +9,9 @@ use thiserror::Error;
 /// Invalid input: exit 2, and the store is left untouched.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum InputError {
-    #[error("invalid job JSON: {0}; expected an object like {{\"command\":\"echo hi\"}} with optional \"id\" and \"max_retries\"")]
+    #[error(
+        "invalid job JSON: {0}; expected an object like {{\"command\":\"echo hi\"}} with optional \"id\" and \"max_retries\""
+    )]
     Json(String),
     #[error("unknown state '{0}'; valid states are pending, processing, completed, failed, dead")]
     UnknownState(String),
@@ -24,9 +26,13 @@ pub enum StoreError {
     #[error("{0}")]
     BadLocation(String),
     /// The store was written by a newer queuectl.
-    #[error("the store has schema version {found}, newer than this queuectl understands ({supported}); upgrade queuectl")]
+    #[error(
+        "the store has schema version {found}, newer than this queuectl understands ({supported}); upgrade queuectl"
+    )]
     TooNew { found: i64, supported: i64 },
-    #[error("a job with id '{0}' already exists; choose another id or leave \"id\" out to get one generated")]
+    #[error(
+        "a job with id '{0}' already exists; choose another id or leave \"id\" out to get one generated"
+    )]
     DuplicateId(String),
     #[error("no job with id '{0}'; `queuectl list` shows the ids")]
     NotFound(String),
@@ -79,7 +85,9 @@ impl From<InputError> for Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Failure {
         let code = match e {
-            StoreError::BadLocation(_) | StoreError::TooNew { .. } | StoreError::DuplicateId(_) => 2,
+            StoreError::BadLocation(_) | StoreError::TooNew { .. } | StoreError::DuplicateId(_) => {
+                2
+            }
             StoreError::NotFound(_) | StoreError::Conflict(_) | StoreError::Unavailable(_) => 1,
         };
         Failure {

@@ -156,7 +156,9 @@ impl JobSpec {
     /// Parses one JSON job object, as given to `enqueue` or as a line of `enqueue --file`.
     pub fn from_json(text: &str) -> Result<JobSpec, InputError> {
         if text.contains('\0') {
-            return Err(InputError::Invalid("the job JSON contains a NUL byte".into()));
+            return Err(InputError::Invalid(
+                "the job JSON contains a NUL byte".into(),
+            ));
         }
         serde_json::from_str(text).map_err(|e| InputError::Json(e.to_string()))
     }
@@ -188,8 +190,7 @@ pub fn generate_id() -> String {
 pub fn validate_id(id: &str) -> Result<String, InputError> {
     if id.is_empty() {
         return Err(InputError::Invalid(
-            "the job id is empty; give a non-empty id or leave it out to get one generated"
-                .into(),
+            "the job id is empty; give a non-empty id or leave it out to get one generated".into(),
         ));
     }
     if id.len() > 200 {
@@ -389,22 +390,35 @@ mod tests {
             exit_code: Some(127),
             error: "exit code 127".into(),
         };
-        assert_eq!(after_attempt(0, 0, 0, &failed, &backoff()).state, JobState::Dead);
+        assert_eq!(
+            after_attempt(0, 0, 0, &failed, &backoff()).state,
+            JobState::Dead
+        );
     }
 
     #[test]
     fn interruptions_do_not_use_attempts_until_the_limit() {
         let t = after_interruption(2, 0, "worker lost");
-        assert_eq!((t.state, t.attempts, t.interruptions), (JobState::Pending, 2, 1));
+        assert_eq!(
+            (t.state, t.attempts, t.interruptions),
+            (JobState::Pending, 2, 1)
+        );
         let t = after_interruption(2, MAX_INTERRUPTIONS - 1, "worker lost");
         assert_eq!(t.state, JobState::Dead);
-        assert!(t.last_error.unwrap_or_default().contains("interrupted 5 times"));
+        assert!(
+            t.last_error
+                .unwrap_or_default()
+                .contains("interrupted 5 times")
+        );
     }
 
     #[test]
     fn forced_stops_are_free() {
         let t = after_forced_stop(1, 4, "worker stop --force");
-        assert_eq!((t.state, t.attempts, t.interruptions), (JobState::Pending, 1, 4));
+        assert_eq!(
+            (t.state, t.attempts, t.interruptions),
+            (JobState::Pending, 1, 4)
+        );
     }
 
     #[test]

@@ -67,7 +67,14 @@ fn list(ctx: &Context) -> Result<(), Failure> {
     }
     let rows: Vec<Vec<String>> = effective
         .iter()
-        .map(|(k, v)| vec![k.name.to_owned(), v.clone(), k.default.to_owned(), k.help.to_owned()])
+        .map(|(k, v)| {
+            vec![
+                k.name.to_owned(),
+                v.clone(),
+                k.default.to_owned(),
+                k.help.to_owned(),
+            ]
+        })
         .collect();
     printed(p.table(&["KEY", "VALUE", "DEFAULT", "MEANING"], &rows))
 }

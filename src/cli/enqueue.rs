@@ -30,7 +30,12 @@ pub struct Args {
     id: Option<String>,
 
     /// Retries after the first run (default: the max-retries setting)
-    #[arg(long, value_name = "N", allow_negative_numbers = true, conflicts_with = "file")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        conflicts_with = "file"
+    )]
     max_retries: Option<i64>,
 
     /// Enqueue one JSON job per line from FILE (- for stdin), all or none
@@ -58,7 +63,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
             Some(n) => n,
             None => store.job(&job.id)?.map_or(0, |j| j.max_retries),
         };
-        return printed(ctx.printer.json(&job_json(&pending(job, max_retries, created_at))));
+        return printed(
+            ctx.printer
+                .json(&job_json(&pending(job, max_retries, created_at))),
+        );
     }
     printed(ctx.printer.line(&format!("Enqueued: {}", job.id)))
 }
@@ -124,7 +132,9 @@ fn enqueue_file(ctx: &Context, file: &str, cwd: &str) -> Result<(), Failure> {
         Box::new(std::io::stdin())
     } else {
         Box::new(std::fs::File::open(file).map_err(|e| {
-            Failure::usage(format!("cannot read {file}: {e}; give a readable JSONL file or - for stdin"))
+            Failure::usage(format!(
+                "cannot read {file}: {e}; give a readable JSONL file or - for stdin"
+            ))
         })?)
     };
     let mut jobs = Vec::new();
@@ -137,7 +147,9 @@ fn enqueue_file(ctx: &Context, file: &str, cwd: &str) -> Result<(), Failure> {
         }
         let job = JobSpec::from_json(&line)
             .and_then(|spec| spec.validate(cwd))
-            .map_err(|e| Failure::usage(format!("{file}: line {number}: {e}; nothing was enqueued")))?;
+            .map_err(|e| {
+                Failure::usage(format!("{file}: line {number}: {e}; nothing was enqueued"))
+            })?;
         if !seen.insert(job.id.clone()) {
             return Err(Failure::usage(format!(
                 "{file}: line {number}: id '{}' appears twice; nothing was enqueued",
@@ -161,5 +173,8 @@ fn enqueue_file(ctx: &Context, file: &str, cwd: &str) -> Result<(), Failure> {
         out.push_str(&job.id);
         out.push('\n');
     }
-    printed(std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes()))
+    printed(std::io::Write::write_all(
+        &mut std::io::stdout().lock(),
+        out.as_bytes(),
+    ))
 }

@@ -64,10 +64,7 @@ pub fn status(ctx: &Context) -> Result<(), Failure> {
         .collect();
     printed(p.table(&["STATE", "JOBS"], &rows))?;
     printed(p.line(""))?;
-    printed(p.line(&format!(
-        "Workers: {} live ({busy} busy)",
-        workers.len()
-    )))?;
+    printed(p.line(&format!("Workers: {} live ({busy} busy)", workers.len())))?;
     let oldest = oldest_age_ms.map_or("none".to_owned(), |ms| format!("{} ago", age(ms)));
     printed(p.line(&format!("Oldest pending job: {oldest}")))?;
     printed(p.line(&format!("Store: {}", store.describe())))
@@ -107,7 +104,14 @@ pub(super) fn print_jobs(ctx: &Context, jobs: &[Job]) -> Result<(), Failure> {
         })
         .collect();
     printed(p.table(
-        &["ID", "STATE", "ATTEMPTS", "UPDATED", "COMMAND", "LAST ERROR"],
+        &[
+            "ID",
+            "STATE",
+            "ATTEMPTS",
+            "UPDATED",
+            "COMMAND",
+            "LAST ERROR",
+        ],
         &rows,
     ))
 }
@@ -134,7 +138,10 @@ pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
         field("id", job.id.clone()),
         field("command", job.command.clone()),
         field("state", p.state(job.state)),
-        field("attempts", format!("{} (max retries {})", job.attempts, job.max_retries)),
+        field(
+            "attempts",
+            format!("{} (max retries {})", job.attempts, job.max_retries),
+        ),
         field("directory", job.cwd.clone()),
         field("created", timestamp(job.created_at)),
         field("updated", timestamp(job.updated_at)),
@@ -143,7 +150,10 @@ pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
         lines.push(field("next run", timestamp(job.next_run_at)));
     }
     if job.interruptions > 0 {
-        lines.push(field("interrupted", format!("{} time(s)", job.interruptions)));
+        lines.push(field(
+            "interrupted",
+            format!("{} time(s)", job.interruptions),
+        ));
     }
     if let Some(worker) = &job.worker_id {
         lines.push(field("worker", worker.clone()));
@@ -175,7 +185,10 @@ pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
                 ]
             })
             .collect();
-        printed(p.table(&["#", "OUTCOME", "EXIT", "STARTED", "FINISHED", "WORKER"], &rows))?;
+        printed(p.table(
+            &["#", "OUTCOME", "EXIT", "STARTED", "FINISHED", "WORKER"],
+            &rows,
+        ))?;
     }
     if let Some(tail) = job.output_tail.as_deref().filter(|t| !t.is_empty()) {
         printed(p.line("\nOutput (last lines):"))?;

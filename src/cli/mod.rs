@@ -127,7 +127,9 @@ impl Context {
 fn default_db_path() -> Result<PathBuf, Failure> {
     store::data_home()
         .map(|home| home.join("queue.db"))
-        .ok_or_else(|| Failure::usage("cannot find a home directory; set QUEUECTL_HOME or pass --db"))
+        .ok_or_else(|| {
+            Failure::usage("cannot find a home directory; set QUEUECTL_HOME or pass --db")
+        })
 }
 
 /// Converts an I/O error on stdout into a failure (a closed pipe ends quietly).

@@ -113,7 +113,8 @@ fn pad_row(cells: &[String], widths: &[usize]) -> String {
     for (i, cell) in cells.iter().enumerate() {
         line.push_str(cell);
         if i < last {
-            let pad = widths.get(i).copied().unwrap_or(0) - visible_width(cell).min(widths.get(i).copied().unwrap_or(0));
+            let pad = widths.get(i).copied().unwrap_or(0)
+                - visible_width(cell).min(widths.get(i).copied().unwrap_or(0));
             line.push_str(&" ".repeat(pad + 2));
         }
     }

@@ -83,7 +83,10 @@ fn stop(ctx: &Context, force: bool, host: Option<&str>, timeout: f64) -> Result<
     if asked.is_empty() {
         return printed(p.line("No workers running."));
     }
-    eprintln!("Asked {} worker(s) to stop; waiting for them to exit...", asked.len());
+    eprintln!(
+        "Asked {} worker(s) to stop; waiting for them to exit...",
+        asked.len()
+    );
     let deadline = Instant::now() + Duration::from_secs_f64(timeout);
     let here = platform::host_name();
     loop {

@@ -276,10 +276,12 @@ impl Store for SqliteStore {
     fn list(&mut self, state: Option<JobState>, limit: Option<usize>) -> Result<Vec<Job>> {
         let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         let sql = match state {
-            Some(_) => format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2"
-            ),
-            None => format!("SELECT {JOB_COLUMNS} FROM jobs WHERE ?1 IS NULL ORDER BY seq LIMIT ?2"),
+            Some(_) => {
+                format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2")
+            }
+            None => {
+                format!("SELECT {JOB_COLUMNS} FROM jobs WHERE ?1 IS NULL ORDER BY seq LIMIT ?2")
+            }
         };
         let mut stmt = self.conn.prepare_cached(&sql).map_err(db_error)?;
         let rows = stmt
@@ -407,7 +409,12 @@ impl Store for SqliteStore {
                         pid: r.get(2)?,
                         pid_start: r.get(3)?,
                     },
-                    state: worker_state(end_state.as_deref(), heartbeat_at < stale_before, stop, job.is_some()),
+                    state: worker_state(
+                        end_state.as_deref(),
+                        heartbeat_at < stale_before,
+                        stop,
+                        job.is_some(),
+                    ),
                     job,
                     started_at: r.get(4)?,
                     heartbeat_at,
@@ -440,10 +447,8 @@ impl Store for SqliteStore {
 
     fn exchange(&mut self, ex: &Exchange<'_>) -> Result<ExchangeReply> {
         let lease = millis(ex.lease_timeout);
-        let writes = !ex.finished.is_empty()
-            || !ex.renew.is_empty()
-            || ex.beat
-            || !ex.claim_for.is_empty();
+        let writes =
+            !ex.finished.is_empty() || !ex.renew.is_empty() || ex.beat || !ex.claim_for.is_empty();
         let behavior = if writes {
             TransactionBehavior::Immediate
         } else {
@@ -495,7 +500,10 @@ impl Store for SqliteStore {
             for worker in ex.claim_for {
                 let job = tx
                     .prepare_cached(&claim_sql)
-                    .and_then(|mut s| s.query_row(params![now, lease, worker], job_from_row).optional())
+                    .and_then(|mut s| {
+                        s.query_row(params![now, lease, worker], job_from_row)
+                            .optional()
+                    })
                     .map_err(db_error)?;
                 match job {
                     Some(job) => reply.claimed.push((worker.clone(), job)),
@@ -614,7 +622,7 @@ fn record_finished(tx: &rusqlite::Transaction<'_>, now: i64, f: &Finished) -> Re
     Ok(true)
 }
 
-fn check_dead(id: &str, state: Option<&str>) -> Result<()> {
+pub(crate) fn check_dead(id: &str, state: Option<&str>) -> Result<()> {
     match state {
         None => Err(StoreError::NotFound(id.to_owned())),
         Some("dead") => Ok(()),
@@ -717,13 +725,8 @@ fn watch_wal(dir: &Path, wal_name: PathBuf, wake: Wake) -> Result<()> {
         .map_err(|e| StoreError::Unavailable(format!("inotify unavailable: {e}")))?;
     inotify
         .watches()
-        .add(
-            dir,
-            inotify::WatchMask::MODIFY | inotify::WatchMask::CREATE,
-        )
-        .map_err(|e| {
-            StoreError::Unavailable(format!("cannot watch {}: {e}", dir.display()))
-        })?;
+        .add(dir, inotify::WatchMask::MODIFY | inotify::WatchMask::CREATE)
+        .map_err(|e| StoreError::Unavailable(format!("cannot watch {}: {e}", dir.display())))?;
     thread::Builder::new()
         .name("wal-watch".into())
         .spawn(move || {

@@ -200,7 +200,10 @@ fn spawn_and_wait(
     let marker = spool.marker_path(&job.id, token);
     let start = platform::process_start(i64::from(pid)).unwrap_or(0);
     if let Err(e) = fs::write(&marker, format!("{pgid} {start}\n")) {
-        crate::log::warn(&format!("cannot write run marker {}: {e}", marker.display()));
+        crate::log::warn(&format!(
+            "cannot write run marker {}: {e}",
+            marker.display()
+        ));
     }
     wait_without_reaping(pgid);
     // The leader is a zombie now, so the group id is still reserved: kill stragglers
@@ -319,12 +322,28 @@ mod tests {
     fn captures_output_and_exit_codes() {
         let (dir, spool) = spool();
         let cwd = dir.path().to_string_lossy().into_owned();
-        let ok = run_shell(&job("echo hello; pwd", &cwd), 1, &spool, &RunHandle::default());
+        let ok = run_shell(
+            &job("echo hello; pwd", &cwd),
+            1,
+            &spool,
+            &RunHandle::default(),
+        );
         assert_eq!(ok.outcome, Outcome::Succeeded);
         let tail = ok.output_tail.unwrap_or_default();
         assert!(tail.contains("hello") && tail.contains(&cwd), "{tail}");
-        let bad = run_shell(&job("no-such-command-xyz", &cwd), 2, &spool, &RunHandle::default());
-        assert!(matches!(bad.outcome, Outcome::Failed { exit_code: Some(127), .. }));
+        let bad = run_shell(
+            &job("no-such-command-xyz", &cwd),
+            2,
+            &spool,
+            &RunHandle::default(),
+        );
+        assert!(matches!(
+            bad.outcome,
+            Outcome::Failed {
+                exit_code: Some(127),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -332,7 +351,12 @@ mod tests {
         let (dir, spool) = spool();
         let cwd = dir.path().to_string_lossy().into_owned();
         let started = std::time::Instant::now();
-        let run = run_shell(&job("sleep 30 & echo done", &cwd), 1, &spool, &RunHandle::default());
+        let run = run_shell(
+            &job("sleep 30 & echo done", &cwd),
+            1,
+            &spool,
+            &RunHandle::default(),
+        );
         assert_eq!(run.outcome, Outcome::Succeeded);
         assert!(started.elapsed() < std::time::Duration::from_secs(20));
     }
@@ -340,8 +364,19 @@ mod tests {
     #[test]
     fn a_missing_directory_is_a_failure() {
         let (_dir, spool) = spool();
-        let run = run_shell(&job("true", "/no/such/dir"), 1, &spool, &RunHandle::default());
-        assert!(matches!(run.outcome, Outcome::Failed { exit_code: None, .. }));
+        let run = run_shell(
+            &job("true", "/no/such/dir"),
+            1,
+            &spool,
+            &RunHandle::default(),
+        );
+        assert!(matches!(
+            run.outcome,
+            Outcome::Failed {
+                exit_code: None,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -28,8 +28,7 @@ pub fn recover(
 ) -> Result<Vec<String>> {
     let mut lost_workers = BTreeSet::new();
     for worker in store.workers(false)? {
-        if worker.info.host == host && !platform::is_alive(worker.info.pid, worker.info.pid_start)
-        {
+        if worker.info.host == host && !platform::is_alive(worker.info.pid, worker.info.pid_start) {
             lost_workers.insert(worker.info.id);
         }
     }

@@ -10,8 +10,8 @@
 //! If the store fails, running jobs keep running, results are kept in memory and the
 //! supervisor retries with backoff; it never exits because of a store outage.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -100,9 +100,9 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Stor
         pid,
     };
     let spool = Spool::new(store.spool_dir());
-    spool.create().map_err(|e| {
-        StoreError::Unavailable(format!("cannot create the spool directory: {e}"))
-    })?;
+    spool
+        .create()
+        .map_err(|e| StoreError::Unavailable(format!("cannot create the spool directory: {e}")))?;
     let poll = subscribe(store.as_ref(), &events);
     if options.handle_signals {
         forward_signals(events.clone());
@@ -329,7 +329,9 @@ impl Supervisor {
         self.stop = self.stop.max(stop);
         match self.stop {
             StopRequest::Force => {
-                log::info(&format!("{why}: killing running jobs, they go back to pending"));
+                log::info(&format!(
+                    "{why}: killing running jobs, they go back to pending"
+                ));
                 for slot in &mut self.slots {
                     if let Some(run) = slot.run.as_mut().filter(|r| !r.forced) {
                         run.forced = true;
@@ -423,7 +425,10 @@ impl Supervisor {
                 deadline = deadline.min(at);
             }
         }
-        let first = match self.inbox.recv_timeout(deadline.saturating_duration_since(now)) {
+        let first = match self
+            .inbox
+            .recv_timeout(deadline.saturating_duration_since(now))
+        {
             Ok(event) => Some(event),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => {
@@ -627,7 +632,13 @@ fn start_slot(
                         output_tail: None,
                     },
                 };
-                if events.send(Event::Done { slot: index, execution }).is_err() {
+                if events
+                    .send(Event::Done {
+                        slot: index,
+                        execution,
+                    })
+                    .is_err()
+                {
                     return;
                 }
             }
