@@ -57,7 +57,11 @@ impl Env {
     pub fn new(backend: Backend) -> Option<Env> {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let db = match backend {
-            Backend::Sqlite => dir.path().join("home/queue.db").to_string_lossy().into_owned(),
+            Backend::Sqlite => dir
+                .path()
+                .join("home/queue.db")
+                .to_string_lossy()
+                .into_owned(),
             Backend::Postgres => {
                 let url = postgres_url()?;
                 let schema = format!("qt_{}", uuid_like());
@@ -117,8 +121,12 @@ impl Env {
         let mut all = args.to_vec();
         all.push("--json");
         let stdout = self.ok(&all);
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("`queuectl {}` printed invalid JSON ({e}): {stdout}", all.join(" ")))
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "`queuectl {}` printed invalid JSON ({e}): {stdout}",
+                all.join(" ")
+            )
+        })
     }
 
     /// Enqueues `command` and returns the job id.
@@ -136,7 +144,10 @@ impl Env {
     }
 
     pub fn state(&self, id: &str) -> String {
-        self.job(id)["state"].as_str().unwrap_or_default().to_owned()
+        self.job(id)["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Starts `queuectl worker start ARGS` in the background (killed when the Env drops).
@@ -209,7 +220,11 @@ impl Drop for Env {
             if let Some(schema) = self.db.rsplit("schema=").next() {
                 let base = self.db.split('?').next().unwrap_or_default();
                 let _ = Command::new("psql")
-                    .args([base, "-qc", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")])
+                    .args([
+                        base,
+                        "-qc",
+                        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+                    ])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status();
@@ -234,7 +249,10 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
         if check() {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
