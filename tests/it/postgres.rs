@@ -9,7 +9,12 @@ use crate::common::{Backend, Env, bin, postgres_url};
 
 /// The test's schema and the server URL without it.
 fn schema_and_base(env: &Env) -> (String, String) {
-    let schema = env.db.rsplit("schema=").next().unwrap_or_default().to_owned();
+    let schema = env
+        .db
+        .rsplit("schema=")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let base = env.db.split('?').next().unwrap_or_default().to_owned();
     (schema, base)
 }
@@ -32,11 +37,17 @@ fn concurrent_first_starts_on_an_empty_schema_all_succeed() {
     // advisory lock around migrations must make every one of them succeed.
     let children: Vec<_> = (0..6)
         .map(|i| {
-            env.cmd(&["enqueue", "--command", "true", "--id", &format!("first-{i}")])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start queuectl")
+            env.cmd(&[
+                "enqueue",
+                "--command",
+                "true",
+                "--id",
+                &format!("first-{i}"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start queuectl")
         })
         .collect();
     for child in children {
@@ -58,7 +69,10 @@ fn a_schema_from_a_newer_queuectl_is_refused() {
     };
     env.enqueue("true");
     let (schema, base) = schema_and_base(&env);
-    psql(&base, &format!("UPDATE \"{schema}\".schema_version SET version = 999"));
+    psql(
+        &base,
+        &format!("UPDATE \"{schema}\".schema_version SET version = 999"),
+    );
     let out = env.run(&["status"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -76,7 +90,11 @@ fn an_unreachable_server_fails_fast_naming_the_host_but_never_the_password() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    for args in [&["status"][..], &["enqueue", "--command", "true"], &["worker", "list"]] {
+    for args in [
+        &["status"][..],
+        &["enqueue", "--command", "true"],
+        &["worker", "list"],
+    ] {
         let started = Instant::now();
         let out = Command::new(bin())
             .args(args)
@@ -91,8 +109,14 @@ fn an_unreachable_server_fails_fast_naming_the_host_but_never_the_password() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        assert!(elapsed < Duration::from_secs(5), "{args:?} took {elapsed:?}");
-        assert!(stderr.contains("127.0.0.1:1"), "{args:?}: host not named: {stderr}");
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "{args:?} took {elapsed:?}"
+        );
+        assert!(
+            stderr.contains("127.0.0.1:1"),
+            "{args:?}: host not named: {stderr}"
+        );
         assert!(
             !stderr.contains("s3cret") && !stdout.contains("s3cret"),
             "{args:?}: password printed: {stdout} {stderr}"
