@@ -418,7 +418,9 @@ impl Supervisor {
             self.retry_at,
         ];
         for at in timers.into_iter().flatten() {
-            deadline = deadline.min(at);
+            // While the store is down, the store timers cannot act before the retry:
+            // waiting for an overdue one would spin on the CPU.
+            deadline = deadline.min(self.retry_at.map_or(at, |retry| at.max(retry)));
         }
         for run in self.slots.iter().filter_map(|s| s.run.as_ref()) {
             if let Some(at) = run.kill_at {
