@@ -62,14 +62,13 @@ impl Spool {
             return;
         };
         let mut fields = text.split_whitespace().map(str::parse::<i64>);
-        if let (Some(Ok(pgid)), Some(Ok(start))) = (fields.next(), fields.next()) {
-            if let Ok(pgid) = i32::try_from(pgid) {
-                if let Err(e) = platform::kill_orphaned_group(pgid, start) {
-                    crate::log::warn(&format!(
-                        "could not kill leftovers of job {job_id} (group {pgid}): {e}"
-                    ));
-                }
-            }
+        if let (Some(Ok(pgid)), Some(Ok(start))) = (fields.next(), fields.next())
+            && let Ok(pgid) = i32::try_from(pgid)
+            && let Err(e) = platform::kill_orphaned_group(pgid, start)
+        {
+            crate::log::warn(&format!(
+                "could not kill leftovers of job {job_id} (group {pgid}): {e}"
+            ));
         }
         let _ = fs::remove_file(path);
     }

@@ -9,10 +9,10 @@ use std::io;
 /// The name workers register under. `QUEUECTL_HOSTNAME` overrides it, so tests can
 /// play several machines on one.
 pub fn host_name() -> String {
-    if let Ok(name) = std::env::var("QUEUECTL_HOSTNAME") {
-        if !name.trim().is_empty() {
-            return name.trim().to_owned();
-        }
+    if let Ok(name) = std::env::var("QUEUECTL_HOSTNAME")
+        && !name.trim().is_empty()
+    {
+        return name.trim().to_owned();
     }
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())

@@ -37,7 +37,8 @@ pub fn recover(
         let worker = job.worker.as_ref();
         let local = worker.is_some_and(|w| w.host == host);
         let dead_here = worker.is_some_and(|w| local && !platform::is_alive(w.pid, w.pid_start));
-        if !dead_here && !(expired_too && job.lease_expired) {
+        let expired = expired_too && job.lease_expired;
+        if !dead_here && !expired {
             continue;
         }
         let worker_name = worker.map_or("unknown", |w| w.id.as_str());

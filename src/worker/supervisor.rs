@@ -348,11 +348,11 @@ impl Supervisor {
 
     fn escalate_kills(&mut self, now: Instant) {
         for slot in &mut self.slots {
-            if let Some(run) = slot.run.as_mut() {
-                if run.kill_at.is_some_and(|at| now >= at) {
-                    slot.handle.signal(libc::SIGKILL);
-                    run.kill_at = None;
-                }
+            if let Some(run) = slot.run.as_mut()
+                && run.kill_at.is_some_and(|at| now >= at)
+            {
+                slot.handle.signal(libc::SIGKILL);
+                run.kill_at = None;
             }
         }
     }

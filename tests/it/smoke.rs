@@ -1,6 +1,5 @@
 use std::time::Duration;
 
-use crate::backend_test;
 use crate::common::wait_until;
 
 backend_test!(a_job_runs_to_completion, |env| {
