@@ -673,7 +673,7 @@ fn record_finished(tx: &rusqlite::Transaction<'_>, now: i64, f: &Finished) -> Re
     Ok(true)
 }
 
-fn check_dead(id: &str, state: Option<&str>) -> Result<()> {
+pub(crate) fn check_dead(id: &str, state: Option<&str>) -> Result<()> {
     match state {
         None => Err(StoreError::NotFound(id.to_owned())),
         Some("dead") => Ok(()),

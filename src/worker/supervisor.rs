@@ -554,29 +554,27 @@ impl Supervisor {
     /// Waits for the next event or timer, then handles everything that arrived.
     fn wait(&mut self) {
         let now = Instant::now();
-        let mut deadline = now + self.poll;
-        let timers = [
-            Some(self.next_beat),
-            Some(self.next_recovery),
-            self.next_due,
-            self.retry_at,
-        ];
-        for at in timers.into_iter().flatten() {
-            deadline = deadline.min(at);
-        }
+        let mut store_timers = vec![self.next_beat, self.next_recovery];
+        store_timers.extend(self.next_due);
+        store_timers.extend(self.oldest_finished.map(|at| at + COMMIT_DELAY));
+        let mut kill_timers = Vec::new();
         for slot in &self.slots {
             let Some(run) = slot.run.as_ref() else {
                 continue;
             };
-            if let Some(at) = run.kill_at {
-                deadline = deadline.min(at);
-            }
+            kill_timers.extend(run.kill_at);
             if !slot.queued.is_empty() {
-                deadline = deadline.min(run.started + PREFETCH_HOLD);
+                store_timers.push(run.started + PREFETCH_HOLD);
             }
         }
-        if let Some(at) = self.oldest_finished {
-            deadline = deadline.min(at + COMMIT_DELAY);
+        let mut deadline = now + self.poll;
+        for at in store_timers {
+            // While the store is down, store work cannot happen before the retry:
+            // waiting for an overdue timer would spin on the CPU.
+            deadline = deadline.min(self.retry_at.map_or(at, |retry| at.max(retry)));
+        }
+        for at in kill_timers.into_iter().chain(self.retry_at) {
+            deadline = deadline.min(at);
         }
         let first = match self
             .inbox

@@ -6,4 +6,5 @@
 #[macro_use]
 pub mod common;
 
+mod postgres;
 mod smoke;
