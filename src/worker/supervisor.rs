@@ -288,6 +288,7 @@ impl Supervisor {
     fn exchange(&mut self, now: Instant) -> Option<bool> {
         let beat = now >= self.next_beat;
         self.release_stale_prefetches(now);
+        self.rebalance();
         let claim_for: Vec<String> = if self.stop == StopRequest::None && self.want_claim {
             self.slots
                 .iter()
@@ -372,6 +373,7 @@ impl Supervisor {
         for (worker_id, job) in reply.claimed {
             self.dispatch(&worker_id, job);
         }
+        self.rebalance();
     }
 
     fn dispatch(&mut self, worker_id: &str, job: Job) {
@@ -448,6 +450,25 @@ impl Supervisor {
                 "{why}: finishing running jobs, then exiting (stop again to kill them)"
             )),
             StopRequest::None => {}
+        }
+    }
+
+    /// Idle slots take jobs claimed ahead by busy ones, so no job waits behind
+    /// another while a slot of this process has nothing to do. (The job keeps the
+    /// claiming worker's id in the store until it finishes; its attempt is recorded
+    /// under the worker that ran it.)
+    fn rebalance(&mut self) {
+        loop {
+            let Some(idle) = self.slots.iter().position(Slot::is_idle) else {
+                return;
+            };
+            let donor = (0..self.slots.len())
+                .filter(|&i| !self.slots[i].queued.is_empty())
+                .max_by_key(|&i| self.slots[i].queued.len());
+            let Some(job) = donor.and_then(|d| self.slots[d].queued.pop_back()) else {
+                return;
+            };
+            self.start(idle, job);
         }
     }
 
@@ -632,6 +653,8 @@ impl Supervisor {
         slot.last_took = Some(run.started.elapsed());
         if let Some(next) = slot.queued.pop_front() {
             self.start(index, next);
+        } else {
+            self.rebalance();
         }
         self.want_claim = true;
         let job = &run.job;
