@@ -1,6 +1,5 @@
 use std::time::Duration;
 
-use crate::backend_test;
 use crate::common::wait_until;
 
 backend_test!(a_job_runs_to_completion, |env| {
@@ -11,7 +10,12 @@ backend_test!(a_job_runs_to_completion, |env| {
     let job = env.job(&id);
     assert_eq!(job["state"], "completed");
     assert_eq!(job["attempts"], 1);
-    assert!(job["output_tail"].as_str().unwrap_or_default().contains("hello"));
+    assert!(
+        job["output_tail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("hello")
+    );
     wait_until("nothing left", Duration::from_secs(5), || {
         env.json(&["status"])["pending"] == 0
     });
