@@ -6,4 +6,10 @@
 #[macro_use]
 pub mod common;
 
+mod dlq;
+mod enqueue;
+mod execution;
+mod recovery;
+mod retry;
 mod smoke;
+mod workers;
