@@ -6,10 +6,14 @@
 #[macro_use]
 pub mod common;
 
+mod bad_input;
+mod config;
+mod contention;
 mod dlq;
 mod enqueue;
 mod execution;
 mod recovery;
 mod retry;
 mod smoke;
+mod store_files;
 mod workers;
