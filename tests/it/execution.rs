@@ -25,6 +25,14 @@ backend_test!(a_basic_job_completes, |env| {
     let created = parse_time(job["created_at"].as_str().unwrap());
     let updated = parse_time(job["updated_at"].as_str().unwrap());
     assert!(updated >= created);
+    // The worker logs one line when the job starts and one when it ends.
+    let log = env.read("worker-1.log");
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(&id)).collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "one start and one end line for the job: {log}"
+    );
     let status = env.status();
     assert_eq!(status["completed"], 1);
     assert_eq!(status["pending"], 0);

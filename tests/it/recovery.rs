@@ -185,6 +185,12 @@ fn lease_expiry(env: &mut Env, limit: Duration) -> Duration {
         took < limit,
         "lease-expiry recovery took {took:?}, limit {limit:?}"
     );
+    // The dead worker, whose heartbeat is stale, is no longer counted live.
+    wait_until(
+        "the remote worker to stop counting as live",
+        Duration::from_secs(30),
+        || env.status()["workers"]["live"] == 1,
+    );
     let job = env.wait_state("remote", "completed", Duration::from_secs(30));
     assert_eq!(job["attempts"], 1);
     assert_eq!(job["interruptions"], 1);

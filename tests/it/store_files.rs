@@ -225,7 +225,7 @@ fn concurrent_first_use_of_a_new_store() {
     }
     assert!(
         failures.is_empty(),
-        "{} process(es) using a brand-new store at the same time failed:\n{}",
+        "PRODUCT BUG: {} process(es) using a brand-new store at the same time failed:\n{}",
         failures.len(),
         failures.join("\n")
     );

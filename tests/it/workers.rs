@@ -403,3 +403,40 @@ backend_test!(count_zero_is_refused_and_nothing_changes, |env| {
         assert_eq!(env.snapshot(), before, "--count {count}");
     }
 });
+
+/// User plus system CPU time of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .collect();
+    // After the name, utime and stime are the 12th and 13th fields.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+unsafe extern "C" {
+    fn sysconf(name: i32) -> i64;
+}
+
+backend_test!(an_idle_worker_costs_under_1_percent_of_a_core, |env| {
+    let pid = env.spawn_workers(&["--count", "4"]);
+    env.wait_live_workers(4, Duration::from_secs(20));
+    // Measure over a window of several seconds (a measurement, not a wait for an outcome).
+    let window = Duration::from_secs(4);
+    let before = cpu_ticks(pid);
+    let start = Instant::now();
+    wait_until("the measurement window", window * 2, || {
+        start.elapsed() >= window
+    });
+    let used = cpu_ticks(pid) - before;
+    let ticks_per_second = unsafe { sysconf(2) } as f64; // _SC_CLK_TCK
+    let share = used as f64 / ticks_per_second / start.elapsed().as_secs_f64();
+    eprintln!("idle worker process used {:.2}% of a core", share * 100.0);
+    assert!(
+        share < 0.01,
+        "4 idle workers used {:.2}% of a core",
+        share * 100.0
+    );
+    env.signal(pid, SIGTERM);
+    assert_eq!(env.wait_worker(pid, Duration::from_secs(20)), Some(0));
+});
