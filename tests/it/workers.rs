@@ -151,24 +151,29 @@ backend_test!(status_counts_every_state_and_the_workers, |env| {
     env.wait_state(&ok, "completed", Duration::from_secs(20));
     env.wait_state(&dead, "dead", Duration::from_secs(20));
     env.wait_state(&failed, "failed", Duration::from_secs(20));
-    let running = env.enqueue("sleep 20");
-    env.wait_state(&running, "processing", Duration::from_secs(10));
-    let pending = env.enqueue_json(&json!({"command": "true"}));
-    // Only two workers: one runs `sleep 20`; the pending job may be picked up by the
-    // other, so count it as pending or completed.
-    let mut status = Value::Null;
-    wait_until("one busy worker in status", Duration::from_secs(5), || {
-        status = env.status();
-        status["workers"]["busy"] == 1
+    // Both workers busy with long jobs, so a third job stays pending.
+    let running1 = env.enqueue("sleep 20");
+    let running2 = env.enqueue("sleep 20");
+    env.wait_state(&running1, "processing", Duration::from_secs(10));
+    env.wait_state(&running2, "processing", Duration::from_secs(10));
+    env.enqueue("true");
+    let expected = json!({
+        "pending": 1, "processing": 2, "completed": 1, "failed": 1, "dead": 1,
+        "workers": {"live": 2, "busy": 2},
     });
-    assert_eq!(status["processing"], 1, "{status}");
-    assert_eq!(status["failed"], 1, "{status}");
-    assert_eq!(status["dead"], 1, "{status}");
-    let done = status["completed"].as_i64().unwrap();
-    let waiting = status["pending"].as_i64().unwrap();
-    assert_eq!(done + waiting, 2, "{status}");
+    let mut status = Value::Null;
+    wait_until(
+        "status to show both workers busy",
+        Duration::from_secs(10),
+        || {
+            status = env.status();
+            status["workers"]["busy"] == 2
+        },
+    );
+    for key in ["pending", "processing", "completed", "failed", "dead"] {
+        assert_eq!(status[key], expected[key], "{key}: {status}");
+    }
     assert_eq!(status["workers"]["live"], 2, "{status}");
-    let _ = pending;
     let table = env.ok(&["status"]);
     for state in ["pending", "processing", "completed", "failed", "dead"] {
         assert!(table.contains(state), "{table}");
