@@ -471,6 +471,14 @@ pub fn process_group_alive(pgid: i64) -> bool {
     })
 }
 
+/// Sends SIGKILL to process group `pgid` (a job this test started, left running on
+/// purpose); a group that is already gone is fine.
+pub fn kill_group(pgid: i64) {
+    if pgid > 1 {
+        unsafe { libc_kill(-(pgid as i32), SIGKILL) };
+    }
+}
+
 /// A short random-enough token for schema and file names.
 pub fn uuid_like() -> String {
     use std::hash::{BuildHasher, Hasher};

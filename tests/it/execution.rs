@@ -93,7 +93,7 @@ backend_test!(exit_127_and_death_by_signal_are_failures, |env| {
 backend_test!(
     a_backgrounded_grandchild_does_not_make_the_job_hang,
     |env| {
-        let id = env.enqueue("sleep 60 & echo done");
+        let id = env.enqueue("sleep 60 & echo $$ > bg.pgid; echo done");
         let start = Instant::now();
         env.spawn_workers(&[]);
         let job = env.wait_state(&id, "completed", Duration::from_secs(20));

@@ -173,7 +173,7 @@ backend_test!(
 fn lease_expiry(env: &mut Env, limit: Duration) -> Duration {
     let victim = env.spawn_workers_with(&[], &[("QUEUECTL_HOSTNAME", "otherhost")]);
     env.wait_live_workers(1, Duration::from_secs(20));
-    start_long_job(env, "remote");
+    let pgid = start_long_job(env, "remote");
     assert_eq!(env.workers(false)[0]["host"], "otherhost");
     env.spawn_workers(&[]);
     env.wait_live_workers(2, Duration::from_secs(20));
@@ -195,6 +195,8 @@ fn lease_expiry(env: &mut Env, limit: Duration) -> Duration {
     assert_eq!(job["attempts"], 1);
     assert_eq!(job["interruptions"], 1);
     assert_eq!(env.status()["processing"], 0);
+    // The first run's `sleep` was on "another host", so nobody here killed it.
+    crate::common::kill_group(pgid);
     took
 }
 
