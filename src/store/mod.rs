@@ -254,8 +254,12 @@ pub struct Exchange<'a> {
     /// by our own commits do not cause more commits.
     pub process: Option<&'a ProcessKey>,
     pub beat: bool,
-    /// Idle workers that want a job: up to one job is claimed for each.
+    /// Idle workers that want a job: up to one job is claimed for each entry, in
+    /// order (a worker may appear several times to claim ahead).
     pub claim_for: &'a [String],
+    /// Running jobs that moved to another worker of this process: the store records
+    /// the worker that runs them (fenced like every write about a run).
+    pub reassign: &'a [(Lease, String)],
     pub lease_timeout: Duration,
 }
 

@@ -691,8 +691,11 @@ impl Store for PgStore {
     }
 
     fn exchange(&mut self, ex: &Exchange<'_>) -> Result<ExchangeReply> {
-        let writes =
-            !ex.finished.is_empty() || !ex.renew.is_empty() || ex.beat || !ex.claim_for.is_empty();
+        let writes = !ex.finished.is_empty()
+            || !ex.reassign.is_empty()
+            || !ex.renew.is_empty()
+            || ex.beat
+            || !ex.claim_for.is_empty();
         if !writes {
             // Only the stop request to read: no transaction, no write, so wake-ups
             // caused by our own commits cause no more commits.
@@ -735,6 +738,7 @@ fn exchange_in(
     let lease_ms = millis(ex.lease_timeout);
     let mut reply = ExchangeReply::default();
     let requeued = record_finished(db, ex.finished, &mut reply.rejected)?;
+    reassign(db, ex.reassign)?;
     reply.lost = renew(db, ex.renew, lease_ms)?;
     if let Some(process) = ex.process {
         if ex.beat {
@@ -873,6 +877,23 @@ fn record_finished(
 
 /// Renews the leases of running jobs in one statement; returns those that could not
 /// be renewed because the job is no longer ours.
+/// Records which worker runs a job that moved between slots of one process.
+fn reassign(db: &mut Db<'_, Transaction<'_>>, moved: &[(Lease, String)]) -> Step<()> {
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = moved.iter().map(|(l, _)| l.job_id.as_str()).collect();
+    let tokens: Vec<i64> = moved.iter().map(|(l, _)| l.token).collect();
+    let workers: Vec<&str> = moved.iter().map(|(_, w)| w.as_str()).collect();
+    db.execute(
+        "UPDATE jobs j SET worker_id = r.worker \
+         FROM unnest($1::text[], $2::bigint[], $3::text[]) AS r(id, token, worker) \
+         WHERE j.id = r.id AND j.lease_token = r.token AND j.state = 'processing'",
+        &[&ids, &tokens, &workers],
+    )?;
+    Ok(())
+}
+
 fn renew(db: &mut Db<'_, Transaction<'_>>, held: &[Lease], lease_ms: i64) -> Step<Vec<Lease>> {
     if held.is_empty() {
         return Ok(Vec::new());

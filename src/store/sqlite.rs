@@ -60,17 +60,22 @@ impl SqliteStore {
         let wal_existed = wal_path(path).exists();
         let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
-        // A short-lived CLI command is often the last connection to close; without
-        // this it would checkpoint the whole WAL (and fsync the database) on every
-        // `enqueue`. Checkpoints still happen automatically as the WAL grows.
-        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-            .map_err(db_error)?;
+
         let mut store = SqliteStore {
             conn,
             path: path.to_owned(),
             data_version: 0,
         };
         store.migrate()?;
+        // A short-lived CLI command is often the last connection to close; without
+        // this it would checkpoint the whole WAL (and fsync the database) on every
+        // `enqueue`. Checkpoints still happen automatically as the WAL grows. Set
+        // only once the file is known to be ours, so a refused file is left as it
+        // was found.
+        store
+            .conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(db_error)?;
         store
             .conn
             .pragma_update(None, "synchronous", "FULL")
@@ -83,76 +88,55 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Creates or upgrades the schema. Several processes may open a brand-new file
+    /// at once: every decision is re-checked inside one `BEGIN IMMEDIATE`
+    /// transaction, and the steps that SQLite answers with "busy" at once (the
+    /// switch to WAL) are retried until [`BUSY_TIMEOUT`].
     fn migrate(&mut self) -> Result<()> {
         let path = self.path.clone();
-        let app_id: i64 = self
-            .conn
-            .pragma_query_value(None, "application_id", |r| r.get(0))
-            .map_err(|e| open_error(&path, e))?;
-        let version = self.user_version()?;
+        let (app_id, version) =
+            retry_busy(|| read_identity(&self.conn)).map_err(|e| open_error(&path, e))?;
         if app_id == APPLICATION_ID && version == MIGRATIONS.len() as i64 {
             return Ok(());
         }
-        if app_id != APPLICATION_ID && (app_id != 0 || self.has_tables()?) {
+        check_identity(&path, app_id, version)?;
+        retry_busy(|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (app_id, version) = read_identity(&tx)?;
+            // Anything but a fresh or older queuectl file is refused below, after
+            // this transaction, by the same checks.
+            let foreign = app_id != APPLICATION_ID
+                && tx.query_row("SELECT count(*) > 0 FROM sqlite_schema", [], |r| r.get(0))?;
+            if foreign || check_identity(&path, app_id, version).is_err() {
+                return Ok(());
+            }
+            for sql in &MIGRATIONS[usize::try_from(version).unwrap_or(0)..] {
+                tx.execute_batch(sql)?;
+            }
+            tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+            tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+            tx.commit()
+        })
+        .map_err(db_error)?;
+        let (app_id, version) = read_identity(&self.conn).map_err(db_error)?;
+        if app_id != APPLICATION_ID {
             return Err(not_a_store(&path));
         }
-        let journal: String = self
-            .conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(db_error)?;
+        check_identity(&path, app_id, version)?;
+        let journal: String = retry_busy(|| {
+            self.conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        })
+        .map_err(db_error)?;
         if !journal.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Unavailable(format!(
                 "could not switch {} to WAL mode (got {journal}); is it on a network file system?",
                 path.display()
             )));
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db_error)?;
-        let app_id: i64 = tx
-            .pragma_query_value(None, "application_id", |r| r.get(0))
-            .map_err(db_error)?;
-        let version: i64 = tx
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(db_error)?;
-        if app_id != APPLICATION_ID && app_id != 0 {
-            return Err(not_a_store(&path));
-        }
-        if version > MIGRATIONS.len() as i64 {
-            return Err(StoreError::TooNew {
-                found: version,
-                supported: MIGRATIONS.len() as i64,
-            });
-        }
-        for sql in &MIGRATIONS[usize::try_from(version).unwrap_or(0)..] {
-            tx.execute_batch(sql).map_err(db_error)?;
-        }
-        tx.pragma_update(None, "application_id", APPLICATION_ID)
-            .map_err(db_error)?;
-        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)
-            .map_err(db_error)?;
-        tx.commit().map_err(db_error)
-    }
-
-    fn user_version(&self) -> Result<i64> {
-        let version: i64 = self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(db_error)?;
-        if version > MIGRATIONS.len() as i64 {
-            return Err(StoreError::TooNew {
-                found: version,
-                supported: MIGRATIONS.len() as i64,
-            });
-        }
-        Ok(version)
-    }
-
-    fn has_tables(&self) -> Result<bool> {
-        self.conn
-            .query_row("SELECT count(*) > 0 FROM sqlite_schema", [], |r| r.get(0))
-            .map_err(db_error)
+        Ok(())
     }
 
     fn write<T>(
@@ -511,6 +495,14 @@ impl Store for SqliteStore {
                     reply.rejected.push(finished.lease.clone());
                 }
             }
+            for (lease, worker) in ex.reassign {
+                tx.prepare_cached(
+                    "UPDATE jobs SET worker_id = ?3 \
+                     WHERE id = ?1 AND lease_token = ?2 AND state = 'processing'",
+                )
+                .and_then(|mut s| s.execute(params![lease.job_id, lease.token, worker]))
+                .map_err(db_error)?;
+            }
             for held in ex.renew {
                 let renewed = tx
                     .prepare_cached(
@@ -671,6 +663,49 @@ fn record_finished(tx: &rusqlite::Transaction<'_>, now: i64, f: &Finished) -> Re
     })
     .map_err(db_error)?;
     Ok(true)
+}
+
+/// The file's `application_id` and schema version.
+fn read_identity(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    let app_id = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    let version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok((app_id, version))
+}
+
+/// Refuses files of other applications and stores of a newer queuectl.
+fn check_identity(path: &Path, app_id: i64, version: i64) -> Result<()> {
+    if app_id != APPLICATION_ID && app_id != 0 {
+        return Err(not_a_store(path));
+    }
+    if version > MIGRATIONS.len() as i64 {
+        return Err(StoreError::TooNew {
+            found: version,
+            supported: MIGRATIONS.len() as i64,
+        });
+    }
+    Ok(())
+}
+
+/// Retries `f` while SQLite answers "busy" or "locked", for up to [`BUSY_TIMEOUT`]:
+/// some operations (changing the journal mode) fail at once instead of waiting on
+/// the busy timeout.
+fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match f() {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            result => return result,
+        }
+    }
 }
 
 pub(crate) fn check_dead(id: &str, state: Option<&str>) -> Result<()> {

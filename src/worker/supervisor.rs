@@ -210,6 +210,7 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Stor
         stop: StopRequest::None,
         finished: Vec::new(),
         finished_at: Vec::new(),
+        reassigned: Vec::new(),
         oldest_finished: None,
         want_claim: true,
         woken: true,
@@ -240,7 +241,9 @@ struct Supervisor {
     finished: Vec<Finished>,
     /// When each of `finished` ended (only with `options.timings`).
     finished_at: Vec<Instant>,
-    /// When the oldest of `finished` ended (see [`COMMIT_DELAY`]).
+    /// Jobs that moved between slots, not yet told to the store.
+    reassigned: Vec<(Lease, String)>,
+    /// When the oldest of `finished` (or `reassigned`) happened (see [`COMMIT_DELAY`]).
     oldest_finished: Option<Instant>,
     want_claim: bool,
     /// Something outside may have changed (a commit elsewhere, a signal).
@@ -290,8 +293,10 @@ impl Supervisor {
         self.release_stale_prefetches(now);
         self.rebalance();
         let claim_for: Vec<String> = if self.stop == StopRequest::None && self.want_claim {
-            self.slots
-                .iter()
+            // Idle slots first: the store hands out jobs in this order.
+            let idle = self.slots.iter().filter(|s| s.is_idle());
+            let busy = self.slots.iter().filter(|s| !s.is_idle());
+            idle.chain(busy)
                 .flat_map(|s| std::iter::repeat_n(s.worker_id.clone(), s.wanted(now)))
                 .collect()
         } else {
@@ -320,6 +325,7 @@ impl Supervisor {
             process: Some(&self.process),
             beat,
             claim_for: &claim_for,
+            reassign: &self.reassigned,
             lease_timeout: self.config.lease_timeout,
         });
         match result {
@@ -327,6 +333,7 @@ impl Supervisor {
                 self.store_recovered(now);
                 self.woken = false;
                 self.finished.clear();
+                self.reassigned.clear();
                 self.oldest_finished = None;
                 if self.options.timings {
                     let committed = Instant::now();
@@ -454,9 +461,8 @@ impl Supervisor {
     }
 
     /// Idle slots take jobs claimed ahead by busy ones, so no job waits behind
-    /// another while a slot of this process has nothing to do. (The job keeps the
-    /// claiming worker's id in the store until it finishes; its attempt is recorded
-    /// under the worker that ran it.)
+    /// another while a slot of this process has nothing to do. The store learns of
+    /// the move with the next commit.
     fn rebalance(&mut self) {
         loop {
             let Some(idle) = self.slots.iter().position(Slot::is_idle) else {
@@ -465,9 +471,13 @@ impl Supervisor {
             let donor = (0..self.slots.len())
                 .filter(|&i| !self.slots[i].queued.is_empty())
                 .max_by_key(|&i| self.slots[i].queued.len());
-            let Some(job) = donor.and_then(|d| self.slots[d].queued.pop_back()) else {
+            let Some(mut job) = donor.and_then(|d| self.slots[d].queued.pop_back()) else {
                 return;
             };
+            let thief = self.slots[idle].worker_id.clone();
+            self.reassigned.push((lease_of(&job), thief.clone()));
+            self.oldest_finished.get_or_insert_with(Instant::now);
+            job.worker_id = Some(thief);
             self.start(idle, job);
         }
     }

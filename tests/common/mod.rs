@@ -49,6 +49,10 @@ pub struct Env {
     pub db: String,
     pub backend: Backend,
     children: Vec<Child>,
+    /// Files the spawned workers' stderr goes to; printed if the test panics.
+    logs: Vec<PathBuf>,
+    /// Whether [`Env::ensure_store`] has run.
+    store_ready: bool,
 }
 
 impl Env {
@@ -74,6 +78,8 @@ impl Env {
             db,
             backend,
             children: Vec::new(),
+            logs: Vec::new(),
+            store_ready: false,
         })
     }
 
@@ -150,37 +156,118 @@ impl Env {
             .to_owned()
     }
 
-    /// Starts `queuectl worker start ARGS` in the background (killed when the Env drops).
-    pub fn spawn_workers(&mut self, args: &[&str]) -> u32 {
-        let mut all = vec!["worker", "start"];
-        all.extend_from_slice(args);
-        let child = self
-            .cmd(&all)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start workers");
-        let pid = child.id();
-        self.children.push(child);
-        pid
+    /// Creates the store (with a `status`) if this test has not used it yet. Workers
+    /// start in the background while the test polls the store, so without this two
+    /// processes would race to create a brand-new store; that race has tests of its
+    /// own (`store_files`) and is kept out of every other test.
+    pub fn ensure_store(&mut self) {
+        if !self.store_ready {
+            self.ok(&["status"]);
+            self.store_ready = true;
+        }
     }
 
-    /// Like [`Env::spawn_workers`] but with extra environment variables.
+    /// Starts `queuectl worker start ARGS` in the background (killed when the Env drops).
+    pub fn spawn_workers(&mut self, args: &[&str]) -> u32 {
+        self.spawn_workers_with(args, &[])
+    }
+
+    /// Like [`Env::spawn_workers`] but with extra environment variables. The
+    /// process's stderr goes to a log file in the test directory, printed if the
+    /// test fails.
     pub fn spawn_workers_with(&mut self, args: &[&str], vars: &[(&str, &str)]) -> u32 {
+        self.ensure_store();
         let mut all = vec!["worker", "start"];
         all.extend_from_slice(args);
         let mut cmd = self.cmd(&all);
         for (k, v) in vars {
             cmd.env(k, v);
         }
+        let log = self
+            .dir
+            .path()
+            .join(format!("worker-{}.log", self.logs.len() + 1));
+        let file = std::fs::File::create(&log).expect("create a worker log");
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(file)
             .spawn()
             .expect("start workers");
         let pid = child.id();
         self.children.push(child);
+        self.logs.push(log);
         pid
+    }
+
+    /// A `queuectl` command run from `dir` instead of the test directory.
+    pub fn cmd_in(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = self.cmd(args);
+        cmd.current_dir(dir);
+        cmd
+    }
+
+    /// A path inside the test directory (where jobs run by default).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The contents of a file in the test directory, or "" if it does not exist.
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.file(name)).unwrap_or_default()
+    }
+
+    /// Enqueues a JSON job object and returns the id `enqueue` printed.
+    pub fn enqueue_json(&self, job: &Value) -> String {
+        let out = self.ok(&["enqueue", &job.to_string()]);
+        out.trim()
+            .strip_prefix("Enqueued: ")
+            .unwrap_or_else(|| panic!("unexpected enqueue output: {out}"))
+            .to_owned()
+    }
+
+    /// `status --json`.
+    pub fn status(&self) -> Value {
+        self.json(&["status"])
+    }
+
+    /// `worker list --json` (with `--all` if `all`).
+    pub fn workers(&self, all: bool) -> Vec<Value> {
+        let args: &[&str] = if all {
+            &["worker", "list", "--all"]
+        } else {
+            &["worker", "list"]
+        };
+        match self.json(args) {
+            Value::Array(workers) => workers,
+            other => panic!("worker list --json is not an array: {other}"),
+        }
+    }
+
+    /// Polls until job `id` is in `state`; returns the job.
+    pub fn wait_state(&self, id: &str, state: &str, timeout: Duration) -> Value {
+        let mut job = Value::Null;
+        wait_until(&format!("job {id} to be {state}"), timeout, || {
+            job = self.job(id);
+            job["state"] == state
+        });
+        job
+    }
+
+    /// Polls until `n` workers are live (registered and heartbeating).
+    pub fn wait_live_workers(&self, n: usize, timeout: Duration) {
+        wait_until(&format!("{n} live worker(s)"), timeout, || {
+            self.workers(false).len() >= n
+        });
+    }
+
+    /// Everything a user can see of the store: jobs, settings and workers. Commands
+    /// that must not change the store are checked by comparing this before and after.
+    pub fn snapshot(&self) -> Value {
+        serde_json::json!({
+            "jobs": self.json(&["list"]),
+            "config": self.json(&["config", "list"]),
+            "workers": self.json(&["worker", "list", "--all"]),
+        })
     }
 
     /// Waits for a spawned worker process to exit; returns its exit code.
@@ -211,6 +298,12 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            for log in &self.logs {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                eprintln!("--- {} ---\n{text}", log.display());
+            }
+        }
         for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
@@ -254,6 +347,135 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
             "timed out after {timeout:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Asserts that a command was refused as bad input: exit 2, nothing on stdout, and an
+/// error on stderr whose first line starts with `error:` and mentions `needle`
+/// (case-insensitive). Any further lines may only be the argument parser's standard
+/// trailer (`Usage: ...`, `tip: ...`, `For more information, try '--help'.`), so the
+/// error itself is one line.
+pub fn assert_usage_error(out: &Output, needle: &str) {
+    assert_error(out, 2, needle);
+}
+
+/// Like [`assert_usage_error`] for any exit code.
+pub fn assert_error(out: &Output, code: i32, needle: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stdout.trim().is_empty(),
+        "expected nothing on stdout, got: {stdout}"
+    );
+    let mut lines = stderr.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: "),
+        "expected `error: ...` on stderr, got: {stderr}"
+    );
+    assert!(
+        first.to_lowercase().contains(&needle.to_lowercase()),
+        "expected the error to mention {needle:?}, got: {stderr}"
+    );
+    for extra in lines {
+        let extra = extra.trim_start();
+        assert!(
+            ["For more information", "Usage: ", "tip: "]
+                .iter()
+                .any(|p| extra.starts_with(p)),
+            "expected a one-line error, got: {stderr}"
+        );
+    }
+}
+
+/// Parses an RFC 3339 UTC timestamp ending in `Z` (`2024-01-02T03:04:05.678Z`, any
+/// number of fraction digits) into Unix milliseconds; panics on anything else.
+pub fn parse_time(text: &str) -> i64 {
+    let bad = || -> ! { panic!("not an RFC 3339 UTC timestamp with Z: {text:?}") };
+    let body = text.strip_suffix('Z').unwrap_or_else(|| bad());
+    let (date, time) = body.split_once('T').unwrap_or_else(|| bad());
+    let num = |s: &str| -> i64 {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            bad()
+        }
+        s.parse().unwrap_or_else(|_| bad())
+    };
+    let d: Vec<&str> = date.split('-').collect();
+    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let t: Vec<&str> = clock.split(':').collect();
+    if d.len() != 3
+        || t.len() != 3
+        || d[0].len() != 4
+        || [d[1], d[2], t[0], t[1], t[2]].iter().any(|p| p.len() != 2)
+    {
+        bad()
+    }
+    let (y, m, day) = (num(d[0]), num(d[1]), num(d[2]));
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + num(t[0]) * 3600 + num(t[1]) * 60 + num(t[2]);
+    let millis = if fraction.is_empty() {
+        0
+    } else {
+        num(&format!("{fraction:0<3}")[..3])
+    };
+    secs * 1000 + millis
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Whether process `pid` is running (a zombie does not count).
+pub fn process_alive(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X") | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether any running process (zombies aside) is in process group `pgid`.
+pub fn process_group_alive(pgid: i64) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            return false;
+        };
+        // After the name: state, ppid, pgrp.
+        let fields: Vec<&str> = rest.split_whitespace().take(3).collect();
+        fields.len() == 3 && !matches!(fields[0], "Z" | "X") && fields[2].parse() == Ok(pgid)
+    })
+}
+
+/// Sends SIGKILL to process group `pgid` (a job this test started, left running on
+/// purpose); a group that is already gone is fine.
+pub fn kill_group(pgid: i64) {
+    if pgid > 1 {
+        unsafe { libc_kill(-(pgid as i32), SIGKILL) };
     }
 }
 

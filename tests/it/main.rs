@@ -6,5 +6,15 @@
 #[macro_use]
 pub mod common;
 
+mod bad_input;
+mod config;
+mod contention;
+mod dlq;
+mod enqueue;
+mod execution;
 mod postgres;
+mod recovery;
+mod retry;
 mod smoke;
+mod store_files;
+mod workers;
