@@ -8,3 +8,4 @@ pub mod common;
 
 mod postgres;
 mod smoke;
+mod transfer;
