@@ -6,6 +6,7 @@
 #[macro_use]
 pub mod common;
 
+mod multi_host;
 mod postgres;
 mod smoke;
 mod transfer;
