@@ -15,4 +15,5 @@ pub mod error;
 pub mod job;
 pub mod log;
 pub mod store;
+pub mod transfer;
 pub mod worker;

@@ -18,6 +18,7 @@ mod dlq;
 mod enqueue;
 mod jobs;
 pub mod output;
+mod transfer;
 mod worker;
 
 use output::{ColorChoice, Printer};
@@ -68,6 +69,10 @@ enum Command {
     Config(config::Command),
     /// Measure throughput and latency on this machine
     Bench(bench::Args),
+    /// Print jobs with their attempts and output as JSON lines (for `import`)
+    Export(transfer::ExportArgs),
+    /// Add the jobs of an `export` file to this store, all or nothing
+    Import(transfer::ImportArgs),
 }
 
 /// Runs queuectl with `args`; returns the process exit code.
@@ -104,6 +109,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Dlq(command) => dlq::run(&ctx, command),
         Command::Config(command) => config::run(&ctx, command),
         Command::Bench(args) => bench::run(&ctx, args),
+        Command::Export(args) => transfer::export(&ctx, args),
+        Command::Import(args) => transfer::import(&ctx, args),
     }
 }
 

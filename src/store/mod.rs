@@ -116,7 +116,7 @@ pub struct Finished {
     pub only_if_expired: bool,
 }
 
-/// One attempt from the history, for `show`.
+/// One attempt from the history, for `show`, `export` and `import`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptRecord {
     pub lease_token: i64,
@@ -126,6 +126,17 @@ pub struct AttemptRecord {
     pub outcome: String,
     pub exit_code: Option<i64>,
     pub error: Option<String>,
+    /// The last few KiB of the attempt's output.
+    pub output_tail: Option<String>,
+}
+
+/// A job with its whole attempt history: what `export` reads and `import` writes.
+/// `job.output_tail` is ignored on import (it is derived from the attempts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    pub job: Job,
+    /// Ordered by `lease_token`.
+    pub attempts: Vec<AttemptRecord>,
 }
 
 /// What a stop request asks of a worker.
@@ -330,4 +341,16 @@ pub trait Store: Send {
 
     /// Every job in `processing`, for recovery.
     fn running_jobs(&mut self) -> Result<Vec<RunningJob>>;
+
+    /// Every job (or those in `state`) with its attempts, in creation order, read
+    /// from one consistent snapshot (one statement). For `export`.
+    fn export(&mut self, state: Option<JobState>) -> Result<Vec<JobRecord>>;
+
+    /// Inserts jobs exactly as given (states, counters, times, attempt history), all
+    /// or nothing in one transaction, in the given order. A duplicate id fails the
+    /// whole batch with [`StoreError::DuplicateId`]. The caller (see
+    /// [`crate::transfer`]) has already turned `processing` jobs into `pending` ones
+    /// and made `lease_token` at least the newest attempt's, so future claims get
+    /// fresh tokens. Wakes idle workers like `enqueue`. For `import`.
+    fn import(&mut self, jobs: &[JobRecord]) -> Result<()>;
 }

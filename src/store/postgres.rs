@@ -35,7 +35,7 @@ use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
 
 use super::{
-    AttemptEnd, AttemptRecord, Counts, Exchange, ExchangeReply, Finished, Lease, Result,
+    AttemptEnd, AttemptRecord, Counts, Exchange, ExchangeReply, Finished, JobRecord, Lease, Result,
     RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
 };
 use crate::config::Config;
@@ -538,10 +538,10 @@ impl Store for PgStore {
         self.read(|db| {
             let rows = db.query(
                 "SELECT lease_token, worker_id, started_at, finished_at, outcome, exit_code, \
-                 error FROM attempts WHERE job_id = $1 ORDER BY lease_token",
+                 error, output_tail FROM attempts WHERE job_id = $1 ORDER BY lease_token",
                 &[&id],
             )?;
-            rows.iter().map(attempt_from_row).collect()
+            rows.iter().map(|r| attempt_from_row(r, 0)).collect()
         })
     }
 
@@ -724,6 +724,53 @@ impl Store for PgStore {
                 &[],
             )?;
             rows.iter().map(running_from_row).collect()
+        })
+    }
+
+    fn export(&mut self, state: Option<JobState>) -> Result<Vec<JobRecord>> {
+        let state = state.map(JobState::as_str);
+        self.read(|db| {
+            // One statement: one consistent snapshot of jobs and their attempts.
+            let rows = db.query(
+                "SELECT j.id, j.command, j.cwd, j.state, j.attempts, j.max_retries, \
+                 j.interruptions, j.created_at, j.updated_at, j.next_run_at, j.lease_token, \
+                 j.lease_expires_at, j.worker_id, j.started_at, j.finished_at, j.exit_code, \
+                 j.last_error, a.lease_token, a.worker_id, a.started_at, a.finished_at, \
+                 a.outcome, a.exit_code, a.error, a.output_tail \
+                 FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
+                 WHERE $1::text IS NULL OR j.state = $1 ORDER BY j.seq, a.lease_token",
+                &[&state],
+            )?;
+            let mut records: Vec<JobRecord> = Vec::new();
+            for row in &rows {
+                let id: &str = row.try_get(0)?;
+                if records.last().is_none_or(|r| r.job.id != id) {
+                    records.push(JobRecord {
+                        job: job_from_row(row)?,
+                        attempts: Vec::new(),
+                    });
+                }
+                let token: Option<i64> = row.try_get(17)?;
+                if token.is_some()
+                    && let Some(record) = records.last_mut()
+                {
+                    record.attempts.push(attempt_from_row(row, 17)?);
+                }
+            }
+            Ok(records)
+        })
+    }
+
+    fn import(&mut self, jobs: &[JobRecord]) -> Result<()> {
+        let channel = self.channel.clone();
+        self.write(|db| {
+            for chunk in jobs.chunks(ENQUEUE_CHUNK) {
+                import_chunk(db, chunk)?;
+            }
+            if !jobs.is_empty() {
+                notify(db, &channel)?;
+            }
+            Ok(())
         })
     }
 }
@@ -1007,6 +1054,107 @@ fn insert_jobs(
     }
 }
 
+/// Inserts one chunk of imported jobs and their attempts: two statements, in the
+/// given order (`seq` follows it). A duplicate id fails with its name.
+fn import_chunk(db: &mut Db<'_, Transaction<'_>>, chunk: &[JobRecord]) -> Step<()> {
+    let jobs: Vec<&Job> = chunk.iter().map(|r| &r.job).collect();
+    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+    let commands: Vec<&str> = jobs.iter().map(|j| j.command.as_str()).collect();
+    let cwds: Vec<&str> = jobs.iter().map(|j| j.cwd.as_str()).collect();
+    let states: Vec<&str> = jobs.iter().map(|j| j.state.as_str()).collect();
+    let attempts: Vec<i64> = jobs.iter().map(|j| j.attempts).collect();
+    let retries: Vec<i64> = jobs.iter().map(|j| j.max_retries).collect();
+    let interruptions: Vec<i64> = jobs.iter().map(|j| j.interruptions).collect();
+    let created: Vec<i64> = jobs.iter().map(|j| j.created_at).collect();
+    let updated: Vec<i64> = jobs.iter().map(|j| j.updated_at).collect();
+    let next_run: Vec<i64> = jobs.iter().map(|j| j.next_run_at).collect();
+    let tokens: Vec<i64> = jobs.iter().map(|j| j.lease_token).collect();
+    let expires: Vec<Option<i64>> = jobs.iter().map(|j| j.lease_expires_at).collect();
+    let workers: Vec<Option<&str>> = jobs.iter().map(|j| j.worker_id.as_deref()).collect();
+    let started: Vec<Option<i64>> = jobs.iter().map(|j| j.started_at).collect();
+    let finished: Vec<Option<i64>> = jobs.iter().map(|j| j.finished_at).collect();
+    let exit_codes: Vec<Option<i64>> = jobs.iter().map(|j| j.exit_code).collect();
+    let errors: Vec<Option<&str>> = jobs.iter().map(|j| j.last_error.as_deref()).collect();
+    let inserted = db.execute(
+        "INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, interruptions, \
+            created_at, updated_at, next_run_at, lease_token, lease_expires_at, worker_id, \
+            started_at, finished_at, exit_code, last_error) \
+         SELECT t.id, t.command, t.cwd, t.state, t.attempts, t.max_retries, t.interruptions, \
+            t.created_at, t.updated_at, t.next_run_at, t.lease_token, t.lease_expires_at, \
+            t.worker_id, t.started_at, t.finished_at, t.exit_code, t.last_error \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
+            $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], \
+            $11::bigint[], $12::bigint[], $13::text[], $14::bigint[], $15::bigint[], \
+            $16::bigint[], $17::text[]) WITH ORDINALITY \
+            AS t(id, command, cwd, state, attempts, max_retries, interruptions, created_at, \
+            updated_at, next_run_at, lease_token, lease_expires_at, worker_id, started_at, \
+            finished_at, exit_code, last_error, ord) \
+         ORDER BY t.ord",
+        &[
+            &ids,
+            &commands,
+            &cwds,
+            &states,
+            &attempts,
+            &retries,
+            &interruptions,
+            &created,
+            &updated,
+            &next_run,
+            &tokens,
+            &expires,
+            &workers,
+            &started,
+            &finished,
+            &exit_codes,
+            &errors,
+        ],
+    );
+    match inserted {
+        Ok(_) => {}
+        Err(Fail::Pg(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            let id = duplicate_id(&e)
+                .unwrap_or_else(|| ids.first().copied().unwrap_or_default().to_owned());
+            return Err(StoreError::DuplicateId(id).into());
+        }
+        Err(e) => return Err(e),
+    }
+    let all: Vec<(&str, &AttemptRecord)> = chunk
+        .iter()
+        .flat_map(|r| r.attempts.iter().map(move |a| (r.job.id.as_str(), a)))
+        .collect();
+    if all.is_empty() {
+        return Ok(());
+    }
+    let job_ids: Vec<&str> = all.iter().map(|(id, _)| *id).collect();
+    let tokens: Vec<i64> = all.iter().map(|(_, a)| a.lease_token).collect();
+    let workers: Vec<Option<&str>> = all.iter().map(|(_, a)| a.worker_id.as_deref()).collect();
+    let started: Vec<Option<i64>> = all.iter().map(|(_, a)| a.started_at).collect();
+    let finished: Vec<i64> = all.iter().map(|(_, a)| a.finished_at).collect();
+    let outcomes: Vec<&str> = all.iter().map(|(_, a)| a.outcome.as_str()).collect();
+    let exit_codes: Vec<Option<i64>> = all.iter().map(|(_, a)| a.exit_code).collect();
+    let errors: Vec<Option<&str>> = all.iter().map(|(_, a)| a.error.as_deref()).collect();
+    let tails: Vec<Option<&str>> = all.iter().map(|(_, a)| a.output_tail.as_deref()).collect();
+    db.execute(
+        "INSERT INTO attempts (job_id, lease_token, worker_id, started_at, finished_at, \
+            outcome, exit_code, error, output_tail) \
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], \
+            $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::text[])",
+        &[
+            &job_ids,
+            &tokens,
+            &workers,
+            &started,
+            &finished,
+            &outcomes,
+            &exit_codes,
+            &errors,
+            &tails,
+        ],
+    )?;
+    Ok(())
+}
+
 /// The id named by a unique violation's detail: `Key (id)=(job1) already exists.`
 fn duplicate_id(e: &postgres::Error) -> Option<String> {
     let detail = e.as_db_error()?.detail()?;
@@ -1075,15 +1223,17 @@ fn job_from_row(row: &Row) -> Step<Job> {
     })
 }
 
-fn attempt_from_row(r: &Row) -> Step<AttemptRecord> {
+/// The attempt whose 8 columns start at `at` (the order `attempts` selects them in).
+fn attempt_from_row(r: &Row, at: usize) -> Step<AttemptRecord> {
     Ok(AttemptRecord {
-        lease_token: r.try_get(0)?,
-        worker_id: r.try_get(1)?,
-        started_at: r.try_get(2)?,
-        finished_at: r.try_get(3)?,
-        outcome: r.try_get(4)?,
-        exit_code: r.try_get(5)?,
-        error: r.try_get(6)?,
+        lease_token: r.try_get(at)?,
+        worker_id: r.try_get(at + 1)?,
+        started_at: r.try_get(at + 2)?,
+        finished_at: r.try_get(at + 3)?,
+        outcome: r.try_get(at + 4)?,
+        exit_code: r.try_get(at + 5)?,
+        error: r.try_get(at + 6)?,
+        output_tail: r.try_get(at + 7)?,
     })
 }
 

@@ -22,7 +22,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
-    AttemptEnd, AttemptRecord, Counts, Exchange, ExchangeReply, Finished, Lease, Result,
+    AttemptEnd, AttemptRecord, Counts, Exchange, ExchangeReply, Finished, JobRecord, Lease, Result,
     RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
 };
 use crate::config::Config;
@@ -267,21 +267,11 @@ impl Store for SqliteStore {
             .conn
             .prepare_cached(
                 "SELECT lease_token, worker_id, started_at, finished_at, outcome, exit_code, \
-                 error FROM attempts WHERE job_id = ?1 ORDER BY lease_token",
+                 error, output_tail FROM attempts WHERE job_id = ?1 ORDER BY lease_token",
             )
             .map_err(db_error)?;
         let rows = stmt
-            .query_map([id], |r| {
-                Ok(AttemptRecord {
-                    lease_token: r.get(0)?,
-                    worker_id: r.get(1)?,
-                    started_at: r.get(2)?,
-                    finished_at: r.get(3)?,
-                    outcome: r.get(4)?,
-                    exit_code: r.get(5)?,
-                    error: r.get(6)?,
-                })
-            })
+            .query_map([id], |r| attempt_from_row(r, 0))
             .map_err(db_error)?;
         rows.collect::<rusqlite::Result<_>>().map_err(db_error)
     }
@@ -601,6 +591,110 @@ impl Store for SqliteStore {
             .map_err(db_error)?;
         rows.collect::<rusqlite::Result<_>>().map_err(db_error)
     }
+
+    fn export(&mut self, state: Option<JobState>) -> Result<Vec<JobRecord>> {
+        // One statement: one consistent snapshot of jobs and their attempts.
+        let sql = format!(
+            "SELECT {}, a.lease_token, a.worker_id, a.started_at, a.finished_at, a.outcome, \
+             a.exit_code, a.error, a.output_tail \
+             FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
+             WHERE ?1 IS NULL OR j.state = ?1 ORDER BY j.seq, a.lease_token",
+            JOB_COLUMNS
+                .split(", ")
+                .map(|c| format!("j.{}", c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(db_error)?;
+        let mut rows = stmt
+            .query([state.map(JobState::as_str)])
+            .map_err(db_error)?;
+        let mut records: Vec<JobRecord> = Vec::new();
+        while let Some(row) = rows.next().map_err(db_error)? {
+            let id: String = row.get(0).map_err(db_error)?;
+            if records.last().is_none_or(|r| r.job.id != id) {
+                records.push(JobRecord {
+                    job: job_from_row(row).map_err(db_error)?,
+                    attempts: Vec::new(),
+                });
+            }
+            let token: Option<i64> = row.get(17).map_err(db_error)?;
+            if token.is_some()
+                && let Some(record) = records.last_mut()
+            {
+                record
+                    .attempts
+                    .push(attempt_from_row(row, 17).map_err(db_error)?);
+            }
+        }
+        Ok(records)
+    }
+
+    fn import(&mut self, jobs: &[JobRecord]) -> Result<()> {
+        self.write(|tx, _| {
+            let mut insert_job = tx
+                .prepare_cached(
+                    "INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, \
+                     interruptions, created_at, updated_at, next_run_at, lease_token, \
+                     lease_expires_at, worker_id, started_at, finished_at, exit_code, last_error) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                     ?16, ?17)",
+                )
+                .map_err(db_error)?;
+            let mut insert_attempt = tx
+                .prepare_cached(
+                    "INSERT INTO attempts (job_id, lease_token, worker_id, started_at, \
+                     finished_at, outcome, exit_code, error, output_tail) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(db_error)?;
+            for record in jobs {
+                let j = &record.job;
+                insert_job
+                    .execute(params![
+                        j.id,
+                        j.command,
+                        j.cwd,
+                        j.state.as_str(),
+                        j.attempts,
+                        j.max_retries,
+                        j.interruptions,
+                        j.created_at,
+                        j.updated_at,
+                        j.next_run_at,
+                        j.lease_token,
+                        j.lease_expires_at,
+                        j.worker_id,
+                        j.started_at,
+                        j.finished_at,
+                        j.exit_code,
+                        j.last_error,
+                    ])
+                    .map_err(|e| match e.sqlite_error_code() {
+                        Some(ErrorCode::ConstraintViolation) => {
+                            StoreError::DuplicateId(j.id.clone())
+                        }
+                        _ => db_error(e),
+                    })?;
+                for a in &record.attempts {
+                    insert_attempt
+                        .execute(params![
+                            j.id,
+                            a.lease_token,
+                            a.worker_id,
+                            a.started_at,
+                            a.finished_at,
+                            a.outcome,
+                            a.exit_code,
+                            a.error,
+                            a.output_tail,
+                        ])
+                        .map_err(db_error)?;
+                }
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Applies one finished run if its lease still holds; returns whether it did.
@@ -733,6 +827,20 @@ pub(crate) fn worker_state(
         None if busy => WorkerState::Busy,
         None => WorkerState::Idle,
     }
+}
+
+/// The attempt whose 8 columns start at `at` (the order `attempts` selects them in).
+fn attempt_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<AttemptRecord> {
+    Ok(AttemptRecord {
+        lease_token: r.get(at)?,
+        worker_id: r.get(at + 1)?,
+        started_at: r.get(at + 2)?,
+        finished_at: r.get(at + 3)?,
+        outcome: r.get(at + 4)?,
+        exit_code: r.get(at + 5)?,
+        error: r.get(at + 6)?,
+        output_tail: r.get(at + 7)?,
+    })
 }
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {

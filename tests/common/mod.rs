@@ -94,14 +94,19 @@ impl Env {
     /// A `queuectl` command with this environment's store, home and directory.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin());
-        cmd.args(args)
-            .current_dir(self.dir.path())
+        cmd.args(args);
+        self.configure(&mut cmd);
+        cmd
+    }
+
+    /// Points `cmd` at this environment's store, home and directory.
+    fn configure(&self, cmd: &mut Command) {
+        cmd.current_dir(self.dir.path())
             .env("QUEUECTL_DB", &self.db)
             .env("QUEUECTL_HOME", self.dir.path().join("home"))
             .env("NO_COLOR", "1")
             .env_remove("QUEUECTL_HOSTNAME")
             .stdin(Stdio::null());
-        cmd
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -268,6 +273,49 @@ impl Env {
             "config": self.json(&["config", "list"]),
             "workers": self.json(&["worker", "list", "--all"]),
         })
+    }
+
+    /// Starts `WRAPPER... queuectl worker start ARGS` (e.g. under `faketime`) with extra
+    /// environment variables; its stderr goes to `worker-N.log` in the test directory.
+    pub fn spawn_workers_wrapped(
+        &mut self,
+        wrapper: &[&str],
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> u32 {
+        let (program, prefix) = wrapper.split_first().expect("a wrapper program");
+        let mut cmd = Command::new(program);
+        cmd.args(prefix)
+            .arg(bin())
+            .args(["worker", "start"])
+            .args(args);
+        self.configure(&mut cmd);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let log = self
+            .dir
+            .path()
+            .join(format!("worker-{}.log", self.logs.len() + 1));
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create a worker log"))
+            .spawn()
+            .expect("start workers");
+        let pid = child.id();
+        self.children.push(child);
+        self.logs.push(log);
+        pid
+    }
+
+    /// Whether a spawned worker process is still running.
+    pub fn is_running(&mut self, pid: u32) -> bool {
+        let child = self
+            .children
+            .iter_mut()
+            .find(|c| c.id() == pid)
+            .expect("a worker this Env started");
+        child.try_wait().expect("try_wait").is_none()
     }
 
     /// Waits for a spawned worker process to exit; returns its exit code.

@@ -1,0 +1,114 @@
+//! `queuectl export` and `queuectl import`: parse, call the store, print. The line
+//! format and what an import changes live in [`crate::transfer`].
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+
+use serde_json::json;
+
+use super::{Context, printed};
+use crate::error::{Failure, StoreError};
+use crate::job::JobState;
+use crate::transfer;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  \
+    queuectl export > jobs.jsonl\n  \
+    queuectl --db postgres://user@db.example/queue import jobs.jsonl")]
+pub struct ExportArgs {
+    /// Only jobs in this state: pending, processing, completed, failed or dead
+    #[arg(long)]
+    state: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// A file written by `queuectl export` (- for stdin)
+    #[arg(value_name = "FILE")]
+    file: String,
+}
+
+/// Prints every job (with its attempts and output tails) as one JSON line each.
+pub fn export(ctx: &Context, args: ExportArgs) -> Result<(), Failure> {
+    let state = args
+        .state
+        .as_deref()
+        .map(str::parse::<JobState>)
+        .transpose()?;
+    let mut store = ctx.open()?;
+    let records = store.export(state)?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut write = || -> std::io::Result<()> {
+        for record in &records {
+            out.write_all(transfer::to_line(record).as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()
+    };
+    printed(write())
+}
+
+/// Reads a whole export, validates every line, then imports all of it or nothing.
+pub fn import(ctx: &Context, args: ImportArgs) -> Result<(), Failure> {
+    let file = &args.file;
+    let reader: Box<dyn Read> = if file == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(file).map_err(|e| {
+            Failure::usage(format!(
+                "cannot read {file}: {e}; give a file written by `queuectl export` or - for stdin"
+            ))
+        })?)
+    };
+    let mut records = Vec::new();
+    let mut seen = HashSet::new();
+    let mut requeued = 0;
+    for (index, line) in BufReader::new(reader).lines().enumerate() {
+        let number = index + 1;
+        let line = line.map_err(|e| Failure::usage(format!("{file}: line {number}: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (record, was_processing) = transfer::from_line(&line).map_err(|e| {
+            Failure::usage(format!("{file}: line {number}: {e}; nothing was imported"))
+        })?;
+        if !seen.insert(record.job.id.clone()) {
+            return Err(Failure::usage(format!(
+                "{file}: line {number}: id '{}' appears twice; nothing was imported",
+                record.job.id
+            )));
+        }
+        requeued += usize::from(was_processing);
+        records.push(record);
+    }
+    let mut store = ctx.open()?;
+    store.import(&records).map_err(|e| match e {
+        StoreError::DuplicateId(id) => Failure::usage(format!(
+            "a job with id '{id}' already exists in {}; nothing was imported",
+            store.describe()
+        )),
+        e => {
+            let mut failure = Failure::from(e);
+            failure.message.push_str("; nothing was imported");
+            failure
+        }
+    })?;
+    if requeued > 0 {
+        crate::log::info(&format!(
+            "{requeued} job(s) were processing in the old store; they are pending here"
+        ));
+    }
+    let p = &ctx.printer;
+    if p.json {
+        return printed(p.json(&json!({
+            "imported": records.len(),
+            "requeued": requeued,
+            "store": store.describe(),
+        })));
+    }
+    printed(p.line(&format!(
+        "Imported {} jobs into {}",
+        records.len(),
+        store.describe()
+    )))
+}
