@@ -549,6 +549,16 @@ impl Store for PgStore {
         let limit = limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
         self.read(|db| {
             let rows = match state {
+                // Waiting jobs are listed in the order they will run, as on SQLite.
+                Some(state @ (JobState::Pending | JobState::Failed)) => db.query(
+                    concat!(
+                        "SELECT ",
+                        job_columns!(),
+                        " FROM jobs WHERE state IN ('pending', 'failed') AND state = $1 \
+                         ORDER BY next_run_at, seq LIMIT $2"
+                    ),
+                    &[&state.as_str(), &limit],
+                )?,
                 Some(state) => db.query(
                     concat!(
                         "SELECT ",
@@ -573,7 +583,7 @@ impl Store for PgStore {
     fn counts(&mut self) -> Result<Counts> {
         self.read(|db| {
             let row = db.query_one(
-                "SELECT now_ms(), (SELECT min(created_at) FROM jobs WHERE state = 'pending')",
+                "SELECT now_ms(), (SELECT min(next_run_at) FROM jobs WHERE state = 'pending')",
                 &[],
             )?;
             let mut counts = Counts {

@@ -80,6 +80,7 @@ impl SqliteStore {
             .conn
             .pragma_update(None, "synchronous", "FULL")
             .map_err(db_error)?;
+
         if !wal_existed {
             // SQLite is built without its per-connection directory sync (see
             // .cargo/config.toml): make a new store file and WAL file durable here.
@@ -225,8 +226,26 @@ impl Store for SqliteStore {
     }
 
     fn enqueue(&mut self, jobs: &[NewJob]) -> Result<i64> {
-        let default_retries = Config::from_stored(&self.settings()?).max_retries;
         self.write(|tx, now| {
+            // Read in the enqueue transaction, so a job gets the setting in force when
+            // it was committed.
+            let default_retries = if jobs.iter().any(|j| j.max_retries.is_none()) {
+                let stored: Option<String> = tx
+                    .query_row(
+                        "SELECT value FROM settings WHERE key = 'max-retries'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db_error)?;
+                let stored: BTreeMap<String, String> = stored
+                    .map(|v| ("max-retries".to_owned(), v))
+                    .into_iter()
+                    .collect();
+                Config::from_stored(&stored).max_retries
+            } else {
+                0
+            };
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO jobs (id, command, cwd, state, max_retries, created_at, \
@@ -471,8 +490,11 @@ impl Store for SqliteStore {
 
     fn exchange(&mut self, ex: &Exchange<'_>) -> Result<ExchangeReply> {
         let lease = millis(ex.lease_timeout);
-        let writes =
-            !ex.finished.is_empty() || !ex.renew.is_empty() || ex.beat || !ex.claim_for.is_empty();
+        let writes = !ex.finished.is_empty()
+            || !ex.reassign.is_empty()
+            || !ex.renew.is_empty()
+            || ex.beat
+            || !ex.claim_for.is_empty();
         let behavior = if writes {
             TransactionBehavior::Immediate
         } else {
@@ -697,6 +719,25 @@ impl Store for SqliteStore {
     }
 }
 
+impl Drop for SqliteStore {
+    /// Connections skip SQLite's checkpoint on close (see `open`), so with no worker
+    /// running the WAL would only grow, and every CLI command, being the first
+    /// connection, would re-read all of it to rebuild the WAL index. Whoever closes
+    /// with a WAL past [`WAL_TRUNCATE_BYTES`] checkpoints and truncates it, without
+    /// waiting for readers (a busy checkpoint is simply skipped).
+    fn drop(&mut self) {
+        let large = fs::metadata(wal_path(&self.path)).is_ok_and(|m| m.len() > WAL_TRUNCATE_BYTES);
+        if large && self.conn.busy_timeout(Duration::ZERO).is_ok() {
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+    }
+}
+
+/// See `impl Drop for SqliteStore`.
+const WAL_TRUNCATE_BYTES: u64 = 128 * 1024;
+
 /// Applies one finished run if its lease still holds; returns whether it did.
 fn record_finished(tx: &rusqlite::Transaction<'_>, now: i64, f: &Finished) -> Result<bool> {
     let t = &f.transition;
@@ -761,9 +802,11 @@ fn record_finished(tx: &rusqlite::Transaction<'_>, now: i64, f: &Finished) -> Re
 
 /// The file's `application_id` and schema version.
 fn read_identity(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
-    let app_id = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
-    let version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    Ok((app_id, version))
+    conn.query_row(
+        "SELECT a.application_id, v.user_version FROM pragma_application_id a, pragma_user_version v",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 /// Refuses files of other applications and stores of a newer queuectl.
