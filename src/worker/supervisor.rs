@@ -636,7 +636,12 @@ impl Supervisor {
         match event {
             Event::Done { slot, execution } => self.finish(slot, execution),
             Event::Wake => {
-                if self.store.changed_elsewhere() {
+                // Our own commits wake us too. While every slot is busy those wake-ups
+                // are skipped unless another connection committed. With a slot free
+                // every wake-up is taken: the event can arrive while another
+                // process's commit is still in flight, before it is visible.
+                let slot_free = self.slots.iter().any(Slot::is_idle);
+                if slot_free || self.store.changed_elsewhere() {
                     self.woken = true;
                     self.want_claim = true;
                 }
