@@ -191,7 +191,7 @@ backend_test!(idle_workers_pick_up_a_new_job_quickly, |env| {
         settled.elapsed() > Duration::from_millis(1500)
     });
     let mut delays = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..5 {
         let id = env.enqueue("true");
         let job = env.wait_state(&id, "completed", Duration::from_secs(20));
         let created = parse_time(job["created_at"].as_str().unwrap());
@@ -199,12 +199,12 @@ backend_test!(idle_workers_pick_up_a_new_job_quickly, |env| {
         delays.push(started - created);
     }
     eprintln!("enqueue-to-start delays (ms): {delays:?}");
-    for d in &delays {
-        assert!(
-            *d < 2000,
-            "an idle worker took {d} ms to start a new job: {delays:?}"
-        );
-    }
+    delays.sort_unstable();
+    // The contract is 100 ms. A missed wake-up falls back to the 1 s poll, so the
+    // median must stay well below that even on a loaded machine, and the best case
+    // must meet the contract.
+    assert!(delays[0] < 100, "best enqueue-to-start {} ms: {delays:?}", delays[0]);
+    assert!(delays[2] < 500, "median enqueue-to-start {} ms: {delays:?}", delays[2]);
 });
 
 /// Starts one worker running `sleep SECS; echo finished > done.txt`; returns (pid, job id).
