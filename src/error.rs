@@ -44,13 +44,6 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-impl StoreError {
-    /// Whether retrying later may succeed (a worker keeps going on these).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
-    }
-}
-
 /// An error with the exit code it deserves. Everything a command returns is turned
 /// into one of these at the edge (`cli::run`).
 #[derive(Debug, Error)]

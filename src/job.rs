@@ -133,6 +133,32 @@ pub struct Job {
     pub output_tail: Option<String>,
 }
 
+impl Job {
+    /// A job as it stands right after enqueue: `pending`, never run.
+    pub fn pending(job: NewJob, max_retries: i64, created_at: i64) -> Job {
+        Job {
+            id: job.id,
+            command: job.command,
+            cwd: job.cwd,
+            state: JobState::Pending,
+            attempts: 0,
+            max_retries,
+            interruptions: 0,
+            created_at,
+            updated_at: created_at,
+            next_run_at: created_at,
+            lease_token: 0,
+            lease_expires_at: None,
+            worker_id: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            last_error: None,
+            output_tail: None,
+        }
+    }
+}
+
 /// A job on its way into the store, already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::output::job_json;
 use super::{Context, printed};
 use crate::error::{Failure, InputError};
-use crate::job::{Job, JobSpec, JobState, NewJob};
+use crate::job::{Job, JobSpec};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -65,7 +65,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         };
         return printed(
             ctx.printer
-                .json(&job_json(&pending(job, max_retries, created_at))),
+                .json(&job_json(&Job::pending(job, max_retries, created_at))),
         );
     }
     printed(ctx.printer.line(&format!("Enqueued: {}", job.id)))
@@ -100,30 +100,6 @@ fn single_job(args: Args) -> Result<JobSpec, InputError> {
         _ => Err(InputError::Invalid(
             "give the job once: as JSON, with --command, or after --, not several of them".into(),
         )),
-    }
-}
-
-/// The job as `enqueue --json` reports it.
-fn pending(job: NewJob, max_retries: i64, created_at: i64) -> Job {
-    Job {
-        id: job.id,
-        command: job.command,
-        cwd: job.cwd,
-        state: JobState::Pending,
-        attempts: 0,
-        max_retries,
-        interruptions: 0,
-        created_at,
-        updated_at: created_at,
-        next_run_at: created_at,
-        lease_token: 0,
-        lease_expires_at: None,
-        worker_id: None,
-        started_at: None,
-        finished_at: None,
-        exit_code: None,
-        last_error: None,
-        output_tail: None,
     }
 }
 

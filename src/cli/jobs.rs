@@ -71,14 +71,15 @@ pub fn status(ctx: &Context) -> Result<(), Failure> {
 }
 
 pub fn list(ctx: &Context, args: ListArgs) -> Result<(), Failure> {
-    let state = args
-        .state
-        .as_deref()
-        .map(str::parse::<JobState>)
-        .transpose()?;
+    let state = parse_state(args.state.as_deref())?;
     let mut store = ctx.open()?;
     let jobs = store.list(state, args.limit)?;
     print_jobs(ctx, &jobs)
+}
+
+/// Parses `--state`, naming the valid states if it is not one.
+pub(super) fn parse_state(state: Option<&str>) -> Result<Option<JobState>, Failure> {
+    Ok(state.map(str::parse::<JobState>).transpose()?)
 }
 
 /// Prints jobs as a JSON array or a table; shared with `dlq list`.

@@ -8,7 +8,6 @@ use serde_json::json;
 
 use super::{Context, printed};
 use crate::error::{Failure, StoreError};
-use crate::job::JobState;
 use crate::transfer;
 
 #[derive(Debug, clap::Args)]
@@ -30,11 +29,7 @@ pub struct ImportArgs {
 
 /// Prints every job (with its attempts and output tails) as one JSON line each.
 pub fn export(ctx: &Context, args: ExportArgs) -> Result<(), Failure> {
-    let state = args
-        .state
-        .as_deref()
-        .map(str::parse::<JobState>)
-        .transpose()?;
+    let state = super::jobs::parse_state(args.state.as_deref())?;
     let mut store = ctx.open()?;
     let records = store.export(state)?;
     let mut out = BufWriter::new(std::io::stdout().lock());

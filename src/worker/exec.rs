@@ -341,25 +341,16 @@ mod tests {
     use super::*;
 
     fn job(command: &str, cwd: &str) -> Job {
-        Job {
+        let new = crate::job::NewJob {
             id: "t/1".into(),
             command: command.into(),
             cwd: cwd.into(),
+            max_retries: None,
+        };
+        Job {
             state: crate::job::JobState::Processing,
-            attempts: 0,
-            max_retries: 0,
-            interruptions: 0,
-            created_at: 0,
-            updated_at: 0,
-            next_run_at: 0,
             lease_token: 1,
-            lease_expires_at: None,
-            worker_id: None,
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            last_error: None,
-            output_tail: None,
+            ..Job::pending(new, 0, 0)
         }
     }
 

@@ -188,6 +188,12 @@ impl Env {
         for (k, v) in vars {
             cmd.env(k, v);
         }
+        self.spawn_logged(cmd)
+    }
+
+    /// Starts `cmd` in the background with its stderr in `worker-N.log` (printed if
+    /// the test fails); the process is killed when the Env drops.
+    fn spawn_logged(&mut self, mut cmd: Command) -> u32 {
         let log = self
             .dir
             .path()
@@ -293,19 +299,7 @@ impl Env {
         for (k, v) in vars {
             cmd.env(k, v);
         }
-        let log = self
-            .dir
-            .path()
-            .join(format!("worker-{}.log", self.logs.len() + 1));
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("create a worker log"))
-            .spawn()
-            .expect("start workers");
-        let pid = child.id();
-        self.children.push(child);
-        self.logs.push(log);
-        pid
+        self.spawn_logged(cmd)
     }
 
     /// Whether a spawned worker process is still running.

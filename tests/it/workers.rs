@@ -203,8 +203,16 @@ backend_test!(idle_workers_pick_up_a_new_job_quickly, |env| {
     // The contract is 100 ms. A missed wake-up falls back to the 1 s poll, so the
     // median must stay well below that even on a loaded machine, and the best case
     // must meet the contract.
-    assert!(delays[0] < 100, "best enqueue-to-start {} ms: {delays:?}", delays[0]);
-    assert!(delays[2] < 500, "median enqueue-to-start {} ms: {delays:?}", delays[2]);
+    assert!(
+        delays[0] < 100,
+        "best enqueue-to-start {} ms: {delays:?}",
+        delays[0]
+    );
+    assert!(
+        delays[2] < 500,
+        "median enqueue-to-start {} ms: {delays:?}",
+        delays[2]
+    );
 });
 
 /// Starts one worker running `sleep SECS; echo finished > done.txt`; returns (pid, job id).
