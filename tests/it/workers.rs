@@ -161,16 +161,19 @@ backend_test!(status_counts_every_state_and_the_workers, |env| {
         "pending": 1, "processing": 2, "completed": 1, "failed": 1, "dead": 1,
         "workers": {"live": 2, "busy": 2},
     });
+    // A worker may claim the third job ahead while its `sleep` has just started; it
+    // gives it back within 50 ms (claim-ahead hold), so poll for the settled counts.
     let mut status = Value::Null;
+    let states = ["pending", "processing", "completed", "failed", "dead"];
     wait_until(
-        "status to show both workers busy",
+        "status to show both workers busy and one job pending",
         Duration::from_secs(10),
         || {
             status = env.status();
-            status["workers"]["busy"] == 2
+            status["workers"]["busy"] == 2 && states.iter().all(|k| status[k] == expected[k])
         },
     );
-    for key in ["pending", "processing", "completed", "failed", "dead"] {
+    for key in states {
         assert_eq!(status[key], expected[key], "{key}: {status}");
     }
     assert_eq!(status["workers"]["live"], 2, "{status}");
