@@ -271,6 +271,19 @@ impl Env {
         });
     }
 
+    /// Runs `args` and checks it is refused as bad input (exit 2, one line naming
+    /// `needle`) and that the store still looks like `before` (a [`Env::snapshot`]).
+    pub fn assert_refused(&self, args: &[&str], needle: &str, before: &Value) {
+        let out = self.run(args);
+        assert_usage_error(&out, needle);
+        assert_eq!(
+            self.snapshot(),
+            *before,
+            "`queuectl {}` changed the store",
+            args.join(" ")
+        );
+    }
+
     /// Everything a user can see of the store: jobs, settings and workers. Commands
     /// that must not change the store are checked by comparing this before and after.
     pub fn snapshot(&self) -> Value {

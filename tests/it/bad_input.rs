@@ -17,14 +17,7 @@ fn refuse_all(env: &Env, cases: &[(&[&str], &str)]) {
     populated(env);
     let before = env.snapshot();
     for (args, needle) in cases {
-        let out = env.run(args);
-        assert_usage_error(&out, needle);
-        assert_eq!(
-            env.snapshot(),
-            before,
-            "`queuectl {}` changed the store",
-            args.join(" ")
-        );
+        env.assert_refused(args, needle, &before);
     }
 }
 

@@ -3,7 +3,6 @@
 
 use serde_json::json;
 
-use crate::common::assert_usage_error;
 
 backend_test!(defaults, |env| {
     assert_eq!(
@@ -120,14 +119,7 @@ backend_test!(bad_keys_and_values_change_nothing, |env| {
         ),
     ];
     for (args, needle) in cases {
-        let out = env.run(args);
-        assert_usage_error(&out, needle);
-        assert_eq!(
-            env.snapshot(),
-            before,
-            "`queuectl {}` changed the store",
-            args.join(" ")
-        );
+        env.assert_refused(args, needle, &before);
     }
     // A missing value: the argument parser's own (two-line) message, still exit 2.
     assert_eq!(
