@@ -3,7 +3,6 @@
 
 use serde_json::json;
 
-
 backend_test!(defaults, |env| {
     assert_eq!(
         env.json(&["config", "list"]),
