@@ -1,8 +1,6 @@
 //! `queuectl enqueue`: one job from JSON, `--command` or the words after `--`, or
 //! many from a JSONL file (all or nothing).
 
-use std::io::{BufRead, BufReader, Read};
-
 use serde_json::Value;
 
 use super::output::job_json;
@@ -104,36 +102,12 @@ fn single_job(args: Args) -> Result<JobSpec, InputError> {
 }
 
 fn enqueue_file(ctx: &Context, file: &str, cwd: &str) -> Result<(), Failure> {
-    let reader: Box<dyn Read> = if file == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(std::fs::File::open(file).map_err(|e| {
-            Failure::usage(format!(
-                "cannot read {file}: {e}; give a readable JSONL file or - for stdin"
-            ))
-        })?)
-    };
-    let mut jobs = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (index, line) in BufReader::new(reader).lines().enumerate() {
-        let number = index + 1;
-        let line = line.map_err(|e| Failure::usage(format!("{file}: line {number}: {e}")))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let job = JobSpec::from_json(&line)
-            .and_then(|spec| spec.validate(cwd))
-            .map_err(|e| {
-                Failure::usage(format!("{file}: line {number}: {e}; nothing was enqueued"))
-            })?;
-        if !seen.insert(job.id.clone()) {
-            return Err(Failure::usage(format!(
-                "{file}: line {number}: id '{}' appears twice; nothing was enqueued",
-                job.id
-            )));
-        }
-        jobs.push(job);
-    }
+    let jobs = super::read_json_lines(
+        file,
+        "enqueued",
+        |line| JobSpec::from_json(line).and_then(|spec| spec.validate(cwd)),
+        |job| &job.id,
+    )?;
     let mut store = ctx.open()?;
     store.enqueue(&jobs).map_err(|e| {
         let mut failure = Failure::from(e);

@@ -151,6 +151,47 @@ fn default_db_path() -> Result<PathBuf, Failure> {
         })
 }
 
+/// Reads `file` (`-` for stdin) as JSON lines for `enqueue --file` and `import`:
+/// `parse` turns each non-blank line into an item, and every error names the file,
+/// the line and that nothing was `done` ("enqueued", "imported"). An id (from `id`)
+/// that appears twice is refused the same way. Nothing is written before the whole
+/// file has been read, so a bad line leaves the store untouched.
+pub(crate) fn read_json_lines<T, E: std::fmt::Display>(
+    file: &str,
+    done: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+    id: impl Fn(&T) -> &str,
+) -> Result<Vec<T>, Failure> {
+    use std::io::{BufRead, BufReader, Read};
+    let reader: Box<dyn Read> = if file == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(file).map_err(|e| {
+            Failure::usage(format!(
+                "cannot read {file}: {e}; give a readable file of JSON lines, or - for stdin"
+            ))
+        })?)
+    };
+    let mut items = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (index, line) in BufReader::new(reader).lines().enumerate() {
+        let number = index + 1;
+        let fail = |why: String| {
+            Failure::usage(format!("{file}: line {number}: {why}; nothing was {done}"))
+        };
+        let line = line.map_err(|e| fail(e.to_string()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let item = parse(&line).map_err(|e| fail(e.to_string()))?;
+        if !seen.insert(id(&item).to_owned()) {
+            return Err(fail(format!("id '{}' appears twice", id(&item))));
+        }
+        items.push(item);
+    }
+    Ok(items)
+}
+
 /// Converts an I/O error on stdout into a failure (a closed pipe ends quietly).
 pub(crate) fn printed(result: std::io::Result<()>) -> Result<(), Failure> {
     match result {

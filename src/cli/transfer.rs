@@ -1,8 +1,7 @@
 //! `queuectl export` and `queuectl import`: parse, call the store, print. The line
 //! format and what an import changes live in [`crate::transfer`].
 
-use std::collections::HashSet;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 
 use serde_json::json;
 
@@ -45,37 +44,14 @@ pub fn export(ctx: &Context, args: ExportArgs) -> Result<(), Failure> {
 
 /// Reads a whole export, validates every line, then imports all of it or nothing.
 pub fn import(ctx: &Context, args: ImportArgs) -> Result<(), Failure> {
-    let file = &args.file;
-    let reader: Box<dyn Read> = if file == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(std::fs::File::open(file).map_err(|e| {
-            Failure::usage(format!(
-                "cannot read {file}: {e}; give a file written by `queuectl export` or - for stdin"
-            ))
-        })?)
-    };
-    let mut records = Vec::new();
-    let mut seen = HashSet::new();
-    let mut requeued = 0;
-    for (index, line) in BufReader::new(reader).lines().enumerate() {
-        let number = index + 1;
-        let line = line.map_err(|e| Failure::usage(format!("{file}: line {number}: {e}")))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let (record, was_processing) = transfer::from_line(&line).map_err(|e| {
-            Failure::usage(format!("{file}: line {number}: {e}; nothing was imported"))
-        })?;
-        if !seen.insert(record.job.id.clone()) {
-            return Err(Failure::usage(format!(
-                "{file}: line {number}: id '{}' appears twice; nothing was imported",
-                record.job.id
-            )));
-        }
-        requeued += usize::from(was_processing);
-        records.push(record);
-    }
+    let read = super::read_json_lines(&args.file, "imported", transfer::from_line, |(r, _)| {
+        &r.job.id
+    })?;
+    let requeued = read
+        .iter()
+        .filter(|(_, was_processing)| *was_processing)
+        .count();
+    let records: Vec<_> = read.into_iter().map(|(record, _)| record).collect();
     let mut store = ctx.open()?;
     store.import(&records).map_err(|e| match e {
         StoreError::DuplicateId(id) => Failure::usage(format!(

@@ -90,18 +90,8 @@ const STACK_SIZE: usize = 64 * 1024;
 /// Starts the child in a new process group (its pid is the group id) and returns its
 /// pid. The child is not reaped here.
 pub fn spawn(request: &SpawnRequest) -> io::Result<libc::pid_t> {
-    let argv: Vec<*const libc::c_char> = request
-        .argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let envp: Vec<*const libc::c_char> = request
-        .envp
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
+    let argv = null_terminated(&request.argv);
+    let envp = null_terminated(&request.envp);
     let args = ChildArgs {
         program: request.program.as_ptr(),
         argv: argv.as_ptr(),
@@ -146,6 +136,15 @@ pub fn spawn(request: &SpawnRequest) -> io::Result<libc::pid_t> {
         return Err(io::Error::from_raw_os_error(error));
     }
     Ok(pid)
+}
+
+/// The `char *const[]` form execve wants; valid while `strings` lives.
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 /// Waits for `pid` and returns its raw wait status.

@@ -82,39 +82,36 @@ fn store_is_created_0600_in_a_0700_directory_whatever_the_umask() {
     }
 }
 
-#[test]
-fn default_store_is_under_queuectl_home() {
-    let env = Env::sqlite();
-    let home = env.file("custom-home");
-    let out = env
-        .cmd(&["enqueue", "--command", "true"])
-        .env_remove("QUEUECTL_DB")
-        .env("QUEUECTL_HOME", &home)
-        .output()
-        .unwrap();
+/// Enqueues with no `--db` and no `QUEUECTL_DB`, with `vars` set and `unset` removed.
+fn enqueue_with_default_store(env: &Env, vars: &[(&str, &Path)], unset: &[&str]) {
+    let mut cmd = env.cmd(&["enqueue", "--command", "true"]);
+    cmd.env_remove("QUEUECTL_DB");
+    for name in unset {
+        cmd.env_remove(name);
+    }
+    for (name, value) in vars {
+        cmd.env(name, value);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn default_store_is_under_queuectl_home() {
+    let env = Env::sqlite();
+    let home = env.file("custom-home");
+    enqueue_with_default_store(&env, &[("QUEUECTL_HOME", &home)], &[]);
     assert!(
         home.join("queue.db").is_file(),
         "no store at $QUEUECTL_HOME/queue.db"
     );
     // And under $XDG_DATA_HOME/queuectl without QUEUECTL_HOME.
     let xdg = env.file("xdg");
-    let out = env
-        .cmd(&["enqueue", "--command", "true"])
-        .env_remove("QUEUECTL_DB")
-        .env_remove("QUEUECTL_HOME")
-        .env("XDG_DATA_HOME", &xdg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    enqueue_with_default_store(&env, &[("XDG_DATA_HOME", &xdg)], &["QUEUECTL_HOME"]);
     assert!(
         xdg.join("queuectl/queue.db").is_file(),
         "no store at $XDG_DATA_HOME/queuectl/queue.db"
