@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::StoreError;
 use crate::job::{NewJob, generate_id};
-use crate::store::{self, Location, StopRequest, Store};
+use crate::store::{self, Location, OpenFor, StopRequest, Store};
 use crate::worker::{self, Executor, Options};
 
 /// What to measure.
@@ -104,7 +104,7 @@ fn burn_down(
     executor: Executor,
     report: &mut Report,
 ) -> Result<(), StoreError> {
-    let mut store = store::open(location)?;
+    let mut store = store::open(location, OpenFor::Worker)?;
     let started = Instant::now();
     for chunk in jobs_for(plan.jobs, &cwd()).chunks(10_000) {
         store.enqueue(chunk)?;
@@ -138,8 +138,8 @@ fn burn_down(
 /// Idle workers; jobs enqueued one at a time through the normal enqueue path; the
 /// time from the enqueue commit to the job's process having started.
 fn latency(plan: &Plan, location: &Location, report: &mut Report) -> Result<(), StoreError> {
-    let mut store = store::open(location)?;
-    let worker_store = store::open(location)?;
+    let mut store = store::open(location, OpenFor::Worker)?;
+    let worker_store = store::open(location, OpenFor::Worker)?;
     let (spawned_tx, spawned_rx) = mpsc::channel::<(String, Instant)>();
     let spawned_tx = Mutex::new(spawned_tx);
     let options = Options {

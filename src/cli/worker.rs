@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::output::{age, timestamp, worker_json};
 use super::{Context, printed};
 use crate::error::Failure;
-use crate::store::{StopRequest, WorkerRow};
+use crate::store::{OpenFor, StopRequest, WorkerRow};
 use crate::worker::{self, Executor, Options, platform};
 
 #[derive(Debug, clap::Subcommand)]
@@ -56,7 +56,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), Failure> {
 }
 
 fn start(ctx: &Context, count: usize, burst: bool) -> Result<(), Failure> {
-    let store = ctx.open()?;
+    let store = ctx.open_for(OpenFor::Worker)?;
     let options = Options {
         count,
         burst,

@@ -67,10 +67,19 @@ pub fn data_home() -> Option<PathBuf> {
     non_empty("HOME").map(|home| PathBuf::from(home).join(".local/share/queuectl"))
 }
 
+/// Who opens a store, so that a backend can choose its cheapest way in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenFor {
+    /// A short command (`enqueue`, `status`, ...) that exits within milliseconds.
+    Command,
+    /// A worker, which keeps its connection for as long as it runs.
+    Worker,
+}
+
 /// Opens (and if needed creates and migrates) the store at `location`.
-pub fn open(location: &Location) -> Result<Box<dyn Store>> {
+pub fn open(location: &Location, purpose: OpenFor) -> Result<Box<dyn Store>> {
     match location {
-        Location::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+        Location::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path, purpose)?)),
         Location::Postgres(pg) => Ok(Box::new(postgres::PgStore::open(pg)?)),
     }
 }
