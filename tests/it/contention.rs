@@ -1,67 +1,76 @@
 //! Many processes on one store at once: no command may fail because another one holds
 //! the store (no `database is locked` may ever reach the user).
 
+use std::process::{Child, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::common::{Env, wait_until};
+
+/// Commands that failed, collected from several threads.
+#[derive(Default)]
+struct Failures(Mutex<Vec<String>>);
+
+impl Failures {
+    /// Runs `queuectl ARGS` and records it if it fails.
+    fn run(&self, env: &Env, args: &[&str]) {
+        let out = env.run(args);
+        if !out.status.success() {
+            self.0.lock().unwrap().push(format!(
+                "`queuectl {}`: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+
+    fn assert_none(self, when: &str) {
+        let failures = self.0.into_inner().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} command(s) failed {when}:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+}
+
+/// Waits for the 100 jobs `echo T-I >> ran.txt` (4 threads x 25) to complete, and
+/// checks that each ran once.
+fn assert_hundred_ran_once(env: &Env) {
+    wait_until("100 completed jobs", Duration::from_secs(120), || {
+        env.status()["completed"] == 100
+    });
+    assert_eq!(env.read("ran.txt").lines().count(), 100);
+}
 
 backend_test!(no_command_fails_under_contention, |env| {
     for _ in 0..3 {
         env.spawn_workers(&["--count", "3"]);
     }
     env.wait_live_workers(9, Duration::from_secs(30));
-    let failures = std::sync::Mutex::new(Vec::new());
+    let failures = Failures::default();
     let env_ref: &Env = &env;
     std::thread::scope(|scope| {
         for t in 0..4 {
             let failures = &failures;
             scope.spawn(move || {
                 for i in 0..25 {
-                    let commands: [Vec<String>; 4] = [
-                        vec![
-                            "enqueue".into(),
-                            "--command".into(),
-                            format!("echo {t}-{i} >> ran.txt"),
-                        ],
-                        vec!["status".into(), "--json".into()],
-                        vec![
-                            "list".into(),
-                            "--state".into(),
-                            "completed".into(),
-                            "--json".into(),
-                        ],
-                        vec!["worker".into(), "list".into(), "--json".into()],
-                    ];
-                    for args in &commands {
-                        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                        let out = env_ref.run(&args);
-                        if !out.status.success() {
-                            failures.lock().unwrap().push(format!(
-                                "`queuectl {}`: {}",
-                                args.join(" "),
-                                String::from_utf8_lossy(&out.stderr).trim()
-                            ));
-                        }
-                    }
+                    let enqueue = format!("echo {t}-{i} >> ran.txt");
+                    failures.run(env_ref, &["enqueue", "--command", &enqueue]);
+                    failures.run(env_ref, &["status", "--json"]);
+                    failures.run(env_ref, &["list", "--state", "completed", "--json"]);
+                    failures.run(env_ref, &["worker", "list", "--json"]);
                 }
             });
         }
     });
-    let failures = failures.into_inner().unwrap();
-    assert!(
-        failures.is_empty(),
-        "{} command(s) failed under contention:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    wait_until("100 completed jobs", Duration::from_secs(120), || {
-        env.status()["completed"] == 100
-    });
-    assert_eq!(env.read("ran.txt").lines().count(), 100);
+    failures.assert_none("under contention");
+    assert_hundred_ran_once(&env);
 });
 
 /// Stops a worker started by hand when the test ends, even when it fails.
-struct KillOnDrop(std::process::Child);
+struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -77,7 +86,7 @@ backend_test!(
     idle_store_commands_and_a_starting_worker_wait_their_turn,
     |env| {
         env.ensure_store();
-        let failures = std::sync::Mutex::new(Vec::new());
+        let failures = Failures::default();
         let env_ref: &Env = &env;
         let worker = std::thread::scope(|scope| {
             for t in 0..4 {
@@ -85,20 +94,9 @@ backend_test!(
                 scope.spawn(move || {
                     for i in 0..25 {
                         let enqueue = format!("echo {t}-{i} >> ran.txt");
-                        for args in [
-                            vec!["enqueue", "--command", enqueue.as_str()],
-                            vec!["status", "--json"],
-                            vec!["list", "--json"],
-                        ] {
-                            let out = env_ref.run(&args);
-                            if !out.status.success() {
-                                failures.lock().unwrap().push(format!(
-                                    "`queuectl {}`: {}",
-                                    args.join(" "),
-                                    String::from_utf8_lossy(&out.stderr).trim()
-                                ));
-                            }
-                        }
+                        failures.run(env_ref, &["enqueue", "--command", &enqueue]);
+                        failures.run(env_ref, &["status", "--json"]);
+                        failures.run(env_ref, &["list", "--json"]);
                     }
                 });
             }
@@ -107,23 +105,14 @@ backend_test!(
             });
             let child = env_ref
                 .cmd(&["worker", "start"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
                 .spawn()
                 .expect("start a worker");
             KillOnDrop(child)
         });
-        let failures = failures.into_inner().unwrap();
-        assert!(
-            failures.is_empty(),
-            "{} command(s) failed on an idle store:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
-        wait_until("100 completed jobs", Duration::from_secs(120), || {
-            env.status()["completed"] == 100
-        });
-        assert_eq!(env.read("ran.txt").lines().count(), 100);
+        failures.assert_none("on an idle store");
+        assert_hundred_ran_once(&env);
         drop(worker);
     }
 );
