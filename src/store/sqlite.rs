@@ -8,6 +8,10 @@
 //! - A claim is one `UPDATE ... RETURNING` inside that write transaction: SQLite has a
 //!   single writer, so no two connections, threads or processes can claim one job.
 //! - `synchronous=FULL`: when a transaction commits, it survives power loss.
+//! - A short command that finds no other connection open holds the file alone
+//!   (`locking_mode=EXCLUSIVE`) for its few milliseconds; any open connection makes
+//!   that attempt fail at once, and the command then locks normally, so workers and
+//!   commands always share the store as SQLite's WAL mode intends.
 //! - The file is created 0600 inside a directory created 0700.
 
 use std::collections::BTreeMap;
