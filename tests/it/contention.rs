@@ -24,24 +24,44 @@ impl Failures {
         }
     }
 
-    fn assert_none(self, when: &str) {
+    fn assert_none(self) {
         let failures = self.0.into_inner().unwrap();
         assert!(
             failures.is_empty(),
-            "{} command(s) failed {when}:\n{}",
+            "{} command(s) failed:\n{}",
             failures.len(),
             failures.join("\n")
         );
     }
 }
 
-/// Waits for the 100 jobs `echo T-I >> ran.txt` (4 threads x 25) to complete, and
-/// checks that each ran once.
-fn assert_hundred_ran_once(env: &Env) {
+/// Runs 4 threads x 25 rounds of `enqueue --command 'echo T-I >> ran.txt'` followed by
+/// `others`, while `meanwhile` runs on this thread; then asserts that no command
+/// failed and that each of the 100 jobs ran once. Returns what `meanwhile` returned,
+/// which lives until the jobs have run.
+fn burst<R>(env: &Env, others: &[&[&str]], meanwhile: impl FnOnce() -> R) -> R {
+    let failures = Failures::default();
+    let kept = std::thread::scope(|scope| {
+        for t in 0..4 {
+            let failures = &failures;
+            scope.spawn(move || {
+                for i in 0..25 {
+                    let enqueue = format!("echo {t}-{i} >> ran.txt");
+                    failures.run(env, &["enqueue", "--command", &enqueue]);
+                    for args in others {
+                        failures.run(env, args);
+                    }
+                }
+            });
+        }
+        meanwhile()
+    });
+    failures.assert_none();
     wait_until("100 completed jobs", Duration::from_secs(120), || {
         env.status()["completed"] == 100
     });
     assert_eq!(env.read("ran.txt").lines().count(), 100);
+    kept
 }
 
 backend_test!(no_command_fails_under_contention, |env| {
@@ -49,24 +69,15 @@ backend_test!(no_command_fails_under_contention, |env| {
         env.spawn_workers(&["--count", "3"]);
     }
     env.wait_live_workers(9, Duration::from_secs(30));
-    let failures = Failures::default();
-    let env_ref: &Env = &env;
-    std::thread::scope(|scope| {
-        for t in 0..4 {
-            let failures = &failures;
-            scope.spawn(move || {
-                for i in 0..25 {
-                    let enqueue = format!("echo {t}-{i} >> ran.txt");
-                    failures.run(env_ref, &["enqueue", "--command", &enqueue]);
-                    failures.run(env_ref, &["status", "--json"]);
-                    failures.run(env_ref, &["list", "--state", "completed", "--json"]);
-                    failures.run(env_ref, &["worker", "list", "--json"]);
-                }
-            });
-        }
-    });
-    failures.assert_none("under contention");
-    assert_hundred_ran_once(&env);
+    burst(
+        &env,
+        &[
+            &["status", "--json"],
+            &["list", "--state", "completed", "--json"],
+            &["worker", "list", "--json"],
+        ],
+        || (),
+    );
 });
 
 /// Stops a worker started by hand when the test ends, even when it fails.
@@ -86,33 +97,22 @@ backend_test!(
     idle_store_commands_and_a_starting_worker_wait_their_turn,
     |env| {
         env.ensure_store();
-        let failures = Failures::default();
         let env_ref: &Env = &env;
-        let worker = std::thread::scope(|scope| {
-            for t in 0..4 {
-                let failures = &failures;
-                scope.spawn(move || {
-                    for i in 0..25 {
-                        let enqueue = format!("echo {t}-{i} >> ran.txt");
-                        failures.run(env_ref, &["enqueue", "--command", &enqueue]);
-                        failures.run(env_ref, &["status", "--json"]);
-                        failures.run(env_ref, &["list", "--json"]);
-                    }
+        burst(
+            env_ref,
+            &[&["status", "--json"], &["list", "--json"]],
+            || {
+                wait_until("20 jobs enqueued", Duration::from_secs(60), || {
+                    env_ref.status()["pending"].as_i64().unwrap_or(0) >= 20
                 });
-            }
-            wait_until("20 jobs enqueued", Duration::from_secs(60), || {
-                env_ref.status()["pending"].as_i64().unwrap_or(0) >= 20
-            });
-            let child = env_ref
-                .cmd(&["worker", "start"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start a worker");
-            KillOnDrop(child)
-        });
-        failures.assert_none("on an idle store");
-        assert_hundred_ran_once(&env);
-        drop(worker);
+                let child = env_ref
+                    .cmd(&["worker", "start"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start a worker");
+                KillOnDrop(child)
+            },
+        );
     }
 );
