@@ -6,7 +6,10 @@ use super::{Context, printed};
 use crate::config::{self as settings, Config};
 use crate::error::Failure;
 
+/// `defer`: see [`super::Command`]; clap builds every nested subcommand enum for
+/// every command line, so only deferring the arguments keeps short commands short.
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Change a setting (validated; nothing changes on a bad value)
     Set {

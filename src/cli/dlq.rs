@@ -7,7 +7,10 @@ use super::{Context, jobs, printed};
 use crate::error::{Failure, InputError};
 use crate::job::JobState;
 
+/// `defer`: see [`super::Command`]; clap builds every nested subcommand enum for
+/// every command line, so only deferring the arguments keeps short commands short.
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// List dead jobs with their last error
     List,

@@ -12,7 +12,10 @@ use crate::error::Failure;
 use crate::store::{OpenFor, StopRequest, WorkerRow};
 use crate::worker::{self, Executor, Options, platform};
 
+/// `defer`: see [`super::Command`]; clap builds every nested subcommand enum for
+/// every command line, so only deferring the arguments keeps short commands short.
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Run workers in the foreground until stopped (Ctrl-C, SIGTERM or `worker stop`)
     Start {
