@@ -17,8 +17,9 @@
 # correctness.
 #
 # Usage: link/hot-text.sh           regenerate link/hot-text.ld from a release build
-#        link/hot-text.sh --check   fail when under 90% of the functions an `enqueue`
-#                                   call runs are placed in .text.hot
+#        link/hot-text.sh --check   fail when any function an `enqueue` call runs is
+#                                   outside .text.hot (one stray function costs
+#                                   page faults again: regenerate when this fails)
 # Needs valgrind (callgrind), binutils (nm, readelf) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +63,11 @@ profile 01-enqueue-command enqueue --command true
 if [ "$mode" = --check ]; then
   profiles=("$work/01-enqueue-command.cg")
 else
+  # Every ~10th call copies the WAL into the database first (see
+  # start_long_wal_over in src/store/sqlite.rs): profile enough calls to see one.
+  for n in 02 03 04 05 06 07 08 09 10 11 12; do
+    profile "01-enqueue-command-$n" enqueue --command true
+  done
   id=$("$bin" --db "$db" --json enqueue '{"command":"echo hi","max_retries":1}' |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
   profile 02-enqueue-json enqueue '{"command":"true"}'
@@ -147,9 +153,9 @@ for line in subprocess.run(["readelf", "-SW", binary], capture_output=True, text
 if hot is None:
     sys.exit(f"{binary} has no .text.hot section: is build.rs passing link/hot-text.ld to the linker?")
 ran = functions_run(profiles[0], address)
-inside = sum(hot[0] <= address[f] < hot[1] for f in ran)
-share = inside / max(len(ran), 1)
-print(f"{inside} of {len(ran)} functions an `enqueue` call runs are in .text.hot ({share:.0%})")
-if share < 0.9:
+outside = [f for f in ran if not hot[0] <= address[f] < hot[1]]
+print(f"{len(ran) - len(outside)} of {len(ran)} functions an `enqueue` call runs are in .text.hot")
+if outside:
+    print("outside:", *outside[:10], sep="\n  ", file=sys.stderr)
     sys.exit("link/hot-text.ld no longer fits this build: run link/hot-text.sh and commit the result")
 EOF
