@@ -83,7 +83,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     let cli = match parse(args) {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            report_parse_error(&e);
             return e.exit_code();
         }
     };
@@ -104,6 +104,68 @@ fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, clap
     let mut command = std::mem::ManuallyDrop::new(Cli::command());
     let mut matches = command.try_get_matches_from_mut(args)?;
     Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut command))
+}
+
+/// Prints what clap has to say: help and the version as clap renders them, and an
+/// argument error as one line (see [`one_line`]).
+fn report_parse_error(e: &clap::Error) {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+        }
+        _ => eprintln!("error: {}", one_line(&e.render().to_string())),
+    }
+}
+
+/// Folds one of clap's argument errors into queuectl's one-line form. clap spreads
+/// an error over several lines (the error, indented items, tips, the usage, a
+/// pointer to `--help`); scripts and users get one line that keeps clap's wording
+/// for the problem and its tips and ends with the help to read, e.g.
+/// `unexpected argument '--bogus' found; to pass '--bogus' as a value, use
+/// '-- --bogus'; see 'queuectl enqueue --help'`.
+fn one_line(rendered: &str) -> String {
+    let mut message = String::new();
+    let mut help = None;
+    for raw in rendered.lines() {
+        let line = raw.trim();
+        if line.starts_with("For more information") {
+            // Not every error shows a usage line to name the command from.
+            help.get_or_insert_with(|| "try '--help'".to_owned());
+        }
+        if line.is_empty() || help.is_some() {
+            continue; // blank, or the usage and what follows it
+        }
+        if let Some(usage) = line.strip_prefix("Usage: ") {
+            // "queuectl dlq retry <IDS>..." names the command whose help to read.
+            let command: Vec<&str> = usage
+                .split_whitespace()
+                .take_while(|word| !word.starts_with(['[', '<', '-']))
+                .collect();
+            help = Some(format!("see '{} --help'", command.join(" ")));
+            continue;
+        }
+        let text = line.strip_prefix("error: ").unwrap_or(line);
+        let text = text.strip_prefix("tip: ").unwrap_or(text);
+        let separator = if message.is_empty() {
+            ""
+        } else if message.ends_with(':') {
+            " "
+        } else if raw.starts_with(char::is_whitespace) && !line.starts_with("tip: ") {
+            ", " // one of several items listed under the error
+        } else {
+            "; "
+        };
+        message.push_str(separator);
+        message.push_str(text);
+    }
+    if let Some(help) = help {
+        message.push_str("; ");
+        message.push_str(&help);
+    }
+    message
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -216,5 +278,60 @@ pub(crate) fn printed(result: std::io::Result<()>) -> Result<(), Failure> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Failure::runtime(format!("cannot write output: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-line form of the error clap gives for `queuectl ARGS`.
+    fn error_line(args: &[&str]) -> String {
+        let argv = std::iter::once("queuectl").chain(args.iter().copied());
+        let error = parse(argv.map(Into::into)).expect_err("the arguments are refused");
+        one_line(&error.render().to_string())
+    }
+
+    #[test]
+    fn an_unknown_flag_keeps_the_tip_and_names_the_help_to_read() {
+        assert_eq!(
+            error_line(&["enqueue", "--bogus"]),
+            "unexpected argument '--bogus' found; to pass '--bogus' as a value, use \
+             '-- --bogus'; see 'queuectl enqueue --help'"
+        );
+    }
+
+    #[test]
+    fn missing_arguments_are_listed_on_the_line() {
+        assert_eq!(
+            error_line(&["dlq", "retry"]),
+            "the following required arguments were not provided: <IDS>...; \
+             see 'queuectl dlq retry --help'"
+        );
+        assert_eq!(
+            error_line(&["config", "set"]),
+            "the following required arguments were not provided: <KEY>, <VALUE>; \
+             see 'queuectl config set --help'"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_without_usage_points_to_help() {
+        assert_eq!(
+            error_line(&["worker", "start", "--count", "x"]),
+            "invalid value 'x' for '--count <N>': invalid digit found in string; \
+             try '--help'"
+        );
+    }
+
+    #[test]
+    fn an_unknown_subcommand_names_the_top_level_help() {
+        let line = error_line(&["frobnicate"]);
+        assert!(
+            line.starts_with("unrecognized subcommand 'frobnicate'"),
+            "{line}"
+        );
+        assert!(line.ends_with("; see 'queuectl --help'"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
     }
 }

@@ -253,3 +253,24 @@ backend_test!(bad_worker_and_dlq_arguments, |env| {
     assert_eq!(env.run(&["dlq", "retry"]).status.code(), Some(2));
     assert_eq!(env.snapshot(), before);
 });
+
+backend_test!(argument_errors_are_one_line_pointing_to_help, |env| {
+    populated(&env);
+    let before = env.snapshot();
+    let cases: &[(&[&str], &str)] = &[
+        (&["enqueue", "--bogus"], "'--bogus'"),
+        (&["worker", "start", "--count", "x"], "'x'"),
+        (&["frobnicate"], "'frobnicate'"),
+        (&["dlq", "retry"], "<IDS>"),
+        (&["config", "set"], "<KEY>, <VALUE>"),
+        (&["list", "--state"], "--state"),
+    ];
+    for (args, needle) in cases {
+        env.assert_refused(args, needle, &before);
+        let stderr = String::from_utf8_lossy(&env.run(args).stderr).into_owned();
+        assert!(
+            stderr.contains("--help"),
+            "names the help to read: {stderr}"
+        );
+    }
+});
