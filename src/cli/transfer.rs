@@ -2,6 +2,7 @@
 //! format and what an import changes live in [`crate::transfer`].
 
 use std::io::{BufWriter, Write};
+use std::ops::ControlFlow;
 
 use serde_json::json;
 
@@ -26,20 +27,24 @@ pub struct ImportArgs {
     file: String,
 }
 
-/// Prints every job (with its attempts and output tails) as one JSON line each.
+/// Prints every job (with its attempts and output tails) as one JSON line each, as
+/// the store reads them.
 pub fn export(ctx: &Context, args: ExportArgs) -> Result<(), Failure> {
     let state = super::jobs::parse_state(args.state.as_deref())?;
     let mut store = ctx.open()?;
-    let records = store.export(state)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
-    let mut write = || -> std::io::Result<()> {
-        for record in &records {
-            out.write_all(transfer::to_line(record).as_bytes())?;
-            out.write_all(b"\n")?;
+    let mut written = Ok(());
+    store.export(state, &mut |record| {
+        let line = transfer::to_line(&record);
+        written = out
+            .write_all(line.as_bytes())
+            .and_then(|()| out.write_all(b"\n"));
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
         }
-        out.flush()
-    };
-    printed(write())
+    })?;
+    printed(written.and_then(|()| out.flush()))
 }
 
 /// Reads a whole export, validates every line, then imports all of it or nothing.

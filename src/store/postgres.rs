@@ -35,8 +35,8 @@ use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
 
 use super::{
-    AttemptEnd, AttemptRecord, Counts, Exchange, ExchangeReply, Finished, JobRecord, Lease, Result,
-    RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+    AttemptEnd, AttemptRecord, Counts, Emit, Exchange, ExchangeReply, Finished, JobRecord, Lease,
+    RecordStream, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
 };
 use crate::config::Config;
 use crate::error::{InputError, StoreError};
@@ -56,6 +56,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Jobs per INSERT statement when enqueuing: large batches go in array-sized chunks,
 /// so 100k jobs are a few statements, not 100k round trips.
 const ENQUEUE_CHUNK: usize = 5000;
+
+/// Rows fetched per round trip by `export`, which reads through a portal so that
+/// neither side holds the whole result.
+const EXPORT_BATCH: i32 = 1000;
 
 /// How often an idle LISTEN connection is probed: a half-open TCP connection would
 /// otherwise wait for notifications forever.
@@ -405,6 +409,45 @@ fn in_transaction<T>(
     Ok(value)
 }
 
+/// Streams `export`: one statement (so one snapshot) read through a portal,
+/// [`EXPORT_BATCH`] rows per round trip. Never retried: part of it may already be
+/// printed.
+fn export_rows(client: &mut Client, state: Option<&str>, emit: Emit<'_>) -> Step<()> {
+    let mut tx = client.build_transaction().read_only(true).start()?;
+    let portal = tx.bind(
+        "SELECT j.id, j.command, j.cwd, j.state, j.attempts, j.max_retries, \
+         j.interruptions, j.created_at, j.updated_at, j.next_run_at, j.lease_token, \
+         j.lease_expires_at, j.worker_id, j.started_at, j.finished_at, j.exit_code, \
+         j.last_error, a.lease_token, a.worker_id, a.started_at, a.finished_at, \
+         a.outcome, a.exit_code, a.error, a.output_tail \
+         FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
+         WHERE $1::text IS NULL OR j.state = $1 ORDER BY j.seq, a.lease_token",
+        &[&state],
+    )?;
+    let mut records = RecordStream::new(emit);
+    loop {
+        let rows = tx.query_portal(&portal, EXPORT_BATCH)?;
+        for row in &rows {
+            let attempt = || match row.try_get::<_, Option<i64>>(17)? {
+                Some(_) => attempt_from_row(row, 17).map(Some),
+                None => Ok(None),
+            };
+            if records
+                .row(row.try_get(0)?, || job_from_row(row), attempt)?
+                .is_break()
+            {
+                return Ok(());
+            }
+        }
+        if rows.len() < EXPORT_BATCH as usize {
+            break;
+        }
+    }
+    records.finish();
+    tx.commit()?;
+    Ok(())
+}
+
 /// Creates or upgrades the schema. The advisory lock serialises concurrent first
 /// starts; everything is re-checked under it, since another process may have
 /// migrated while we waited.
@@ -737,38 +780,10 @@ impl Store for PgStore {
         })
     }
 
-    fn export(&mut self, state: Option<JobState>) -> Result<Vec<JobRecord>> {
-        let state = state.map(JobState::as_str);
-        self.read(|db| {
-            // One statement: one consistent snapshot of jobs and their attempts.
-            let rows = db.query(
-                "SELECT j.id, j.command, j.cwd, j.state, j.attempts, j.max_retries, \
-                 j.interruptions, j.created_at, j.updated_at, j.next_run_at, j.lease_token, \
-                 j.lease_expires_at, j.worker_id, j.started_at, j.finished_at, j.exit_code, \
-                 j.last_error, a.lease_token, a.worker_id, a.started_at, a.finished_at, \
-                 a.outcome, a.exit_code, a.error, a.output_tail \
-                 FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
-                 WHERE $1::text IS NULL OR j.state = $1 ORDER BY j.seq, a.lease_token",
-                &[&state],
-            )?;
-            let mut records: Vec<JobRecord> = Vec::new();
-            for row in &rows {
-                let id: &str = row.try_get(0)?;
-                if records.last().is_none_or(|r| r.job.id != id) {
-                    records.push(JobRecord {
-                        job: job_from_row(row)?,
-                        attempts: Vec::new(),
-                    });
-                }
-                let token: Option<i64> = row.try_get(17)?;
-                if token.is_some()
-                    && let Some(record) = records.last_mut()
-                {
-                    record.attempts.push(attempt_from_row(row, 17)?);
-                }
-            }
-            Ok(records)
-        })
+    fn export(&mut self, state: Option<JobState>, emit: Emit<'_>) -> Result<()> {
+        let conn = self.conn()?;
+        let result = export_rows(&mut conn.client, state.map(JobState::as_str), emit);
+        result.map_err(|e| self.failure(e))
     }
 
     fn import(&mut self, jobs: &[JobRecord]) -> Result<()> {

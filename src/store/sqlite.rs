@@ -26,8 +26,9 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
-    AttemptEnd, AttemptRecord, Counts, Exchange, ExchangeReply, Finished, JobRecord, Lease,
-    OpenFor, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+    AttemptEnd, AttemptRecord, Counts, Emit, Exchange, ExchangeReply, Finished, JobRecord, Lease,
+    OpenFor, RecordStream, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow,
+    WorkerState,
 };
 use crate::config::Config;
 use crate::error::StoreError;
@@ -654,7 +655,7 @@ impl Store for SqliteStore {
         rows.collect::<rusqlite::Result<_>>().map_err(db_error)
     }
 
-    fn export(&mut self, state: Option<JobState>) -> Result<Vec<JobRecord>> {
+    fn export(&mut self, state: Option<JobState>, emit: Emit<'_>) -> Result<()> {
         // One statement: one consistent snapshot of jobs and their attempts.
         let sql = format!(
             "SELECT {}, a.lease_token, a.worker_id, a.started_at, a.finished_at, a.outcome, \
@@ -671,25 +672,22 @@ impl Store for SqliteStore {
         let mut rows = stmt
             .query([state.map(JobState::as_str)])
             .map_err(db_error)?;
-        let mut records: Vec<JobRecord> = Vec::new();
+        let mut records = RecordStream::new(emit);
         while let Some(row) = rows.next().map_err(db_error)? {
             let id: String = row.get(0).map_err(db_error)?;
-            if records.last().is_none_or(|r| r.job.id != id) {
-                records.push(JobRecord {
-                    job: job_from_row(row).map_err(db_error)?,
-                    attempts: Vec::new(),
-                });
-            }
-            let token: Option<i64> = row.get(17).map_err(db_error)?;
-            if token.is_some()
-                && let Some(record) = records.last_mut()
-            {
-                record
-                    .attempts
-                    .push(attempt_from_row(row, 17).map_err(db_error)?);
+            let attempt = || match row.get::<_, Option<i64>>(17)? {
+                Some(_) => attempt_from_row(row, 17).map(Some),
+                None => Ok(None),
+            };
+            let flow = records
+                .row(&id, || job_from_row(row), attempt)
+                .map_err(db_error)?;
+            if flow.is_break() {
+                return Ok(());
             }
         }
-        Ok(records)
+        records.finish();
+        Ok(())
     }
 
     fn import(&mut self, jobs: &[JobRecord]) -> Result<()> {

@@ -33,21 +33,25 @@ backend_test!(output_into_a_closed_pipe_ends_quietly, |env| {
     std::fs::write(env.file("jobs.jsonl"), jobs).expect("write jobs");
     env.ok(&["enqueue", "--file", "jobs.jsonl"]);
     // More than a pipe holds, to a reader that is gone: `queuectl list | head -1`.
-    let mut list = env
-        .cmd(&["list", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start list");
-    drop(list.stdout.take());
-    let out = list.wait_with_output().expect("wait for list");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "killed by SIGPIPE or failed: {:?}, stderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // `export` writes as it reads the store, so it stops reading there too.
+    for args in [&["list", "--json"][..], &["export"]] {
+        let mut command = env
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start queuectl");
+        drop(command.stdout.take());
+        let out = command.wait_with_output().expect("wait for queuectl");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "`queuectl {}` was killed by SIGPIPE or failed: {:?}, stderr: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 });
 
 backend_test!(

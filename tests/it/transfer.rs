@@ -119,6 +119,29 @@ backend_test!(export_prints_every_field_and_the_attempt_history, |env| {
     assert!(stderr(&out).contains("pending"), "{}", stderr(&out));
 });
 
+backend_test!(a_large_export_streams_every_job_with_its_attempts, |env| {
+    populate(&mut env);
+    // ok (one attempt), bad (two) and later (none), as templates.
+    let templates = lines(&export(&env, &[]));
+    // More rows than one PostgreSQL round trip of the export reads (1,000), with
+    // attempts on both sides of every batch boundary.
+    let bulk: String = (0..2_500)
+        .map(|i| {
+            let mut job = templates[i % 3].clone();
+            job["id"] = Value::from(format!("bulk-{i}"));
+            format!("{job}\n")
+        })
+        .collect();
+    let target = Env::new(env.backend).expect("same backend");
+    let out = import_file(&target, &bulk);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        export(&target, &[]),
+        bulk,
+        "every job, in order, field for field"
+    );
+});
+
 backend_test!(
     import_recreates_jobs_exactly_and_runs_only_what_is_left,
     |env| {
