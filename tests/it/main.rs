@@ -7,6 +7,7 @@
 pub mod common;
 
 mod bad_input;
+mod bench;
 mod config;
 mod contention;
 mod dlq;
