@@ -1,6 +1,7 @@
 //! `queuectl bench`: measures the queue the way users run it.
 //!
-//! Each mode builds its own store (a temporary SQLite file unless `--db` is given),
+//! Each mode builds its own store (a temporary SQLite file unless `--db` is given; a
+//! `--db` store that is in use gets a scratch store beside it, deleted afterwards),
 //! drives the real worker and enqueue code paths, and reports rates and latency
 //! percentiles. Absolute numbers depend on the machine, so every report names the
 //! hardware, and comparisons belong in ratios measured in the same run
@@ -15,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::StoreError;
-use crate::job::{NewJob, generate_id};
+use crate::job::{JobState, NewJob, generate_id};
 use crate::store::{self, Location, OpenFor, StopRequest, Store};
 use crate::worker::{self, Executor, Options};
 
@@ -63,21 +64,45 @@ pub struct Plan {
 pub fn run(plan: &Plan) -> Result<Report, StoreError> {
     let scratch = tempfile::tempdir()
         .map_err(|e| StoreError::Unavailable(format!("cannot create a temp dir: {e}")))?;
-    let location = plan
-        .location
-        .clone()
-        .unwrap_or_else(|| Location::Sqlite(scratch.path().join("bench.db")));
+    let (location, beside) = match &plan.location {
+        None => (Location::Sqlite(scratch.path().join("bench.db")), false),
+        Some(given) if in_use(given)? => {
+            let tag = generate_id().replace('-', "");
+            let beside = given.scratch_beside(&tag[tag.len() - 12..]);
+            crate::log::info(&format!(
+                "{} holds jobs or live workers, which bench must not mix with its own; \
+                 measuring in {} instead, deleted afterwards",
+                given.describe(),
+                beside.describe()
+            ));
+            (beside, true)
+        }
+        Some(given) => (given.clone(), false),
+    };
     let mut report = Report {
         store: location.describe(),
         metrics: Vec::new(),
     };
-    match plan.mode {
-        Mode::Noop => burn_down(plan, &location, Executor::Noop, &mut report)?,
-        Mode::Shell => burn_down(plan, &location, Executor::Shell, &mut report)?,
-        Mode::Latency => latency(plan, &location, &mut report)?,
-        Mode::Enqueue => enqueue(plan, scratch.path(), &location, &mut report)?,
+    let measured = match plan.mode {
+        Mode::Noop => burn_down(plan, &location, Executor::Noop, &mut report),
+        Mode::Shell => burn_down(plan, &location, Executor::Shell, &mut report),
+        Mode::Latency => latency(plan, &location, &mut report),
+        Mode::Enqueue => enqueue(plan, scratch.path(), &location, &mut report),
+    };
+    if beside && let Err(e) = store::remove_scratch(&location) {
+        crate::log::warn(&format!("could not delete {}: {e}", location.describe()));
     }
-    Ok(report)
+    measured.map(|()| report)
+}
+
+/// Whether a store given with `--db` already has jobs or live workers. bench's
+/// workers would claim those jobs (and in `noop` mode mark them completed without
+/// running them), and the store's workers would take bench's jobs.
+fn in_use(location: &Location) -> Result<bool, StoreError> {
+    let mut store = store::open(location, OpenFor::Command)?;
+    let counts = store.counts()?;
+    let jobs: i64 = JobState::ALL.iter().map(|s| counts.get(*s)).sum();
+    Ok(jobs > 0 || !store.workers(false)?.is_empty())
 }
 
 fn jobs_for(count: usize, cwd: &str) -> Vec<NewJob> {

@@ -5,7 +5,6 @@ use serde_json::{Map, Value, json};
 use super::{Context, printed};
 use crate::bench::{self, Mode, Plan};
 use crate::error::Failure;
-use crate::job::JobState;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,24 +18,6 @@ pub struct Args {
     /// How many workers (default: 100 for noop, 2 otherwise)
     #[arg(long, value_name = "W", value_parser = clap::value_parser!(u16).range(1..=4096))]
     workers: Option<u16>,
-}
-
-/// A store given with `--db` must be empty and idle: the benchmark's workers would
-/// otherwise claim the jobs already there and, in `noop` mode, mark them completed
-/// without running them; and the store's own workers would take the benchmark's.
-fn refuse_store_in_use(ctx: &Context) -> Result<(), Failure> {
-    let mut store = ctx.open()?;
-    let counts = store.counts()?;
-    let jobs: i64 = JobState::ALL.iter().map(|s| counts.get(*s)).sum();
-    let workers = store.workers(false)?.len();
-    if jobs == 0 && workers == 0 {
-        return Ok(());
-    }
-    Err(Failure::usage(format!(
-        "{} already holds {jobs} job(s) and {workers} live worker(s), and bench would \
-         run its own jobs and workers beside them; give --db a new file or a new ?schema=",
-        store.describe()
-    )))
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
@@ -53,15 +34,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         .map_or(if args.mode == Mode::Noop { 100 } else { 2 }, usize::from);
     let exe = std::env::current_exe()
         .map_err(|e| Failure::runtime(format!("cannot find the queuectl binary: {e}")))?;
-    let location = ctx.explicit_location()?;
-    if location.is_some() {
-        refuse_store_in_use(ctx)?;
-    }
     let plan = Plan {
         mode: args.mode,
         jobs,
         workers,
-        location,
+        location: ctx.explicit_location()?,
         exe,
     };
     let (cpu, cores) = bench::hardware();

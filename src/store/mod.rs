@@ -53,6 +53,29 @@ impl Location {
             Location::Postgres(pg) => pg.describe(),
         }
     }
+
+    /// A new store beside this one, told apart by `tag` (letters, digits and
+    /// underscores): a file in the same directory, or a schema in the same database.
+    /// For `bench`, which must not mix its jobs into a store in use but should still
+    /// measure the same disk or server. [`remove_scratch`] deletes it.
+    pub fn scratch_beside(&self, tag: &str) -> Location {
+        match self {
+            Location::Sqlite(path) => {
+                let mut name = path.file_name().unwrap_or_default().to_owned();
+                name.push(format!(".bench_{tag}"));
+                Location::Sqlite(path.with_file_name(name))
+            }
+            Location::Postgres(pg) => Location::Postgres(pg.scratch_beside(tag)),
+        }
+    }
+}
+
+/// Deletes a store made by [`Location::scratch_beside`], with everything in it.
+pub fn remove_scratch(location: &Location) -> Result<()> {
+    match location {
+        Location::Sqlite(path) => sqlite::remove_files(path),
+        Location::Postgres(pg) => postgres::PgStore::open(pg)?.drop_schema(),
+    }
 }
 
 /// queuectl's own directory: `$QUEUECTL_HOME`, else `$XDG_DATA_HOME/queuectl`, else

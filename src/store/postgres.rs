@@ -167,6 +167,17 @@ impl PgLocation {
         })
     }
 
+    /// The same database with a schema named after this one and `tag`, cut to
+    /// PostgreSQL's 63-byte limit.
+    pub fn scratch_beside(&self, tag: &str) -> PgLocation {
+        let suffix = format!("_bench_{tag}");
+        let keep = 63usize.saturating_sub(suffix.len()).min(self.schema.len());
+        PgLocation {
+            schema: format!("{}{suffix}", &self.schema[..keep]),
+            ..self.clone()
+        }
+    }
+
     /// `postgres://user@host:port/db (schema s)`, never with the password.
     pub fn describe(&self) -> String {
         format!(
@@ -299,6 +310,24 @@ impl PgStore {
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Drops this store's schema with everything in it, and this host's spool
+    /// directory for it (see [`super::remove_scratch`]).
+    pub fn drop_schema(mut self) -> Result<()> {
+        let sql = format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            quote_ident(&self.location.schema)
+        );
+        let conn = self.conn()?;
+        let result = conn.client.batch_execute(&sql);
+        result.map_err(|e| self.failure(Fail::Pg(e)))?;
+        match std::fs::remove_dir_all(self.spool_dir()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Unavailable(
+                format!("could not delete {}: {e}", self.spool_dir().display()),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn migrate(&mut self) -> Result<()> {

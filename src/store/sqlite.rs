@@ -215,9 +215,7 @@ impl Store for SqliteStore {
     }
 
     fn spool_dir(&self) -> PathBuf {
-        let mut name = self.path.file_name().unwrap_or_default().to_owned();
-        name.push(".spool");
-        self.path.with_file_name(name)
+        sibling(&self.path, ".spool")
     }
 
     fn subscribe(&self, wake: Wake) -> Result<()> {
@@ -1058,9 +1056,31 @@ fn create_private_file(path: &Path) -> Result<()> {
     }
 }
 
+/// Deletes a store's files: the database, its WAL and shared-memory index, and its
+/// spool directory (see [`super::remove_scratch`]).
+pub(super) fn remove_files(path: &Path) -> Result<()> {
+    let gone = |result: std::io::Result<()>| match result {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(StoreError::Unavailable(format!(
+            "could not delete the scratch store {}: {e}",
+            path.display()
+        ))),
+        _ => Ok(()),
+    };
+    gone(fs::remove_dir_all(sibling(path, ".spool")))?;
+    for file in [wal_path(path), sibling(path, "-shm"), path.to_owned()] {
+        gone(fs::remove_file(file))?;
+    }
+    Ok(())
+}
+
 fn wal_path(path: &Path) -> PathBuf {
+    sibling(path, "-wal")
+}
+
+/// The file or directory named after the store's file plus `suffix`.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push("-wal");
+    name.push(suffix);
     path.with_file_name(name)
 }
 

@@ -1,9 +1,9 @@
 //! `queuectl bench` drives the real worker code; these check what it reports and that
-//! it leaves a store that is already in use alone.
+//! it never touches a store that is already in use.
 
 use serde_json::Value;
 
-use crate::common::assert_usage_error;
+use crate::common::Backend;
 
 backend_test!(a_noop_bench_reports_every_job_completed, |env| {
     let report = env.json(&["bench", "--mode", "noop", "--jobs", "300", "--workers", "4"]);
@@ -20,19 +20,36 @@ backend_test!(a_noop_bench_reports_every_job_completed, |env| {
         results["throughput (jobs/s)"].as_f64().unwrap_or(0.0) > 0.0,
         "{report}"
     );
-    assert_eq!(
-        env.json(&["status"])["completed"],
-        300,
-        "the jobs ran in --db"
-    );
+    // The store was empty, so bench used it as given.
+    assert_eq!(env.json(&["status"])["completed"], 300);
 });
 
-backend_test!(a_store_with_jobs_is_refused_and_left_alone, |env| {
+backend_test!(a_store_in_use_is_left_alone, |env| {
     let id = env.enqueue("echo mine");
     let before = env.snapshot();
+    let files_before = store_dir_entries(&env);
     for mode in ["noop", "shell", "latency"] {
-        let out = env.run(&["bench", "--mode", mode, "--jobs", "10"]);
-        assert_usage_error(&out, "1 job(s)");
+        let out = env.run(&["--json", "bench", "--mode", mode, "--jobs", "20"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "bench --mode {mode}: {stderr}");
+        assert!(
+            stderr.contains("instead"),
+            "says where it measured: {stderr}"
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+        let done = if mode == "latency" {
+            "jobs (jobs)"
+        } else {
+            "jobs completed (jobs)"
+        };
+        assert_eq!(report["results"][done], 20.0, "{report}");
+        assert!(
+            report["store"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("bench_"),
+            "ran in the scratch store: {report}"
+        );
         assert_eq!(
             env.snapshot(),
             before,
@@ -40,6 +57,25 @@ backend_test!(a_store_with_jobs_is_refused_and_left_alone, |env| {
         );
     }
     assert_eq!(env.state(&id), "pending");
-    let status: Value = env.json(&["status"]);
-    assert_eq!(status["total"], 1);
+    // The scratch stores are gone again.
+    assert_eq!(store_dir_entries(&env), files_before);
 });
+
+/// What is in the directory of a SQLite store (PostgreSQL: nothing to look at).
+fn store_dir_entries(env: &crate::common::Env) -> Vec<String> {
+    if env.backend != Backend::Sqlite {
+        return Vec::new();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(env.path().join("home"))
+        .expect("the store's directory")
+        .map(|e| {
+            e.expect("a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| !name.ends_with("-shm") && !name.ends_with("-wal"))
+        .collect();
+    names.sort();
+    names
+}
