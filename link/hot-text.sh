@@ -154,7 +154,7 @@ if hot is None:
     sys.exit(f"{binary} has no .text.hot section: is build.rs passing link/hot-text.ld to the linker?")
 ran = functions_run(profiles[0], address)
 outside = [f for f in ran if not hot[0] <= address[f] < hot[1]]
-print(f"{len(ran) - len(outside)} of {len(ran)} functions an `enqueue` call runs are in .text.hot")
+print(f"{len(ran) - len(outside)} of {len(ran)} functions an `enqueue` call runs are in .text.hot", flush=True)
 if outside:
     print("outside:", *outside[:10], sep="\n  ", file=sys.stderr)
     sys.exit("link/hot-text.ld no longer fits this build: run link/hot-text.sh and commit the result")
