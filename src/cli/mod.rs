@@ -147,18 +147,20 @@ fn one_line(rendered: &str) -> String {
             help = Some(format!("see '{} --help'", command.join(" ")));
             continue;
         }
-        let text = line.strip_prefix("error: ").unwrap_or(line);
-        let text = text.strip_prefix("tip: ").unwrap_or(text);
-        let separator = if message.is_empty() {
-            ""
-        } else if message.ends_with(':') {
-            " "
-        } else if raw.starts_with(char::is_whitespace) && !line.starts_with("tip: ") {
-            ", " // one of several items listed under the error
+        let (text, separator) = if let Some(tip) = line.strip_prefix("tip: ") {
+            (tip, "; ")
+        } else if let Some(values) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            (values, "; ") // "[possible values: a, b]"
+        } else if raw.starts_with(char::is_whitespace) {
+            (line, ", ") // one of several items listed under the error
         } else {
-            "; "
+            (line.strip_prefix("error: ").unwrap_or(line), "; ")
         };
-        message.push_str(separator);
+        if message.ends_with(':') {
+            message.push(' ');
+        } else if !message.is_empty() {
+            message.push_str(separator);
+        }
         message.push_str(text);
     }
     if let Some(help) = help {
@@ -321,6 +323,15 @@ mod tests {
             error_line(&["worker", "start", "--count", "x"]),
             "invalid value 'x' for '--count <N>': invalid digit found in string; \
              try '--help'"
+        );
+    }
+
+    #[test]
+    fn possible_values_follow_the_error() {
+        assert_eq!(
+            error_line(&["--color", "sometimes", "status"]),
+            "invalid value 'sometimes' for '--color <WHEN>'; possible values: auto, always, \
+             never; try '--help'"
         );
     }
 
