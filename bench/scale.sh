@@ -52,7 +52,7 @@ list_ms=$(median_ms "$QUEUECTL" --db "$big" list --state pending --limit 100)
 empty_ms=$(median_ms "$QUEUECTL" --db "$WORK/empty.db" status)
 
 # Claim+complete: the big store's pending jobs against the same number on an empty store.
-big_rate=$("$QUEUECTL" bench --mode noop --db "$big" --jobs 1 2>/dev/null | throughput)
+big_rate=$("$QUEUECTL" bench --mode noop --db "$big" --in-place --jobs 1 2>/dev/null | throughput)
 empty_rate=$("$QUEUECTL" bench --mode noop --jobs "$PENDING" 2>/dev/null | throughput)
 
 # Memory: 8 workers running 20,000 real jobs; RSS sampled every 0.5 s.

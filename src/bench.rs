@@ -56,6 +56,8 @@ pub struct Plan {
     pub workers: usize,
     /// `None`: a temporary SQLite store.
     pub location: Option<Location>,
+    /// Measure in `location` even when it holds jobs or live workers (`--in-place`).
+    pub in_place: bool,
     /// The queuectl binary, for the modes that time CLI calls.
     pub exe: PathBuf,
 }
@@ -66,7 +68,7 @@ pub fn run(plan: &Plan) -> Result<Report, StoreError> {
         .map_err(|e| StoreError::Unavailable(format!("cannot create a temp dir: {e}")))?;
     let (location, beside) = match &plan.location {
         None => (Location::Sqlite(scratch.path().join("bench.db")), false),
-        Some(given) if in_use(given)? => {
+        Some(given) if !plan.in_place && in_use(given)? => {
             let tag = generate_id().replace('-', "");
             let beside = given.scratch_beside(&tag[tag.len() - 12..]);
             crate::log::info(&format!(
@@ -375,6 +377,7 @@ mod tests {
             jobs: 300,
             workers: 4,
             location: None,
+            in_place: false,
             exe: PathBuf::from("queuectl"),
         };
         let report = run(&plan).expect("bench runs");

@@ -18,6 +18,12 @@ pub struct Args {
     /// How many workers (default: 100 for noop, 2 otherwise)
     #[arg(long, value_name = "W", value_parser = clap::value_parser!(u16).range(1..=4096))]
     workers: Option<u16>,
+    /// Measure inside the --db store even if it holds jobs (to measure a store of
+    /// realistic size): the benchmark's workers then claim those jobs too, and
+    /// --mode noop marks them completed without running them. Without it, a store in
+    /// use gets a scratch store beside it
+    #[arg(long)]
+    in_place: bool,
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
@@ -34,11 +40,18 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         .map_or(if args.mode == Mode::Noop { 100 } else { 2 }, usize::from);
     let exe = std::env::current_exe()
         .map_err(|e| Failure::runtime(format!("cannot find the queuectl binary: {e}")))?;
+    let location = ctx.explicit_location()?;
+    if args.in_place && location.is_none() {
+        return Err(Failure::usage(
+            "--in-place measures inside the store given with --db; add --db PATH|URL",
+        ));
+    }
     let plan = Plan {
         mode: args.mode,
         jobs,
         workers,
-        location: ctx.explicit_location()?,
+        location,
+        in_place: args.in_place,
         exe,
     };
     let (cpu, cores) = bench::hardware();

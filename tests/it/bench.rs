@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::common::Backend;
+use crate::common::{Backend, assert_usage_error};
 
 backend_test!(a_noop_bench_reports_every_job_completed, |env| {
     let report = env.json(&["bench", "--mode", "noop", "--jobs", "300", "--workers", "4"]);
@@ -78,4 +78,24 @@ fn store_dir_entries(env: &crate::common::Env) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+backend_test!(in_place_measures_inside_a_store_in_use, |env| {
+    let id = env.enqueue("echo mine");
+    let report = env.json(&["bench", "--mode", "noop", "--jobs", "20", "--in-place"]);
+    // bench's workers took the store's own job too (noop: completed, not run).
+    assert_eq!(report["results"]["jobs completed (jobs)"], 21.0, "{report}");
+    assert_eq!(env.state(&id), "completed");
+    assert_eq!(env.json(&["status"])["completed"], 21);
+});
+
+#[test]
+fn in_place_needs_a_store_named_with_db() {
+    let env = crate::common::Env::sqlite();
+    let out = env
+        .cmd(&["bench", "--in-place", "--jobs", "5"])
+        .env_remove("QUEUECTL_DB")
+        .output()
+        .expect("run queuectl");
+    assert_usage_error(&out, "--db");
 }
