@@ -47,6 +47,13 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Checks that `out`, an import of `text` into `target`, succeeded and that the
+/// target exports `text` again: every job, in order, field for field.
+fn assert_exported_back(target: &Env, out: &Output, text: &str) {
+    assert!(out.status.success(), "{}", stderr(out));
+    assert_eq!(export(target, &[]), text, "the export is what was imported");
+}
+
 /// A store with a completed, a dead (two failed attempts) and a pending job.
 fn populate(env: &mut Env) {
     env.ok(&["enqueue", "--command", "echo hello", "--id", "ok"]);
@@ -133,13 +140,7 @@ backend_test!(a_large_export_streams_every_job_with_its_attempts, |env| {
         })
         .collect();
     let target = Env::new(env.backend).expect("same backend");
-    let out = import_file(&target, &bulk);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        export(&target, &[]),
-        bulk,
-        "every job, in order, field for field"
-    );
+    assert_exported_back(&target, &import_file(&target, &bulk), &bulk);
 });
 
 backend_test!(
@@ -149,10 +150,8 @@ backend_test!(
         let text = export(&env, &[]);
         let mut target = Env::new(env.backend).expect("same backend");
         let out = import_file(&target, &text);
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert_exported_back(&target, &out, &text);
         assert!(String::from_utf8_lossy(&out.stdout).contains("Imported 3 jobs"));
-        // The target's export is the source's, field for field.
-        assert_eq!(export(&target, &[]), text);
         let bad = target.job("bad");
         assert_eq!(bad["state"], "dead");
         assert!(bad["output_tail"].as_str().unwrap().contains("oops"));
@@ -234,13 +233,7 @@ fn jobs_move_from_sqlite_to_postgres_and_back() {
     let mut laptop = Env::sqlite();
     populate(&mut laptop);
     let text = export(&laptop, &[]);
-    let out = import_stdin(&pg, &text);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        export(&pg, &[]),
-        text,
-        "PostgreSQL holds exactly what SQLite did"
-    );
+    assert_exported_back(&pg, &import_stdin(&pg, &text), &text);
     assert_eq!(pg.json(&["status"])["dead"], 1);
     assert!(
         pg.job("ok")["output_tail"]
