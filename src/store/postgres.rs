@@ -322,9 +322,10 @@ impl PgStore {
         let conn = self.conn()?;
         let result = conn.client.batch_execute(&sql);
         result.map_err(|e| self.failure(Fail::Pg(e)))?;
-        match std::fs::remove_dir_all(self.spool_dir()) {
+        let spool = self.spool_dir();
+        match std::fs::remove_dir_all(&spool) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Unavailable(
-                format!("could not delete {}: {e}", self.spool_dir().display()),
+                format!("could not delete {}: {e}", spool.display()),
             )),
             _ => Ok(()),
         }
