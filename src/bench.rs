@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::error::StoreError;
+use crate::error::{StoreError, WorkerError};
 use crate::job::{JobState, NewJob, generate_id};
 use crate::store::{self, Location, OpenFor, StopRequest, Store};
 use crate::worker::{self, Executor, Options};
@@ -63,9 +63,9 @@ pub struct Plan {
 }
 
 /// Runs `plan`.
-pub fn run(plan: &Plan) -> Result<Report, StoreError> {
-    let scratch = tempfile::tempdir()
-        .map_err(|e| StoreError::Unavailable(format!("cannot create a temp dir: {e}")))?;
+pub fn run(plan: &Plan) -> Result<Report, WorkerError> {
+    let scratch =
+        tempfile::tempdir().map_err(|e| WorkerError::io("cannot create a temp dir", e))?;
     let (location, beside) = match &plan.location {
         None => (Location::Sqlite(scratch.path().join("bench.db")), false),
         Some(given) if !plan.in_place && in_use(given)? => {
@@ -130,7 +130,7 @@ fn burn_down(
     location: &Location,
     executor: Executor,
     report: &mut Report,
-) -> Result<(), StoreError> {
+) -> Result<(), WorkerError> {
     let mut store = store::open(location, OpenFor::Worker)?;
     let started = Instant::now();
     for chunk in jobs_for(plan.jobs, &cwd()).chunks(10_000) {
@@ -164,7 +164,7 @@ fn burn_down(
 
 /// Idle workers; jobs enqueued one at a time through the normal enqueue path; the
 /// time from the enqueue commit to the job's process having started.
-fn latency(plan: &Plan, location: &Location, report: &mut Report) -> Result<(), StoreError> {
+fn latency(plan: &Plan, location: &Location, report: &mut Report) -> Result<(), WorkerError> {
     let mut store = store::open(location, OpenFor::Worker)?;
     let worker_store = store::open(location, OpenFor::Worker)?;
     let (spawned_tx, spawned_rx) = mpsc::channel::<(String, Instant)>();
@@ -200,7 +200,7 @@ fn latency(plan: &Plan, location: &Location, report: &mut Report) -> Result<(), 
                 }
                 Ok(_) => {}
                 Err(_) => {
-                    return Err(StoreError::Unavailable(
+                    return Err(WorkerError::Stalled(
                         "a job was not picked up within 10 s; are other workers on this store?"
                             .into(),
                     ));
@@ -217,11 +217,11 @@ fn latency(plan: &Plan, location: &Location, report: &mut Report) -> Result<(), 
     Ok(())
 }
 
-fn wait_for_workers(store: &mut dyn Store, count: usize) -> Result<(), StoreError> {
+fn wait_for_workers(store: &mut dyn Store, count: usize) -> Result<(), WorkerError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while store.workers(false)?.len() < count {
         if Instant::now() >= deadline {
-            return Err(StoreError::Unavailable(
+            return Err(WorkerError::Stalled(
                 "workers did not start within 10 s".into(),
             ));
         }
@@ -242,17 +242,18 @@ fn enqueue(
     scratch: &Path,
     location: &Location,
     report: &mut Report,
-) -> Result<(), StoreError> {
+) -> Result<(), WorkerError> {
     let db = match location {
         Location::Sqlite(path) => path.to_string_lossy().into_owned(),
         Location::Postgres(_) => {
             return Err(StoreError::BadLocation(
                 "--mode enqueue measures the embedded store; run it without --db".into(),
-            ));
+            )
+            .into());
         }
     };
     let calls = plan.jobs.min(SINGLE_CALLS);
-    let time_call = |args: &[&str], db: &str| -> Result<Duration, StoreError> {
+    let time_call = |args: &[&str], db: &str| -> Result<Duration, WorkerError> {
         let started = Instant::now();
         let status = Command::new(&plan.exe)
             .args(args)
@@ -260,11 +261,9 @@ fn enqueue(
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .map_err(|e| {
-                StoreError::Unavailable(format!("cannot run {}: {e}", plan.exe.display()))
-            })?;
+            .map_err(|e| WorkerError::io(format!("cannot run {}", plan.exe.display()), e))?;
         if !status.success() {
-            return Err(StoreError::Unavailable(format!(
+            return Err(WorkerError::Stalled(format!(
                 "`queuectl {}` failed",
                 args.join(" ")
             )));
@@ -290,7 +289,7 @@ fn enqueue(
     }
     std::fs::File::create(&file)
         .and_then(|mut f| f.write_all(lines.as_bytes()))
-        .map_err(|e| StoreError::Unavailable(format!("cannot write {}: {e}", file.display())))?;
+        .map_err(|e| WorkerError::io(format!("cannot write {}", file.display()), e))?;
     let bulk_db = scratch.join("bulk.db").to_string_lossy().into_owned();
     let file_arg = file.to_string_lossy().into_owned();
     let took = time_call(&["enqueue", "--file", &file_arg], &bulk_db)?;

@@ -19,7 +19,12 @@ pub enum InputError {
     Invalid(String),
 }
 
-/// What went wrong talking to a store.
+/// Any error kept as the cause of another (a driver's, the operating system's).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong talking to a store. Variants that wrap a failure keep it as their
+/// `source`, so the driver's or the operating system's own error stays inspectable;
+/// the message already says it in words, for the one-line error users see.
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// The store path or URL is unusable as given: fix the argument.
@@ -39,9 +44,81 @@ pub enum StoreError {
     /// The request does not fit the job's current state.
     #[error("{0}")]
     Conflict(String),
-    /// The store is there but failed (locked for too long, disk full, connection lost).
+    /// The database is there but failed (locked for too long, disk full, connection
+    /// lost), or holds something this queuectl cannot read.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A file or directory the store keeps beside its database (the store's directory,
+    /// the spool, the WAL watch), or a thread it needs, could not be had.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// The database failed in a way `message` describes in full.
+    pub fn unavailable(message: impl Into<String>) -> StoreError {
+        StoreError::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The database failed with `source`; `message` says what that means (and
+    /// usually quotes it, since users see only the message).
+    pub fn unavailable_because(
+        message: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> StoreError {
+        StoreError::Unavailable {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// `what` could not be done to a local file, directory or thread.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// Why a worker process, or `bench` driving one, could not go on: the store failed,
+/// or the machine refused something the worker itself needs (a thread, the spool, a
+/// process). Kept apart from [`StoreError`] so a full spool or a thread limit is never
+/// reported as the database's fault.
+#[derive(Debug, Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A measurement could not be completed (`bench`): what happened and what to check.
     #[error("{0}")]
-    Unavailable(String),
+    Stalled(String),
+}
+
+impl WorkerError {
+    /// `what` could not be done to a local file, process or thread.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> WorkerError {
+        WorkerError::Io {
+            what: what.into(),
+            source,
+        }
+    }
 }
 
 /// An error with the exit code it deserves. Everything a command returns is turned
@@ -81,11 +158,23 @@ impl From<StoreError> for Failure {
             StoreError::BadLocation(_) | StoreError::TooNew { .. } | StoreError::DuplicateId(_) => {
                 2
             }
-            StoreError::NotFound(_) | StoreError::Conflict(_) | StoreError::Unavailable(_) => 1,
+            StoreError::NotFound(_)
+            | StoreError::Conflict(_)
+            | StoreError::Unavailable { .. }
+            | StoreError::Io { .. } => 1,
         };
         Failure {
             message: e.to_string(),
             code,
+        }
+    }
+}
+
+impl From<WorkerError> for Failure {
+    fn from(e: WorkerError) -> Failure {
+        match e {
+            WorkerError::Store(e) => e.into(),
+            other => Failure::runtime(other.to_string()),
         }
     }
 }

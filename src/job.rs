@@ -1,8 +1,10 @@
 //! The job model and its state machine.
 //!
 //! This module owns the vocabulary every other layer speaks: [`JobState`], [`Job`],
-//! [`NewJob`] and the [`Outcome`] of one attempt. It also owns the only definition of
-//! the state transitions ([`after_attempt`], [`after_interruption`]): stores persist the
+//! [`NewJob`], the [`Outcome`] of one attempt as its worker saw it and the
+//! [`AttemptOutcome`] the history records. It also owns the only definition of the
+//! state transitions ([`after_attempt`], [`after_interruption`], [`after_release`],
+//! [`after_forced_stop`], [`after_dlq_retry`]): stores persist the
 //! [`Transition`] they are handed and never decide a job's next state themselves, so
 //! SQLite and PostgreSQL cannot drift apart. Nothing here knows about SQL, processes or
 //! the terminal.
@@ -14,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
-use crate::error::InputError;
+use crate::error::{InputError, StoreError};
 
 /// How many times a job may be interrupted (its worker vanished, its lease expired)
 /// before it is declared dead. Interruptions are not the command's fault, so they do
@@ -42,7 +44,7 @@ pub const OUTPUT_TAIL_BYTES: usize = 4096;
 /// ```
 ///
 /// `failed` jobs are claimed like `pending` ones once `next_run_at` has passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Waiting for a worker.
@@ -277,6 +279,71 @@ pub enum Outcome {
     Interrupted { reason: String },
 }
 
+/// How an attempt ended, as its history records it (`outcome` in the store, in
+/// `show --json` and in `export` lines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptOutcome {
+    Succeeded,
+    Failed,
+    Interrupted,
+    /// Claimed ahead of time and given back unstarted: a store records no attempt.
+    Released,
+}
+
+impl AttemptOutcome {
+    /// The outcomes an attempt history can hold (a release leaves no attempt).
+    pub const RECORDED: [AttemptOutcome; 3] = [
+        AttemptOutcome::Succeeded,
+        AttemptOutcome::Failed,
+        AttemptOutcome::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Interrupted => "interrupted",
+            AttemptOutcome::Released => "released",
+        }
+    }
+
+    /// What the history records for an attempt the worker saw end with `outcome`.
+    pub fn of(outcome: &Outcome) -> AttemptOutcome {
+        match outcome {
+            Outcome::Succeeded => AttemptOutcome::Succeeded,
+            Outcome::Failed { .. } => AttemptOutcome::Failed,
+            Outcome::Interrupted { .. } => AttemptOutcome::Interrupted,
+        }
+    }
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AttemptOutcome {
+    type Err = InputError;
+
+    /// Parses a recorded outcome; `released` is never recorded, so it is refused.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AttemptOutcome::RECORDED
+            .into_iter()
+            .find(|outcome| outcome.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = AttemptOutcome::RECORDED
+                    .iter()
+                    .map(|o| o.as_str())
+                    .collect();
+                InputError::Invalid(format!(
+                    "unknown attempt outcome '{s}'; expected one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
 /// The next state of a job, computed here and persisted by a store. Delays are
 /// relative so that each store can add them to its own clock (PostgreSQL uses the
 /// database's, so hosts with skewed clocks agree).
@@ -358,6 +425,29 @@ pub fn after_release(job: &Job) -> Transition {
 /// a second Ctrl-C): back to `pending`, nothing used up.
 pub fn after_forced_stop(attempts: i64, interruptions: i64, reason: &str) -> Transition {
     after_interruption_with(attempts, interruptions, reason, false)
+}
+
+/// The transition of `dlq retry`: a `dead` job goes back to `pending`, claimable at
+/// once, with its attempts and interruptions reset; its last exit code and error stay
+/// until the next attempt replaces them. `job` is the job as stored (`None`: no such
+/// id). Only dead jobs can be retried, so `dlq retry` of several ids is refused whole
+/// when one of them is not dead.
+pub fn after_dlq_retry(id: &str, job: Option<&Job>) -> Result<Transition, StoreError> {
+    let job = job.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+    if job.state != JobState::Dead {
+        return Err(StoreError::Conflict(format!(
+            "job '{id}' is {}, not dead; only dead jobs can be retried (`queuectl dlq list` shows them)",
+            job.state
+        )));
+    }
+    Ok(Transition {
+        state: JobState::Pending,
+        attempts: 0,
+        interruptions: 0,
+        run_after: Duration::ZERO,
+        exit_code: job.exit_code,
+        last_error: job.last_error.clone(),
+    })
 }
 
 fn after_interruption_with(
@@ -458,6 +548,54 @@ mod tests {
             (t.state, t.attempts, t.interruptions),
             (JobState::Pending, 1, 4)
         );
+    }
+
+    #[test]
+    fn dlq_retry_takes_only_dead_jobs_and_resets_their_counters() {
+        let mut job = Job::pending(
+            NewJob {
+                id: "a".into(),
+                command: "false".into(),
+                cwd: "/".into(),
+                max_retries: None,
+            },
+            3,
+            0,
+        );
+        assert!(matches!(
+            after_dlq_retry("a", None),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            after_dlq_retry("a", Some(&job)),
+            Err(StoreError::Conflict(_))
+        ));
+        job.state = JobState::Dead;
+        job.attempts = 4;
+        job.interruptions = 2;
+        job.exit_code = Some(3);
+        job.last_error = Some("exit code 3".into());
+        let t = after_dlq_retry("a", Some(&job)).expect("a dead job can be retried");
+        assert_eq!(
+            (t.state, t.attempts, t.interruptions, t.run_after),
+            (JobState::Pending, 0, 0, Duration::ZERO)
+        );
+        assert_eq!(
+            (t.exit_code, t.last_error.as_deref()),
+            (Some(3), Some("exit code 3"))
+        );
+    }
+
+    #[test]
+    fn attempt_outcomes_parse_only_what_a_history_holds() {
+        for outcome in AttemptOutcome::RECORDED {
+            assert_eq!(
+                outcome.as_str().parse::<AttemptOutcome>().ok(),
+                Some(outcome)
+            );
+        }
+        assert!("released".parse::<AttemptOutcome>().is_err());
+        assert!("ok".parse::<AttemptOutcome>().is_err());
     }
 
     #[test]

@@ -62,9 +62,6 @@ struct AttemptLine {
     output_tail: Option<String>,
 }
 
-/// The outcomes an attempt row can have (`released` claims leave no row).
-const OUTCOMES: [&str; 3] = ["succeeded", "failed", "interrupted"];
-
 /// One job as one line of JSON (no trailing newline).
 pub fn to_line(record: &JobRecord) -> String {
     let j = &record.job;
@@ -93,7 +90,7 @@ pub fn to_line(record: &JobRecord) -> String {
                 worker: a.worker_id.clone(),
                 started_at: a.started_at.map(timestamp),
                 finished_at: timestamp(a.finished_at),
-                outcome: a.outcome.clone(),
+                outcome: a.outcome.as_str().to_owned(),
                 exit_code: a.exit_code,
                 error: a.error.clone(),
                 output_tail: a.output_tail.clone(),
@@ -140,19 +137,12 @@ pub fn from_line(text: &str) -> Result<(JobRecord, bool), InputError> {
                 a.attempt_token
             )));
         }
-        if !OUTCOMES.contains(&a.outcome.as_str()) {
-            return Err(InputError::Invalid(format!(
-                "unknown attempt outcome '{}'; expected one of {}",
-                a.outcome,
-                OUTCOMES.join(", ")
-            )));
-        }
         attempts.push(AttemptRecord {
             lease_token: a.attempt_token,
             worker_id: a.worker,
             started_at: a.started_at.as_deref().map(millis).transpose()?,
             finished_at: millis(&a.finished_at)?,
-            outcome: a.outcome,
+            outcome: a.outcome.parse()?,
             exit_code: a.exit_code,
             error: a.error,
             output_tail: a.output_tail,
@@ -240,7 +230,7 @@ mod tests {
                 worker_id: Some("w-1".into()),
                 started_at: Some(1_700_000_000_500),
                 finished_at: 1_700_000_000_900,
-                outcome: "failed".into(),
+                outcome: job::AttemptOutcome::Failed,
                 exit_code: Some(1),
                 error: Some("exit code 1".into()),
                 output_tail: Some("boom\n".into()),

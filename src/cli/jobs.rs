@@ -178,7 +178,7 @@ pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
             .map(|(i, a)| {
                 vec![
                     (i + 1).to_string(),
-                    a.outcome.clone(),
+                    a.outcome.to_string(),
                     a.exit_code.map_or("-".into(), |c| c.to_string()),
                     opt(a.started_at),
                     timestamp(a.finished_at),

@@ -202,7 +202,7 @@ pub fn attempt_json(attempt: &AttemptRecord) -> Value {
         "worker": attempt.worker_id,
         "started_at": opt_timestamp(attempt.started_at),
         "finished_at": timestamp(attempt.finished_at),
-        "outcome": attempt.outcome,
+        "outcome": attempt.outcome.as_str(),
         "exit_code": attempt.exit_code,
         "error": attempt.error,
     })

@@ -17,9 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::StoreError;
-use crate::job::{Job, JobState, NewJob, Transition};
+use crate::job::{AttemptOutcome, Job, JobState, NewJob, Transition};
 
 pub mod postgres;
+pub(crate) mod rows;
 pub mod sqlite;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -115,33 +116,12 @@ pub struct Lease {
     pub token: i64,
 }
 
-/// How an attempt ended, for the attempt history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptEnd {
-    Succeeded,
-    Failed,
-    Interrupted,
-    /// Claimed ahead of time and given back unstarted: no attempt to record.
-    Released,
-}
-
-impl AttemptEnd {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptEnd::Succeeded => "succeeded",
-            AttemptEnd::Failed => "failed",
-            AttemptEnd::Interrupted => "interrupted",
-            AttemptEnd::Released => "released",
-        }
-    }
-}
-
 /// A finished (or interrupted) run to record, fenced by its lease.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
     pub lease: Lease,
     pub worker_id: Option<String>,
-    pub end: AttemptEnd,
+    pub outcome: AttemptOutcome,
     pub transition: Transition,
     pub output_tail: Option<String>,
     /// Only apply if the lease has expired by the store's clock (used by recovery, so
@@ -156,7 +136,7 @@ pub struct AttemptRecord {
     pub worker_id: Option<String>,
     pub started_at: Option<i64>,
     pub finished_at: i64,
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     pub exit_code: Option<i64>,
     pub error: Option<String>,
     /// The last few KiB of the attempt's output.
@@ -286,6 +266,25 @@ impl WorkerState {
         }
     }
 
+    /// Derives what `worker list` shows from the stored facts: how the worker ended
+    /// (`end_state`, as stored), whether its heartbeat is older than the lease, the
+    /// stop request addressed to it and whether it holds a job.
+    pub fn derive(
+        end_state: Option<&str>,
+        stale: bool,
+        stop: StopRequest,
+        busy: bool,
+    ) -> WorkerState {
+        match end_state {
+            Some("stopped") => WorkerState::Stopped,
+            Some(_) => WorkerState::Lost,
+            None if stale => WorkerState::Lost,
+            None if stop != StopRequest::None => WorkerState::Stopping,
+            None if busy => WorkerState::Busy,
+            None => WorkerState::Idle,
+        }
+    }
+
     pub fn is_live(self) -> bool {
         matches!(
             self,
@@ -317,7 +316,7 @@ pub struct RunningJob {
 /// Job counts per state and the oldest pending job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
-    pub by_state: BTreeMap<&'static str, i64>,
+    pub by_state: BTreeMap<JobState, i64>,
     /// Since when the longest-waiting `pending` job has been claimable (its
     /// `next_run_at`): the queue's lag.
     pub oldest_pending_at: Option<i64>,
@@ -327,7 +326,7 @@ pub struct Counts {
 
 impl Counts {
     pub fn get(&self, state: JobState) -> i64 {
-        self.by_state.get(state.as_str()).copied().unwrap_or(0)
+        self.by_state.get(&state).copied().unwrap_or(0)
     }
 }
 
@@ -358,6 +357,19 @@ pub struct Exchange<'a> {
     /// the worker that runs them (fenced like every write about a run).
     pub reassign: &'a [(Lease, String)],
     pub lease_timeout: Duration,
+}
+
+impl Exchange<'_> {
+    /// Whether this round trip writes. One that only reads the stop request must not
+    /// commit, so that the wake-ups a process's own commits cause elsewhere do not
+    /// cause more commits.
+    pub fn writes(&self) -> bool {
+        !self.finished.is_empty()
+            || !self.reassign.is_empty()
+            || !self.renew.is_empty()
+            || self.beat
+            || !self.claim_for.is_empty()
+    }
 }
 
 /// The store's answer to an [`Exchange`].
@@ -411,8 +423,10 @@ pub trait Store: Send {
     fn list(&mut self, state: Option<JobState>, limit: Option<usize>) -> Result<Vec<Job>>;
     fn counts(&mut self) -> Result<Counts>;
 
-    /// Puts dead jobs back to `pending` with `attempts` reset. All or nothing: if any
-    /// id is unknown or not dead, nothing changes. `None` retries every dead job.
+    /// Puts dead jobs back to `pending`, applying [`crate::job::after_dlq_retry`] to
+    /// each. All or nothing: if any id is unknown or not dead, nothing changes. `None`
+    /// retries every dead job. Returns the ids retried, in the order given (for
+    /// `None`: creation order).
     fn retry_dead(&mut self, ids: Option<&[String]>) -> Result<Vec<String>>;
 
     fn register_workers(&mut self, workers: &[WorkerInfo]) -> Result<()>;

@@ -34,13 +34,17 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
 
+use super::rows::{
+    Columns, JOB_COLUMN_COUNT, attempt_columns, attempt_from_row, job_columns, job_from_row,
+    qualified,
+};
 use super::{
-    AttemptEnd, AttemptRecord, Counts, Emit, Exchange, ExchangeReply, Finished, JobRecord, Lease,
-    RecordStream, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+    AttemptRecord, Counts, Emit, Exchange, ExchangeReply, Finished, JobRecord, Lease, RecordStream,
+    Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
 };
 use crate::config::Config;
 use crate::error::{InputError, StoreError};
-use crate::job::{Job, JobState, NewJob};
+use crate::job::{self, AttemptOutcome, Job, JobState, NewJob};
 
 /// Migrations, applied in order; the `schema_version` row counts the applied ones.
 const MIGRATIONS: &[&str] = &[include_str!("postgres/0001_init.sql")];
@@ -69,16 +73,6 @@ const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Retries of a transaction PostgreSQL aborted to break a deadlock.
 const DEADLOCK_RETRIES: u32 = 3;
-
-/// The columns [`job_from_row`] reads, in its order (a macro so `concat!` can build
-/// `&'static str` statements, which the statement cache is keyed by).
-macro_rules! job_columns {
-    () => {
-        "id, command, cwd, state, attempts, max_retries, interruptions, created_at, \
-         updated_at, next_run_at, lease_token, lease_expires_at, worker_id, started_at, \
-         finished_at, exit_code, last_error"
-    };
-}
 
 /// A parsed `postgres://` URL. The password stays inside and is never printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,25 +223,34 @@ struct Conn {
     stmts: HashMap<&'static str, Statement>,
 }
 
-/// Why a database step failed: the driver, or a queue rule (duplicate id, not dead...).
-enum Fail {
-    Pg(postgres::Error),
-    Store(StoreError),
-}
-
-impl From<postgres::Error> for Fail {
-    fn from(e: postgres::Error) -> Fail {
-        Fail::Pg(e)
+/// A driver error becomes [`StoreError::Unavailable`] with the driver's error kept as
+/// its source: [`PgStore::failure`] later words it for users (host, scrubbed of any
+/// password) and the retry and duplicate-id checks look at the source's SQLSTATE.
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> StoreError {
+        StoreError::unavailable_because(error_text(&e), e)
     }
 }
 
-impl From<StoreError> for Fail {
-    fn from(e: StoreError) -> Fail {
-        Fail::Store(e)
+/// The driver's error behind `e`, if the driver raised it (rather than a queue rule
+/// such as a duplicate id or a job that is not dead).
+fn driver_error(e: &StoreError) -> Option<&postgres::Error> {
+    match e {
+        StoreError::Unavailable {
+            source: Some(source),
+            ..
+        } => source.downcast_ref::<postgres::Error>(),
+        _ => None,
     }
 }
 
-type Step<T> = std::result::Result<T, Fail>;
+/// Whether `e` is the driver reporting that a row broke a unique constraint.
+fn is_unique_violation(e: &StoreError) -> bool {
+    driver_error(e).and_then(postgres::Error::code) == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// One step of work against the database: a queue rule's error, or the driver's.
+type Step<T> = Result<T>;
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// A client (or transaction) plus the connection's statement cache: every statement
@@ -321,11 +324,12 @@ impl PgStore {
         );
         let conn = self.conn()?;
         let result = conn.client.batch_execute(&sql);
-        result.map_err(|e| self.failure(Fail::Pg(e)))?;
+        result.map_err(|e| self.failure(e.into()))?;
         let spool = self.spool_dir();
         match std::fs::remove_dir_all(&spool) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Unavailable(
-                format!("could not delete {}: {e}", spool.display()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::io(
+                format!("could not delete {}", spool.display()),
+                e,
             )),
             _ => Ok(()),
         }
@@ -372,7 +376,7 @@ impl PgStore {
         }
         self.conn
             .as_mut()
-            .ok_or_else(|| StoreError::Unavailable("no PostgreSQL connection".into()))
+            .ok_or_else(|| StoreError::unavailable("no PostgreSQL connection"))
     }
 
     /// Runs `f` outside an explicit transaction (single statements, reads).
@@ -395,7 +399,11 @@ impl PgStore {
         loop {
             let conn = self.conn()?;
             match in_transaction(conn, &mut f) {
-                Err(Fail::Pg(e)) if is_retryable(&e) && tries < DEADLOCK_RETRIES => tries += 1,
+                Err(e)
+                    if driver_error(&e).is_some_and(is_retryable) && tries < DEADLOCK_RETRIES =>
+                {
+                    tries += 1
+                }
                 result => return result.map_err(|e| self.failure(e)),
             }
         }
@@ -403,21 +411,35 @@ impl PgStore {
 
     /// Turns a failed step into the error to report, dropping the connection if it
     /// broke so the next call reconnects.
-    fn failure(&mut self, fail: Fail) -> StoreError {
-        let e = match fail {
-            Fail::Store(e) => return e,
-            Fail::Pg(e) => e,
+    fn failure(&mut self, e: StoreError) -> StoreError {
+        let source = match e {
+            StoreError::Unavailable {
+                source: Some(source),
+                ..
+            } if source.is::<postgres::Error>() => source,
+            other => return other,
+        };
+        let Some(driver) = source.downcast_ref::<postgres::Error>() else {
+            return StoreError::Unavailable {
+                message: "PostgreSQL error".into(),
+                source: Some(source),
+            };
         };
         let closed = self.conn.as_ref().is_none_or(|c| c.client.is_closed());
         let at = self.location.host_port();
-        if closed || is_connection_error(&e) {
+        let message = if closed || is_connection_error(driver) {
             self.conn = None;
-            return StoreError::Unavailable(self.scrub(format!(
+            format!(
                 "lost the connection to PostgreSQL at {at}: {}",
-                error_text(&e)
-            )));
+                error_text(driver)
+            )
+        } else {
+            format!("PostgreSQL error at {at}: {}", error_text(driver))
+        };
+        StoreError::Unavailable {
+            message: self.scrub(message),
+            source: Some(source),
         }
-        StoreError::Unavailable(self.scrub(format!("PostgreSQL error at {at}: {}", error_text(&e))))
     }
 
     fn scrub(&self, message: String) -> String {
@@ -444,22 +466,19 @@ fn in_transaction<T>(
 /// printed.
 fn export_rows(client: &mut Client, state: Option<&str>, emit: Emit<'_>) -> Step<()> {
     let mut tx = client.build_transaction().read_only(true).start()?;
-    let portal = tx.bind(
-        "SELECT j.id, j.command, j.cwd, j.state, j.attempts, j.max_retries, \
-         j.interruptions, j.created_at, j.updated_at, j.next_run_at, j.lease_token, \
-         j.lease_expires_at, j.worker_id, j.started_at, j.finished_at, j.exit_code, \
-         j.last_error, a.lease_token, a.worker_id, a.started_at, a.finished_at, \
-         a.outcome, a.exit_code, a.error, a.output_tail \
-         FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
+    let sql = format!(
+        "SELECT {}, {} FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
          WHERE $1::text IS NULL OR j.state = $1 ORDER BY j.seq, a.lease_token",
-        &[&state],
-    )?;
+        qualified("j", job_columns!()),
+        qualified("a", attempt_columns!()),
+    );
+    let portal = tx.bind(sql.as_str(), &[&state])?;
     let mut records = RecordStream::new(emit);
     loop {
         let rows = tx.query_portal(&portal, EXPORT_BATCH)?;
         for row in &rows {
-            let attempt = || match row.try_get::<_, Option<i64>>(17)? {
-                Some(_) => attempt_from_row(row, 17).map(Some),
+            let attempt = || match row.try_get::<_, Option<i64>>(JOB_COLUMN_COUNT)? {
+                Some(_) => attempt_from_row(row, JOB_COLUMN_COUNT).map(Some),
                 None => Ok(None),
             };
             if records
@@ -500,8 +519,7 @@ fn migrate_locked(db: &mut Db<'_, Transaction<'_>>, schema: &str, describe: &str
         return Err(StoreError::BadLocation(format!(
             "schema {schema} of {describe} holds tables but is not a queuectl schema; \
              choose another with ?schema=NAME or --schema"
-        ))
-        .into());
+        )));
     }
     let version: i64 = if has_version {
         let row = db
@@ -516,8 +534,7 @@ fn migrate_locked(db: &mut Db<'_, Transaction<'_>>, schema: &str, describe: &str
         return Err(StoreError::TooNew {
             found: version,
             supported,
-        }
-        .into());
+        });
     }
     for sql in &MIGRATIONS[usize::try_from(version).unwrap_or(0)..] {
         db.client.batch_execute(sql)?;
@@ -553,7 +570,7 @@ impl Store for PgStore {
         thread::Builder::new()
             .name("pg-listen".into())
             .spawn(move || listen_forever(&config, &channel, &wake))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start a thread: {e}")))?;
+            .map_err(|e| StoreError::io("cannot start a thread", e))?;
         Ok(())
     }
 
@@ -602,7 +619,7 @@ impl Store for PgStore {
             )?;
             let Some(row) = row else { return Ok(None) };
             let mut job = job_from_row(&row)?;
-            job.output_tail = row.try_get(17)?;
+            job.output_tail = row.try_get(JOB_COLUMN_COUNT)?;
             Ok(Some(job))
         })
     }
@@ -610,8 +627,11 @@ impl Store for PgStore {
     fn attempts(&mut self, id: &str) -> Result<Vec<AttemptRecord>> {
         self.read(|db| {
             let rows = db.query(
-                "SELECT lease_token, worker_id, started_at, finished_at, outcome, exit_code, \
-                 error, output_tail FROM attempts WHERE job_id = $1 ORDER BY lease_token",
+                concat!(
+                    "SELECT ",
+                    attempt_columns!(),
+                    " FROM attempts WHERE job_id = $1 ORDER BY lease_token"
+                ),
                 &[&id],
             )?;
             rows.iter().map(|r| attempt_from_row(r, 0)).collect()
@@ -667,7 +687,7 @@ impl Store for PgStore {
             for row in db.query("SELECT state, count(*) FROM jobs GROUP BY state", &[])? {
                 let state: String = row.try_get(0)?;
                 if let Ok(state) = state.parse::<JobState>() {
-                    counts.by_state.insert(state.as_str(), row.try_get(1)?);
+                    counts.by_state.insert(state, row.try_get(1)?);
                 }
             }
             Ok(counts)
@@ -677,20 +697,7 @@ impl Store for PgStore {
     fn retry_dead(&mut self, ids: Option<&[String]>) -> Result<Vec<String>> {
         let channel = self.channel.clone();
         self.write(|db| {
-            let retried = match ids {
-                Some(ids) => retry_listed(db, ids)?,
-                None => {
-                    let rows = db.query(
-                        "WITH r AS (UPDATE jobs SET state = 'pending', attempts = 0, \
-                         interruptions = 0, next_run_at = now_ms(), updated_at = now_ms() \
-                         WHERE state = 'dead' RETURNING id, seq) SELECT id FROM r ORDER BY seq",
-                        &[],
-                    )?;
-                    rows.iter()
-                        .map(|r| r.try_get(0))
-                        .collect::<std::result::Result<_, _>>()?
-                }
-            };
+            let retried = retry_dead_in(db, ids)?;
             if !retried.is_empty() {
                 notify(db, &channel)?;
             }
@@ -774,12 +781,7 @@ impl Store for PgStore {
     }
 
     fn exchange(&mut self, ex: &Exchange<'_>) -> Result<ExchangeReply> {
-        let writes = !ex.finished.is_empty()
-            || !ex.reassign.is_empty()
-            || !ex.renew.is_empty()
-            || ex.beat
-            || !ex.claim_for.is_empty();
-        if !writes {
+        if !ex.writes() {
             // Only the stop request to read: no transaction, no write, so wake-ups
             // caused by our own commits cause no more commits.
             return self.read(|db| {
@@ -909,11 +911,11 @@ fn record_finished(
         .collect();
     let only_expired: Vec<bool> = batch.iter().map(|f| f.only_if_expired).collect();
     let workers: Vec<Option<&str>> = batch.iter().map(|f| f.worker_id.as_deref()).collect();
-    let outcomes: Vec<&str> = batch.iter().map(|f| f.end.as_str()).collect();
+    let outcomes: Vec<&str> = batch.iter().map(|f| f.outcome.as_str()).collect();
     let errors: Vec<Option<&str>> = batch
         .iter()
-        .map(|f| match f.end {
-            AttemptEnd::Succeeded => None,
+        .map(|f| match f.outcome {
+            AttemptOutcome::Succeeded => None,
             _ => f.transition.last_error.as_deref(),
         })
         .collect();
@@ -1100,10 +1102,11 @@ fn insert_jobs(
     );
     match result {
         Ok(row) => Ok(row.try_get(0)?),
-        Err(Fail::Pg(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            let id = duplicate_id(&e)
+        Err(e) if is_unique_violation(&e) => {
+            let id = driver_error(&e)
+                .and_then(duplicate_id)
                 .unwrap_or_else(|| ids.first().copied().unwrap_or_default().to_owned());
-            Err(StoreError::DuplicateId(id).into())
+            Err(StoreError::DuplicateId(id))
         }
         Err(e) => Err(e),
     }
@@ -1167,10 +1170,11 @@ fn import_chunk(db: &mut Db<'_, Transaction<'_>>, chunk: &[JobRecord]) -> Step<(
     );
     match inserted {
         Ok(_) => {}
-        Err(Fail::Pg(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            let id = duplicate_id(&e)
+        Err(e) if is_unique_violation(&e) => {
+            let id = driver_error(&e)
+                .and_then(duplicate_id)
                 .unwrap_or_else(|| ids.first().copied().unwrap_or_default().to_owned());
-            return Err(StoreError::DuplicateId(id).into());
+            return Err(StoreError::DuplicateId(id));
         }
         Err(e) => return Err(e),
     }
@@ -1217,25 +1221,76 @@ fn duplicate_id(e: &postgres::Error) -> Option<String> {
     Some(rest.strip_suffix(") already exists.")?.to_owned())
 }
 
-/// `dlq retry ID...`: all or nothing, checked in the order given, like SQLite.
-fn retry_listed(db: &mut Db<'_, Transaction<'_>>, ids: &[String]) -> Step<Vec<String>> {
-    let rows = db.query(
-        "SELECT id, state FROM jobs WHERE id = ANY($1) FOR UPDATE",
-        &[&ids],
-    )?;
-    let mut states = HashMap::new();
-    for row in &rows {
-        states.insert(row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?);
+/// `dlq retry`: locks the jobs, lets [`job::after_dlq_retry`] decide for each (ids in
+/// the order given, so the first refused one is the one reported, as on SQLite) and
+/// applies every transition in one statement. All or nothing.
+fn retry_dead_in(db: &mut Db<'_, Transaction<'_>>, ids: Option<&[String]>) -> Step<Vec<String>> {
+    let mut decided: Vec<(String, job::Transition)> = Vec::new();
+    match ids {
+        Some(ids) => {
+            let rows = db.query(
+                concat!(
+                    "SELECT ",
+                    job_columns!(),
+                    " FROM jobs WHERE id = ANY($1) FOR UPDATE"
+                ),
+                &[&ids],
+            )?;
+            let jobs = rows.iter().map(job_from_row).collect::<Step<Vec<Job>>>()?;
+            let by_id: HashMap<&str, &Job> = jobs.iter().map(|j| (j.id.as_str(), j)).collect();
+            for id in ids {
+                let found = by_id.get(id.as_str()).copied();
+                decided.push((id.clone(), job::after_dlq_retry(id, found)?));
+            }
+        }
+        None => {
+            let rows = db.query(
+                concat!(
+                    "SELECT ",
+                    job_columns!(),
+                    " FROM jobs WHERE state = 'dead' ORDER BY seq FOR UPDATE"
+                ),
+                &[],
+            )?;
+            for row in &rows {
+                let dead = job_from_row(row)?;
+                let transition = job::after_dlq_retry(&dead.id, Some(&dead))?;
+                decided.push((dead.id, transition));
+            }
+        }
     }
-    for id in ids {
-        super::sqlite::check_dead(id, states.get(id).map(String::as_str))?;
+    if decided.is_empty() {
+        return Ok(Vec::new());
     }
+    let ids: Vec<&str> = decided.iter().map(|(id, _)| id.as_str()).collect();
+    let states: Vec<&str> = decided.iter().map(|(_, t)| t.state.as_str()).collect();
+    let attempts: Vec<i64> = decided.iter().map(|(_, t)| t.attempts).collect();
+    let interruptions: Vec<i64> = decided.iter().map(|(_, t)| t.interruptions).collect();
+    let run_after: Vec<i64> = decided.iter().map(|(_, t)| millis(t.run_after)).collect();
+    let exit_codes: Vec<Option<i64>> = decided.iter().map(|(_, t)| t.exit_code).collect();
+    let last_errors: Vec<Option<&str>> = decided
+        .iter()
+        .map(|(_, t)| t.last_error.as_deref())
+        .collect();
     db.execute(
-        "UPDATE jobs SET state = 'pending', attempts = 0, interruptions = 0, \
-         next_run_at = now_ms(), updated_at = now_ms() WHERE id = ANY($1) AND state = 'dead'",
-        &[&ids],
+        "UPDATE jobs j SET state = t.state, attempts = t.attempts, \
+            interruptions = t.interruptions, next_run_at = now_ms() + t.run_after, \
+            exit_code = t.exit_code, last_error = t.last_error, updated_at = now_ms() \
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
+            $6::bigint[], $7::text[]) \
+            AS t(id, state, attempts, interruptions, run_after, exit_code, last_error) \
+         WHERE j.id = t.id AND j.state = 'dead'",
+        &[
+            &ids,
+            &states,
+            &attempts,
+            &interruptions,
+            &run_after,
+            &exit_codes,
+            &last_errors,
+        ],
     )?;
-    Ok(ids.to_vec())
+    Ok(decided.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Wakes LISTENing workers on every host; delivered when the transaction commits.
@@ -1251,45 +1306,31 @@ fn read_settings<C: GenericClient>(db: &mut Db<'_, C>) -> Step<BTreeMap<String, 
         .collect()
 }
 
-fn job_from_row(row: &Row) -> Step<Job> {
-    let state: String = row.try_get(3)?;
-    let state = state.parse().map_err(|e: InputError| {
-        StoreError::Unavailable(format!("the store holds a job in an unknown state: {e}"))
-    })?;
-    Ok(Job {
-        id: row.try_get(0)?,
-        command: row.try_get(1)?,
-        cwd: row.try_get(2)?,
-        state,
-        attempts: row.try_get(4)?,
-        max_retries: row.try_get(5)?,
-        interruptions: row.try_get(6)?,
-        created_at: row.try_get(7)?,
-        updated_at: row.try_get(8)?,
-        next_run_at: row.try_get(9)?,
-        lease_token: row.try_get(10)?,
-        lease_expires_at: row.try_get(11)?,
-        worker_id: row.try_get(12)?,
-        started_at: row.try_get(13)?,
-        finished_at: row.try_get(14)?,
-        exit_code: row.try_get(15)?,
-        last_error: row.try_get(16)?,
-        output_tail: None,
-    })
-}
+impl Columns for Row {
+    type Error = StoreError;
 
-/// The attempt whose 8 columns start at `at` (the order `attempts` selects them in).
-fn attempt_from_row(r: &Row, at: usize) -> Step<AttemptRecord> {
-    Ok(AttemptRecord {
-        lease_token: r.try_get(at)?,
-        worker_id: r.try_get(at + 1)?,
-        started_at: r.try_get(at + 2)?,
-        finished_at: r.try_get(at + 3)?,
-        outcome: r.try_get(at + 4)?,
-        exit_code: r.try_get(at + 5)?,
-        error: r.try_get(at + 6)?,
-        output_tail: r.try_get(at + 7)?,
-    })
+    fn int(&self, at: usize) -> Step<i64> {
+        Ok(self.try_get(at)?)
+    }
+
+    fn opt_int(&self, at: usize) -> Step<Option<i64>> {
+        Ok(self.try_get(at)?)
+    }
+
+    fn text(&self, at: usize) -> Step<String> {
+        Ok(self.try_get(at)?)
+    }
+
+    fn opt_text(&self, at: usize) -> Step<Option<String>> {
+        Ok(self.try_get(at)?)
+    }
+
+    fn invalid(&self, at: usize, problem: InputError) -> StoreError {
+        StoreError::unavailable(format!(
+            "the store holds a value this queuectl cannot read in column {at}: {problem}; \
+             is it from a newer release?"
+        ))
+    }
 }
 
 fn worker_from_row(r: &Row) -> Step<WorkerRow> {
@@ -1304,7 +1345,7 @@ fn worker_from_row(r: &Row) -> Step<WorkerRow> {
             pid: r.try_get(2)?,
             pid_start: r.try_get(3)?,
         },
-        state: super::sqlite::worker_state(end_state.as_deref(), stale, stop, job.is_some()),
+        state: WorkerState::derive(end_state.as_deref(), stale, stop, job.is_some()),
         job,
         started_at: r.try_get(4)?,
         heartbeat_at: r.try_get(5)?,
@@ -1460,14 +1501,15 @@ fn pgpass_fields(line: &str) -> Vec<(String, bool)> {
 /// Opens a connection with `search_path` set to the queue's schema.
 fn connect(config: &postgres::Config, location: &PgLocation) -> Result<Client> {
     let unreachable = |e: postgres::Error| {
-        StoreError::Unavailable(scrub_password(
+        let message = scrub_password(
             format!(
                 "cannot connect to PostgreSQL at {}: {}",
                 location.host_port(),
                 error_text(&e)
             ),
             config.get_password(),
-        ))
+        );
+        StoreError::unavailable_because(message, e)
     };
     let mut client = config.connect(NoTls).map_err(unreachable)?;
     client

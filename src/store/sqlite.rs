@@ -25,14 +25,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
+use super::rows::{self, Columns, JOB_COLUMN_COUNT, attempt_columns, job_columns, qualified};
 use super::{
-    AttemptEnd, AttemptRecord, Counts, Emit, Exchange, ExchangeReply, Finished, JobRecord, Lease,
-    OpenFor, RecordStream, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow,
-    WorkerState,
+    AttemptRecord, Counts, Emit, Exchange, ExchangeReply, Finished, JobRecord, Lease, OpenFor,
+    RecordStream, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
 };
 use crate::config::Config;
+use crate::error::InputError;
 use crate::error::StoreError;
-use crate::job::{Job, JobState, NewJob};
+use crate::job::{self, AttemptOutcome, Job, JobState, NewJob};
 
 /// `PRAGMA application_id`: marks a file as a queuectl store ("QCTL").
 const APPLICATION_ID: i64 = 0x5143_544C;
@@ -43,10 +44,8 @@ const MIGRATIONS: &[&str] = &[include_str!("sqlite/0001_init.sql")];
 /// How long a statement waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The columns [`job_from_row`] reads, in its order.
-const JOB_COLUMNS: &str = "id, command, cwd, state, attempts, max_retries, interruptions, \
-     created_at, updated_at, next_run_at, lease_token, lease_expires_at, worker_id, \
-     started_at, finished_at, exit_code, last_error";
+/// The job columns every statement that returns jobs selects (see [`super::rows`]).
+const JOB_COLUMNS: &str = job_columns!();
 
 pub struct SqliteStore {
     conn: Connection,
@@ -149,7 +148,7 @@ impl SqliteStore {
         })
         .map_err(db_error)?;
         if !journal.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::unavailable(format!(
                 "could not switch {} to WAL mode (got {journal}); is it on a network file system?",
                 path.display()
             )));
@@ -313,7 +312,7 @@ impl Store for SqliteStore {
         self.conn
             .query_row(&sql, [id], |row| {
                 let mut job = job_from_row(row)?;
-                job.output_tail = row.get(17)?;
+                job.output_tail = row.get(JOB_COLUMN_COUNT)?;
                 Ok(job)
             })
             .optional()
@@ -323,10 +322,11 @@ impl Store for SqliteStore {
     fn attempts(&mut self, id: &str) -> Result<Vec<AttemptRecord>> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT lease_token, worker_id, started_at, finished_at, outcome, exit_code, \
-                 error, output_tail FROM attempts WHERE job_id = ?1 ORDER BY lease_token",
-            )
+            .prepare_cached(concat!(
+                "SELECT ",
+                attempt_columns!(),
+                " FROM attempts WHERE job_id = ?1 ORDER BY lease_token"
+            ))
             .map_err(db_error)?;
         let rows = stmt
             .query_map([id], |r| attempt_from_row(r, 0))
@@ -390,7 +390,6 @@ impl Store for SqliteStore {
             (JobState::Dead, dead),
         ]
         .into_iter()
-        .map(|(state, n)| (state.as_str(), n))
         .collect();
         Ok(Counts {
             by_state,
@@ -401,35 +400,57 @@ impl Store for SqliteStore {
 
     fn retry_dead(&mut self, ids: Option<&[String]>) -> Result<Vec<String>> {
         self.write(|tx, now| {
-            let ids: Vec<String> = match ids {
+            let dead: Vec<(String, job::Transition)> = match ids {
                 Some(ids) => {
+                    let mut read = tx
+                        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
+                        .map_err(db_error)?;
+                    let mut retried = Vec::with_capacity(ids.len());
                     for id in ids {
-                        let state: Option<String> = tx
-                            .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+                        let found = read
+                            .query_row([id], job_from_row)
                             .optional()
                             .map_err(db_error)?;
-                        check_dead(id, state.as_deref())?;
+                        retried.push((id.clone(), job::after_dlq_retry(id, found.as_ref())?));
                     }
-                    ids.to_vec()
+                    retried
                 }
                 None => {
                     let mut stmt = tx
-                        .prepare("SELECT id FROM jobs WHERE state = 'dead' ORDER BY seq")
+                        .prepare(&format!(
+                            "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_dead \
+                             WHERE state = 'dead' ORDER BY seq"
+                        ))
                         .map_err(db_error)?;
-                    let rows = stmt.query_map([], |r| r.get(0)).map_err(db_error)?;
-                    rows.collect::<rusqlite::Result<_>>().map_err(db_error)?
+                    let rows = stmt.query_map([], job_from_row).map_err(db_error)?;
+                    let jobs: Vec<Job> = rows.collect::<rusqlite::Result<_>>().map_err(db_error)?;
+                    jobs.iter()
+                        .map(|j| Ok((j.id.clone(), job::after_dlq_retry(&j.id, Some(j))?)))
+                        .collect::<Result<_>>()?
                 }
             };
-            let mut stmt = tx
+            let mut apply = tx
                 .prepare_cached(
-                    "UPDATE jobs SET state = 'pending', attempts = 0, interruptions = 0, \
-                     next_run_at = ?2, updated_at = ?2 WHERE id = ?1 AND state = 'dead'",
+                    "UPDATE jobs SET state = ?2, attempts = ?3, interruptions = ?4, \
+                     next_run_at = ?5, exit_code = ?6, last_error = ?7, updated_at = ?8 \
+                     WHERE id = ?1 AND state = 'dead'",
                 )
                 .map_err(db_error)?;
-            for id in &ids {
-                stmt.execute(params![id, now]).map_err(db_error)?;
+            for (id, t) in &dead {
+                apply
+                    .execute(params![
+                        id,
+                        t.state.as_str(),
+                        t.attempts,
+                        t.interruptions,
+                        now + millis(t.run_after),
+                        t.exit_code,
+                        t.last_error,
+                        now
+                    ])
+                    .map_err(db_error)?;
             }
-            Ok(ids)
+            Ok(dead.into_iter().map(|(id, _)| id).collect())
         })
     }
 
@@ -491,7 +512,7 @@ impl Store for SqliteStore {
                         pid: r.get(2)?,
                         pid_start: r.get(3)?,
                     },
-                    state: worker_state(
+                    state: WorkerState::derive(
                         end_state.as_deref(),
                         heartbeat_at < stale_before,
                         stop,
@@ -529,12 +550,7 @@ impl Store for SqliteStore {
 
     fn exchange(&mut self, ex: &Exchange<'_>) -> Result<ExchangeReply> {
         let lease = millis(ex.lease_timeout);
-        let writes = !ex.finished.is_empty()
-            || !ex.reassign.is_empty()
-            || !ex.renew.is_empty()
-            || ex.beat
-            || !ex.claim_for.is_empty();
-        let behavior = if writes {
+        let behavior = if ex.writes() {
             TransactionBehavior::Immediate
         } else {
             TransactionBehavior::Deferred
@@ -656,15 +672,11 @@ impl Store for SqliteStore {
     fn export(&mut self, state: Option<JobState>, emit: Emit<'_>) -> Result<()> {
         // One statement: one consistent snapshot of jobs and their attempts.
         let sql = format!(
-            "SELECT {}, a.lease_token, a.worker_id, a.started_at, a.finished_at, a.outcome, \
-             a.exit_code, a.error, a.output_tail \
+            "SELECT {}, {} \
              FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
              WHERE ?1 IS NULL OR j.state = ?1 ORDER BY j.seq, a.lease_token",
-            JOB_COLUMNS
-                .split(", ")
-                .map(|c| format!("j.{}", c.trim()))
-                .collect::<Vec<_>>()
-                .join(", ")
+            qualified("j", JOB_COLUMNS),
+            qualified("a", attempt_columns!()),
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(db_error)?;
         let mut rows = stmt
@@ -673,8 +685,8 @@ impl Store for SqliteStore {
         let mut records = RecordStream::new(emit);
         while let Some(row) = rows.next().map_err(db_error)? {
             let id: String = row.get(0).map_err(db_error)?;
-            let attempt = || match row.get::<_, Option<i64>>(17)? {
-                Some(_) => attempt_from_row(row, 17).map(Some),
+            let attempt = || match row.get::<_, Option<i64>>(JOB_COLUMN_COUNT)? {
+                Some(_) => attempt_from_row(row, JOB_COLUMN_COUNT).map(Some),
                 None => Ok(None),
             };
             let flow = records
@@ -742,7 +754,7 @@ impl Store for SqliteStore {
                             a.worker_id,
                             a.started_at,
                             a.finished_at,
-                            a.outcome,
+                            a.outcome.as_str(),
                             a.exit_code,
                             a.error,
                             a.output_tail,
@@ -847,7 +859,7 @@ fn record_finished(tx: &rusqlite::Transaction<'_>, now: i64, f: &Finished) -> Re
     let Some(started_at) = started_at else {
         return Ok(false);
     };
-    if f.end == AttemptEnd::Released {
+    if f.outcome == AttemptOutcome::Released {
         return Ok(true);
     }
     tx.prepare_cached(
@@ -862,9 +874,9 @@ fn record_finished(tx: &rusqlite::Transaction<'_>, now: i64, f: &Finished) -> Re
             f.worker_id,
             started_at,
             now,
-            f.end.as_str(),
+            f.outcome.as_str(),
             t.exit_code,
-            if f.end == AttemptEnd::Succeeded {
+            if f.outcome == AttemptOutcome::Succeeded {
                 None
             } else {
                 t.last_error.as_deref()
@@ -946,71 +958,39 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-pub(crate) fn check_dead(id: &str, state: Option<&str>) -> Result<()> {
-    match state {
-        None => Err(StoreError::NotFound(id.to_owned())),
-        Some("dead") => Ok(()),
-        Some(state) => Err(StoreError::Conflict(format!(
-            "job '{id}' is {state}, not dead; only dead jobs can be retried (`queuectl dlq list` shows them)"
-        ))),
-    }
+/// [`rows::job_from_row`] as a plain function of any row, as rusqlite's row callbacks
+/// want it.
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    rows::job_from_row(r)
 }
 
-/// Derives what `worker list` shows from the stored facts.
-pub(crate) fn worker_state(
-    end_state: Option<&str>,
-    stale: bool,
-    stop: StopRequest,
-    busy: bool,
-) -> WorkerState {
-    match end_state {
-        Some("stopped") => WorkerState::Stopped,
-        Some(_) => WorkerState::Lost,
-        None if stale => WorkerState::Lost,
-        None if stop != StopRequest::None => WorkerState::Stopping,
-        None if busy => WorkerState::Busy,
-        None => WorkerState::Idle,
-    }
-}
-
-/// The attempt whose 8 columns start at `at` (the order `attempts` selects them in).
+/// [`rows::attempt_from_row`], likewise.
 fn attempt_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<AttemptRecord> {
-    Ok(AttemptRecord {
-        lease_token: r.get(at)?,
-        worker_id: r.get(at + 1)?,
-        started_at: r.get(at + 2)?,
-        finished_at: r.get(at + 3)?,
-        outcome: r.get(at + 4)?,
-        exit_code: r.get(at + 5)?,
-        error: r.get(at + 6)?,
-        output_tail: r.get(at + 7)?,
-    })
+    rows::attempt_from_row(r, at)
 }
 
-fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
-    let state: String = row.get(3)?;
-    Ok(Job {
-        id: row.get(0)?,
-        command: row.get(1)?,
-        cwd: row.get(2)?,
-        state: state.parse().map_err(|e: crate::error::InputError| {
-            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
-        })?,
-        attempts: row.get(4)?,
-        max_retries: row.get(5)?,
-        interruptions: row.get(6)?,
-        created_at: row.get(7)?,
-        updated_at: row.get(8)?,
-        next_run_at: row.get(9)?,
-        lease_token: row.get(10)?,
-        lease_expires_at: row.get(11)?,
-        worker_id: row.get(12)?,
-        started_at: row.get(13)?,
-        finished_at: row.get(14)?,
-        exit_code: row.get(15)?,
-        last_error: row.get(16)?,
-        output_tail: None,
-    })
+impl Columns for Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn int(&self, at: usize) -> rusqlite::Result<i64> {
+        self.get(at)
+    }
+
+    fn opt_int(&self, at: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(at)
+    }
+
+    fn text(&self, at: usize) -> rusqlite::Result<String> {
+        self.get(at)
+    }
+
+    fn opt_text(&self, at: usize) -> rusqlite::Result<Option<String>> {
+        self.get(at)
+    }
+
+    fn invalid(&self, at: usize, problem: InputError) -> rusqlite::Error {
+        rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, problem.into())
+    }
 }
 
 /// Creates the store file 0600 (and missing directories 0700) before SQLite opens it,
@@ -1060,10 +1040,10 @@ fn create_private_file(path: &Path) -> Result<()> {
 /// spool directory (see [`super::remove_scratch`]).
 pub(super) fn remove_files(path: &Path) -> Result<()> {
     let gone = |result: std::io::Result<()>| match result {
-        Err(e) if e.kind() != ErrorKind::NotFound => Err(StoreError::Unavailable(format!(
-            "could not delete the scratch store {}: {e}",
-            path.display()
-        ))),
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(StoreError::io(
+            format!("could not delete the scratch store {}", path.display()),
+            e,
+        )),
         _ => Ok(()),
     };
     gone(fs::remove_dir_all(sibling(path, ".spool")))?;
@@ -1093,18 +1073,17 @@ fn sync_parent_dir(path: &Path) -> Result<()> {
     };
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::Unavailable(format!("cannot sync {}: {e}", dir.display())))
+        .map_err(|e| StoreError::io(format!("cannot sync {}", dir.display()), e))
 }
 
 /// Wakes `wake` whenever the WAL file changes, that is on every commit by any
 /// process. inotify costs nothing while idle, unlike a tight polling loop.
 fn watch_wal(dir: &Path, wal_name: PathBuf, wake: Wake) -> Result<()> {
-    let inotify = inotify::Inotify::init()
-        .map_err(|e| StoreError::Unavailable(format!("inotify unavailable: {e}")))?;
+    let inotify = inotify::Inotify::init().map_err(|e| StoreError::io("inotify unavailable", e))?;
     inotify
         .watches()
         .add(dir, inotify::WatchMask::MODIFY | inotify::WatchMask::CREATE)
-        .map_err(|e| StoreError::Unavailable(format!("cannot watch {}: {e}", dir.display())))?;
+        .map_err(|e| StoreError::io(format!("cannot watch {}", dir.display()), e))?;
     thread::Builder::new()
         .name("wal-watch".into())
         .spawn(move || {
@@ -1119,7 +1098,7 @@ fn watch_wal(dir: &Path, wal_name: PathBuf, wake: Wake) -> Result<()> {
                 }
             }
         })
-        .map_err(|e| StoreError::Unavailable(format!("cannot start a thread: {e}")))?;
+        .map_err(|e| StoreError::io("cannot start a thread", e))?;
     Ok(())
 }
 
@@ -1158,7 +1137,7 @@ fn db_error(e: rusqlite::Error) -> StoreError {
         Some(ErrorCode::DiskFull) => "; free some disk space",
         _ => "",
     };
-    StoreError::Unavailable(format!("SQLite error: {e}{hint}"))
+    StoreError::unavailable_because(format!("SQLite error: {e}{hint}"), e)
 }
 
 #[cfg(test)]

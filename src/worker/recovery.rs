@@ -12,8 +12,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::job::AttemptOutcome;
 use crate::job::after_interruption;
-use crate::store::{AttemptEnd, Exchange, Finished, Result, Store, WorkerState};
+use crate::store::{Exchange, Finished, Result, Store, WorkerState};
 use crate::worker::exec::Spool;
 use crate::worker::platform;
 
@@ -53,7 +54,7 @@ pub fn recover(
         finished.push(Finished {
             transition: after_interruption(job.attempts, job.interruptions, &reason),
             worker_id: worker.map(|w| w.id.clone()),
-            end: AttemptEnd::Interrupted,
+            outcome: AttemptOutcome::Interrupted,
             output_tail: None,
             only_if_expired: !dead_here,
             lease: job.lease,

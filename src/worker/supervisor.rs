@@ -17,12 +17,12 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::error::StoreError;
-use crate::job::{Job, Outcome, after_attempt, after_forced_stop, after_release};
+use crate::error::{StoreError, WorkerError};
+use crate::job::{AttemptOutcome, Job, Outcome, after_attempt, after_forced_stop, after_release};
 use crate::log;
 use crate::store::{
-    AttemptEnd, Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store,
-    WorkerInfo, WorkerState,
+    Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store, WorkerInfo,
+    WorkerState,
 };
 use crate::worker::exec::{self, Execution, RunHandle, Spool};
 use crate::worker::{platform, recovery};
@@ -161,7 +161,7 @@ impl Slot {
 }
 
 /// Runs a worker process until it is stopped; see the module docs.
-pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, StoreError> {
+pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, WorkerError> {
     let (events, inbox) = mpsc::channel();
     let host = platform::host_name();
     let (pid, pid_start) = platform::current_process();
@@ -172,7 +172,7 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Stor
     let spool = Spool::new(store.spool_dir());
     spool
         .create()
-        .map_err(|e| StoreError::Unavailable(format!("cannot create the spool directory: {e}")))?;
+        .map_err(|e| WorkerError::io("cannot create the spool directory", e))?;
     let poll = subscribe(store.as_ref(), &events);
     if options.handle_signals {
         forward_signals(events.clone());
@@ -503,7 +503,7 @@ impl Supervisor {
             self.record(Finished {
                 lease: lease_of(&job),
                 worker_id: Some(worker_id.clone()),
-                end: AttemptEnd::Released,
+                outcome: AttemptOutcome::Released,
                 transition: after_release(&job),
                 output_tail: None,
                 only_if_expired: false,
@@ -550,7 +550,7 @@ impl Supervisor {
             Ok(counts) => counts
                 .by_state
                 .iter()
-                .all(|(state, n)| *n == 0 || !is_unfinished(state)),
+                .all(|(state, n)| *n == 0 || !state.is_unfinished()),
             Err(e) => {
                 self.store_failed(Instant::now(), &e);
                 false
@@ -678,11 +678,11 @@ impl Supervisor {
             self.summary.interrupted += 1;
             return;
         }
-        let (end, transition) = if run.forced {
+        let (outcome, transition) = if run.forced {
             self.summary.interrupted += 1;
             let reason = "stopped by force (worker stop --force or a second signal)";
             (
-                AttemptEnd::Interrupted,
+                AttemptOutcome::Interrupted,
                 after_forced_stop(job.attempts, job.interruptions, reason),
             )
         } else {
@@ -690,18 +690,16 @@ impl Supervisor {
                 // backoff-base is read when a failure happens.
                 self.refresh_config();
             }
-            let end = match execution.outcome {
-                Outcome::Succeeded => AttemptEnd::Succeeded,
-                Outcome::Failed { .. } => AttemptEnd::Failed,
-                Outcome::Interrupted { .. } => AttemptEnd::Interrupted,
-            };
-            match end {
-                AttemptEnd::Succeeded => self.summary.succeeded += 1,
-                AttemptEnd::Failed => self.summary.failed += 1,
-                AttemptEnd::Interrupted | AttemptEnd::Released => self.summary.interrupted += 1,
+            let outcome = AttemptOutcome::of(&execution.outcome);
+            match outcome {
+                AttemptOutcome::Succeeded => self.summary.succeeded += 1,
+                AttemptOutcome::Failed => self.summary.failed += 1,
+                AttemptOutcome::Interrupted | AttemptOutcome::Released => {
+                    self.summary.interrupted += 1
+                }
             }
             (
-                end,
+                outcome,
                 after_attempt(
                     job.attempts,
                     job.max_retries,
@@ -728,7 +726,7 @@ impl Supervisor {
         self.record(Finished {
             lease: lease_of(job),
             worker_id: Some(worker_id),
-            end,
+            outcome,
             transition,
             output_tail: execution.output_tail,
             only_if_expired: false,
@@ -787,12 +785,6 @@ fn lease_of(job: &Job) -> Lease {
     }
 }
 
-fn is_unfinished(state: &str) -> bool {
-    state
-        .parse::<crate::job::JobState>()
-        .is_ok_and(|s| s.is_unfinished())
-}
-
 fn one_line(command: &str) -> String {
     let line = command.lines().next().unwrap_or_default();
     if line.len() < command.len() {
@@ -808,7 +800,7 @@ fn start_slot(
     options: &Options,
     spool: &Spool,
     events: &Sender<Event>,
-) -> Result<Slot, StoreError> {
+) -> Result<Slot, WorkerError> {
     let (jobs, inbox) = mpsc::channel::<Job>();
     let handle = Arc::new(RunHandle::default());
     let thread_handle = Arc::clone(&handle);
@@ -818,7 +810,7 @@ fn start_slot(
     let on_spawn = options.on_spawn.clone();
     let mut files = spool
         .slot_files(&info.id)
-        .map_err(|e| StoreError::Unavailable(format!("cannot create files in the spool: {e}")))?;
+        .map_err(|e| WorkerError::io("cannot create files in the spool", e))?;
     let thread = thread::Builder::new()
         .name(info.id.clone())
         .spawn(move || {
@@ -856,7 +848,7 @@ fn start_slot(
                 }
             }
         })
-        .map_err(|e| StoreError::Unavailable(format!("cannot start a worker thread: {e}")))?;
+        .map_err(|e| WorkerError::io("cannot start a worker thread", e))?;
     Ok(Slot {
         worker_id: info.id.clone(),
         jobs: Some(jobs),
