@@ -68,7 +68,10 @@ impl Env {
                 .into_owned(),
             Backend::Postgres => {
                 let url = postgres_url()?;
-                let schema = format!("qt_{}", uuid_like());
+                // A UUIDv7 in simple form is 32 hex digits: with the prefix, a valid
+                // unquoted identifier well under PostgreSQL's 63-byte limit, and
+                // leftover schemas sort by the time their test started.
+                let schema = format!("qt_{}", uuid::Uuid::now_v7().simple());
                 let sep = if url.contains('?') { '&' } else { '?' };
                 format!("{url}{sep}schema={schema}")
             }
@@ -325,29 +328,34 @@ impl Env {
         child.try_wait().expect("try_wait").is_none()
     }
 
-    /// Waits for a spawned worker process to exit; returns its exit code.
+    /// Waits for a spawned worker process to exit; returns its exit code (`None` if a
+    /// signal ended it).
     pub fn wait_worker(&mut self, pid: u32, timeout: Duration) -> Option<i32> {
         let child = self
             .children
             .iter_mut()
             .find(|c| c.id() == pid)
             .expect("a worker this Env started");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            if Instant::now() >= deadline {
-                panic!("worker {pid} did not exit within {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut status = None;
+        wait_until(&format!("worker {pid} to exit"), timeout, || {
+            status = child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        status.and_then(|s| s.code())
     }
 
-    /// Sends `signal` to a spawned worker process.
-    pub fn signal(&self, pid: u32, signal: i32) {
-        let rc = unsafe { libc_kill(pid as i32, signal) };
-        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to a spawned worker process.
+    pub fn signal(&self, pid: u32, signal: libc::c_int) {
+        let target = libc::pid_t::try_from(pid).expect("a pid fits in pid_t");
+        // SAFETY: kill takes plain integers and touches no memory of ours; `target`
+        // is a child this Env started and has not reaped, so the pid is still ours.
+        let rc = unsafe { libc::kill(target, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {signal}) failed: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -380,15 +388,6 @@ impl Drop for Env {
         }
     }
 }
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
-pub const SIGKILL: i32 = 9;
-pub const SIGTERM: i32 = 15;
-pub const SIGINT: i32 = 2;
 
 /// Polls `check` every 20 ms until it returns true; panics after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
@@ -441,66 +440,50 @@ pub fn assert_error(out: &Output, code: i32, needle: &str) {
 
 /// Parses an RFC 3339 UTC timestamp ending in `Z` (`2024-01-02T03:04:05.678Z`, any
 /// number of fraction digits) into Unix milliseconds; panics on anything else.
+///
+/// jiff reads the wider ISO 8601 grammar (`+00:00` or `[UTC]` instead of `Z`, a space
+/// instead of `T`, no seconds), so the shape queuectl promises is checked first:
+/// a `T` after the full date, seconds after `HH:MM`, and a final `Z`.
 pub fn parse_time(text: &str) -> i64 {
-    let bad = || -> ! { panic!("not an RFC 3339 UTC timestamp with Z: {text:?}") };
-    let body = text.strip_suffix('Z').unwrap_or_else(|| bad());
-    let (date, time) = body.split_once('T').unwrap_or_else(|| bad());
-    let num = |s: &str| -> i64 {
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-            bad()
-        }
-        s.parse().unwrap_or_else(|_| bad())
-    };
-    let d: Vec<&str> = date.split('-').collect();
-    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let t: Vec<&str> = clock.split(':').collect();
-    if d.len() != 3
-        || t.len() != 3
-        || d[0].len() != 4
-        || [d[1], d[2], t[0], t[1], t[2]].iter().any(|p| p.len() != 2)
-    {
-        bad()
+    let rfc3339_utc_shape =
+        text.get(10..11) == Some("T") && text.get(16..17) == Some(":") && text.ends_with('Z');
+    match text.parse::<jiff::Timestamp>() {
+        Ok(time) if rfc3339_utc_shape => time.as_millisecond(),
+        _ => panic!("not an RFC 3339 UTC timestamp with Z: {text:?}"),
     }
-    let (y, m, day) = (num(d[0]), num(d[1]), num(d[2]));
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + num(t[0]) * 3600 + num(t[1]) * 60 + num(t[2]);
-    let millis = if fraction.is_empty() {
-        0
-    } else {
-        num(&format!("{fraction:0<3}")[..3])
-    };
-    secs * 1000 + millis
 }
 
 /// Now, in Unix milliseconds.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    jiff::Timestamp::now().as_millisecond()
 }
 
 /// Whether process `pid` is running (a zombie does not count).
+///
+/// Reads `/proc/PID/stat` rather than asking `kill(pid, 0)`: a killed job stays a
+/// zombie until its parent (or init) reaps it, and `kill` reports a zombie as alive;
+/// only its state letter tells it apart.
 pub fn process_alive(pid: i64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next());
-            !matches!(state, Some("Z") | Some("X") | None)
-        }
-        Err(_) => false,
-    }
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat_fields(&stat).is_some_and(|fields| !is_zombie(&fields)))
 }
 
 /// Whether any running process (zombies aside) is in process group `pgid`.
+///
+/// `kill(-pgid, 0)` answers "does any process, zombies included, have this group?";
+/// when it says no, that is final. When it says yes, the group may hold only
+/// zombies waiting to be reaped, so `/proc` is searched for a live member.
 pub fn process_group_alive(pgid: i64) -> bool {
+    let Some(group) = process_group_target(pgid) else {
+        return false;
+    };
+    // SAFETY: kill takes plain integers and touches no memory of ours; signal 0
+    // only checks that the group exists, it sends nothing.
+    if unsafe { libc::kill(group, 0) } != 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    {
+        return false;
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return false;
     };
@@ -508,35 +491,43 @@ pub fn process_group_alive(pgid: i64) -> bool {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             return false;
         };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            return false;
-        };
         // After the name: state, ppid, pgrp.
-        let fields: Vec<&str> = rest.split_whitespace().take(3).collect();
-        fields.len() == 3 && !matches!(fields[0], "Z" | "X") && fields[2].parse() == Ok(pgid)
+        stat_fields(&stat).is_some_and(|fields| {
+            !is_zombie(&fields) && fields.get(2).and_then(|g| g.parse().ok()) == Some(pgid)
+        })
     })
+}
+
+/// The fields of a `/proc/PID/stat` line after the process name (which is in
+/// parentheses and may itself hold spaces or parentheses): state, ppid, pgrp, ...
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    (!fields.is_empty()).then_some(fields)
+}
+
+/// Whether the state letter in `stat_fields` says zombie (`Z`) or dead (`X`).
+fn is_zombie(fields: &[&str]) -> bool {
+    matches!(fields.first(), Some(&"Z") | Some(&"X"))
+}
+
+/// `-pgid` as the pid argument that makes `kill` address the whole group, or `None`
+/// for group ids that would address something else (`kill(0)` is our own group,
+/// `kill(-1)` every process we may signal).
+fn process_group_target(pgid: i64) -> Option<libc::pid_t> {
+    let pgid = libc::pid_t::try_from(pgid).ok()?;
+    (pgid > 1).then_some(-pgid)
 }
 
 /// Sends SIGKILL to process group `pgid` (a job this test started, left running on
 /// purpose); a group that is already gone is fine.
 pub fn kill_group(pgid: i64) {
-    if pgid > 1 {
-        unsafe { libc_kill(-(pgid as i32), SIGKILL) };
+    if let Some(group) = process_group_target(pgid) {
+        // SAFETY: kill takes plain integers and touches no memory of ours; `group`
+        // is negative and below -1, so it addresses exactly that one process group.
+        // The result is ignored on purpose: the group may already be gone.
+        unsafe { libc::kill(group, libc::SIGKILL) };
     }
-}
-
-/// A short random-enough token for schema and file names.
-pub fn uuid_like() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    format!("{:016x}", h.finish())
 }
 
 /// Generates `#[test] fn sqlite()` and `#[test] fn postgres()` in a module named
@@ -562,4 +553,27 @@ macro_rules! backend_test {
             }
         }
     };
+}
+
+#[test]
+fn parse_time_accepts_only_rfc3339_utc_with_z() {
+    assert_eq!(parse_time("2024-01-02T03:04:05.678Z"), 1_704_164_645_678);
+    assert_eq!(parse_time("2024-01-02T03:04:05Z"), 1_704_164_645_000);
+    assert_eq!(parse_time("2024-01-02T03:04:05.6789Z"), 1_704_164_645_678);
+    for text in [
+        "2024-01-02T03:04:05+00:00",
+        "2024-01-02T03:04:05Z[UTC]",
+        "2024-01-02 03:04:05Z",
+        "2024-01-02T03:04Z",
+        "2024-01-02T03:04:05.678z",
+        "2024-1-02T03:04:05Z",
+        "20240102T030405Z",
+        "2024-01-02T03:04:05",
+        "",
+    ] {
+        assert!(
+            std::panic::catch_unwind(|| parse_time(text)).is_err(),
+            "{text:?} was accepted"
+        );
+    }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::common::{Backend, Env, SIGKILL, postgres_url, wait_until};
+use crate::common::{Backend, Env, parse_time, postgres_url, wait_until};
 
 /// Lease settings for these tests: recovery after at most lease + one recovery pass.
 const LEASE_SECS: u64 = 3;
@@ -85,12 +85,11 @@ fn host_of(worker: &str) -> &str {
 
 /// Milliseconds since the epoch of an RFC 3339 time printed by queuectl.
 fn ms(value: &Value) -> i64 {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("not a time: {value}"))
-        .parse::<jiff::Timestamp>()
-        .expect("RFC 3339")
-        .as_millisecond()
+    parse_time(
+        value
+            .as_str()
+            .unwrap_or_else(|| panic!("not a time: {value}")),
+    )
 }
 
 /// Each id in `file` once, and all of `ids`.
@@ -224,7 +223,7 @@ fn a_host_killed_mid_job_has_its_jobs_finished_elsewhere_within_the_bound() {
     });
     start_host(&mut env, "host-b", 2);
     wait_for_hosts(&env, &[("host-a", 2), ("host-b", 2)]);
-    env.signal(victim, SIGKILL);
+    env.signal(victim, libc::SIGKILL);
     let killed = Instant::now();
     let _ = env.wait_worker(victim, Duration::from_secs(10));
     wait_until("host-b picks the jobs up", RECOVERY_BOUND + SLACK, || {
@@ -272,7 +271,8 @@ struct PrivateServer {
 impl PrivateServer {
     fn start() -> PrivateServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let as_postgres = unsafe { geteuid() } == 0;
+        // SAFETY: geteuid takes nothing, touches no memory and cannot fail.
+        let as_postgres = unsafe { libc::geteuid() } == 0;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -370,10 +370,6 @@ impl Drop for PrivateServer {
             .status();
         // The TempDir removes the data directory after this.
     }
-}
-
-unsafe extern "C" {
-    fn geteuid() -> u32;
 }
 
 #[test]
@@ -533,7 +529,7 @@ fn hosts_with_clocks_minutes_apart_agree_on_backoff_and_leases() {
     );
     assert_eq!(steady["history"].as_array().unwrap().len(), 1, "{steady}");
     // ...and when the host behind dies, its job is recovered within the bound.
-    env.signal(slow, SIGKILL);
+    env.signal(slow, libc::SIGKILL);
     let killed = Instant::now();
     wait_until(
         "the host ahead takes the orphan over",

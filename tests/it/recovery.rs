@@ -8,10 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::common::{Env, SIGKILL, process_group_alive, wait_until};
-
-const SIGSTOP: i32 = 19;
-const SIGCONT: i32 = 18;
+use crate::common::{Env, process_group_alive, wait_until};
 
 /// A job that, on its first run, records its process group and hangs for a minute;
 /// on any later run it appends `tag` to done.txt and succeeds.
@@ -77,7 +74,7 @@ backend_test!(
             ]);
         }
 
-        env.signal(victim, SIGKILL);
+        env.signal(victim, libc::SIGKILL);
         let killed = Instant::now();
         let took_a = wait_recovered(&env, "longa", killed, Duration::from_secs(30));
         let took_b = wait_recovered(&env, "longb", killed, Duration::from_secs(30));
@@ -142,7 +139,7 @@ backend_test!(
         let victim = env.spawn_workers(&[]);
         env.wait_live_workers(1, Duration::from_secs(20));
         let pgid = start_long_job(&env, "lonely");
-        env.signal(victim, SIGKILL);
+        env.signal(victim, libc::SIGKILL);
         let killed = Instant::now();
         // Each `status` is a recovery pass.
         wait_until("status to recover the job", Duration::from_secs(30), || {
@@ -177,7 +174,7 @@ fn lease_expiry(env: &mut Env, limit: Duration) -> Duration {
     assert_eq!(env.workers(false)[0]["host"], "otherhost");
     env.spawn_workers(&[]);
     env.wait_live_workers(2, Duration::from_secs(20));
-    env.signal(victim, SIGKILL);
+    env.signal(victim, libc::SIGKILL);
     let killed = Instant::now();
     let took = wait_recovered(env, "remote", killed, limit + Duration::from_secs(30));
     eprintln!("lease-expiry recovery took {took:?}");
@@ -228,7 +225,7 @@ backend_test!(
         let id = env.enqueue(command);
         env.wait_state(&id, "processing", Duration::from_secs(20));
         // Freeze the worker (its job keeps running): it stops heartbeating.
-        env.signal(frozen, SIGSTOP);
+        env.signal(frozen, libc::SIGSTOP);
         env.spawn_workers(&[]);
         let job = env.wait_state(&id, "completed", Duration::from_secs(30));
         assert_eq!(job["attempts"], 1);
@@ -236,7 +233,7 @@ backend_test!(
         wait_until("the first run to finish", Duration::from_secs(20), || {
             env.read("log.txt").contains("first")
         });
-        env.signal(frozen, SIGCONT);
+        env.signal(frozen, libc::SIGCONT);
         // Wait until the old worker has noticed: it logs that its lease was taken over
         // (whether it tried to record its result or renewed first).
         wait_until(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{SIGINT, SIGTERM, assert_usage_error, parse_time, process_alive, wait_until};
+use crate::common::{assert_usage_error, parse_time, process_alive, wait_until};
 
 backend_test!(
     four_hundred_jobs_over_three_processes_run_exactly_once,
@@ -229,7 +229,7 @@ fn busy_worker(env: &mut crate::common::Env, secs: u32) -> (u32, String) {
 
 backend_test!(sigterm_lets_the_running_job_finish_and_exits_0, |env| {
     let (pid, id) = busy_worker(&mut env, 2);
-    env.signal(pid, SIGTERM);
+    env.signal(pid, libc::SIGTERM);
     assert_eq!(env.wait_worker(pid, Duration::from_secs(20)), Some(0));
     assert_eq!(env.read("done.txt"), "finished\n", "the job ran to its end");
     let job = env.job(&id);
@@ -242,7 +242,7 @@ backend_test!(sigterm_lets_the_running_job_finish_and_exits_0, |env| {
 
 backend_test!(sigint_lets_the_running_job_finish_and_exits_0, |env| {
     let (pid, id) = busy_worker(&mut env, 2);
-    env.signal(pid, SIGINT);
+    env.signal(pid, libc::SIGINT);
     assert_eq!(env.wait_worker(pid, Duration::from_secs(20)), Some(0));
     assert_eq!(env.read("done.txt"), "finished\n");
     assert_eq!(env.state(&id), "completed");
@@ -372,7 +372,7 @@ backend_test!(the_queue_survives_worker_restarts, |env| {
     for id in &first {
         env.wait_state(id, "completed", Duration::from_secs(20));
     }
-    env.signal(pid, SIGTERM);
+    env.signal(pid, libc::SIGTERM);
     assert_eq!(env.wait_worker(pid, Duration::from_secs(20)), Some(0));
     // Between runs, more work arrives.
     let later: Vec<String> = (0..2)
@@ -430,10 +430,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-unsafe extern "C" {
-    fn sysconf(name: i32) -> i64;
-}
-
 backend_test!(an_idle_worker_costs_under_1_percent_of_a_core, |env| {
     let pid = env.spawn_workers(&["--count", "4"]);
     env.wait_live_workers(4, Duration::from_secs(20));
@@ -445,7 +441,8 @@ backend_test!(an_idle_worker_costs_under_1_percent_of_a_core, |env| {
         start.elapsed() >= window
     });
     let used = cpu_ticks(pid) - before;
-    let ticks_per_second = unsafe { sysconf(2) } as f64; // _SC_CLK_TCK
+    // SAFETY: sysconf takes an integer and touches no memory of ours.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let share = used as f64 / ticks_per_second / start.elapsed().as_secs_f64();
     eprintln!("idle worker process used {:.2}% of a core", share * 100.0);
     assert!(
@@ -453,6 +450,6 @@ backend_test!(an_idle_worker_costs_under_1_percent_of_a_core, |env| {
         "4 idle workers used {:.2}% of a core",
         share * 100.0
     );
-    env.signal(pid, SIGTERM);
+    env.signal(pid, libc::SIGTERM);
     assert_eq!(env.wait_worker(pid, Duration::from_secs(20)), Some(0));
 });
