@@ -128,7 +128,11 @@ conformance_test!(
                 .collect();
             threads
                 .into_iter()
-                .map(|t| t.join().expect("a claiming thread panicked"))
+                // A thread's own panic message says what went wrong: pass it on.
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
                 .collect()
         });
 
