@@ -1,0 +1,177 @@
+//! Claiming: which job a worker gets, and that no job is ever handed out twice.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use queuectl::backoff::Backoff;
+use queuectl::job::JobState;
+use queuectl::store::{Exchange, Finished};
+
+use crate::{
+    LONG_LEASE, TestStore, claim, conformance_test, enqueue, exchange, failed, job, report,
+    succeeded, wait_until,
+};
+
+conformance_test!(jobs_are_claimed_in_enqueue_order, |stores| {
+    let mut store = stores.open();
+    // Ids that sort differently from their enqueue order, in two batches.
+    enqueue(&mut *store, &["c-first", "a-second", "b-third"]);
+    enqueue(&mut *store, &["0-fourth"]);
+    let claimed: Vec<String> = std::iter::from_fn(|| claim(&mut *store, "w1", LONG_LEASE))
+        .map(|job| job.id)
+        .collect();
+    assert_eq!(claimed, ["c-first", "a-second", "b-third", "0-fourth"]);
+});
+
+conformance_test!(
+    one_exchange_claims_the_oldest_jobs_for_its_entries_in_order,
+    |stores| {
+        let mut store = stores.open();
+        enqueue(&mut *store, &["c-first", "a-second", "b-third", "0-fourth"]);
+        let workers = ["w1".to_owned(), "w2".to_owned(), "w1".to_owned()];
+        let reply = exchange(
+            &mut *store,
+            &Exchange {
+                claim_for: &workers,
+                lease_timeout: LONG_LEASE,
+                ..Exchange::default()
+            },
+        );
+        let claimed: Vec<(&str, &str)> = reply
+            .claimed
+            .iter()
+            .map(|(worker, job)| (worker.as_str(), job.id.as_str()))
+            .collect();
+        assert_eq!(
+            claimed,
+            [("w1", "c-first"), ("w2", "a-second"), ("w1", "b-third")]
+        );
+        for (worker, job) in &reply.claimed {
+            assert_eq!(job.state, JobState::Processing);
+            assert_eq!(job.worker_id.as_deref(), Some(worker.as_str()));
+        }
+    }
+);
+
+conformance_test!(
+    a_failed_job_is_not_claimable_before_its_next_run_at,
+    |stores| {
+        let mut store = stores.open();
+        enqueue(&mut *store, &["retry-in-a-minute", "retry-soon"]);
+        let minute_job = claim(&mut *store, "w1", LONG_LEASE).expect("a job to claim");
+        let soon_job = claim(&mut *store, "w1", LONG_LEASE).expect("a job to claim");
+
+        // 60^1 seconds for the first retry.
+        let minute = Backoff::new(60.0, Duration::from_secs(3600));
+        let reply = report(&mut *store, &[failed(&minute_job, &minute)]);
+        assert!(reply.rejected.is_empty());
+        let waiting = job(&mut *store, "retry-in-a-minute");
+        assert_eq!((waiting.state, waiting.attempts), (JobState::Failed, 1));
+        let reply = exchange(
+            &mut *store,
+            &Exchange {
+                claim_for: &["w1".to_owned()],
+                lease_timeout: LONG_LEASE,
+                ..Exchange::default()
+            },
+        );
+        assert!(reply.claimed.is_empty(), "claimed {:?}", reply.claimed);
+        let due_in = reply
+            .next_due_in
+            .expect("the store says when the next job is due");
+        assert!(
+            (Duration::from_secs(50)..=Duration::from_secs(60)).contains(&due_in),
+            "next job due in {due_in:?}"
+        );
+
+        // A 100 ms backoff (the cap): the job comes back once it is over, not before.
+        let short = Backoff::new(1.0, Duration::from_millis(100));
+        report(&mut *store, &[failed(&soon_job, &short)]);
+        let mut reclaimed = None;
+        wait_until(
+            "the job to be claimable again",
+            Duration::from_secs(5),
+            || {
+                reclaimed = claim(&mut *store, "w2", LONG_LEASE);
+                reclaimed.is_some()
+            },
+        );
+        let reclaimed = reclaimed.expect("checked by wait_until");
+        assert_eq!(reclaimed.id, "retry-soon");
+        let started_at = reclaimed.started_at.expect("a claimed job has started");
+        assert!(
+            started_at >= reclaimed.next_run_at,
+            "claimed at {started_at}, before its next_run_at {}",
+            reclaimed.next_run_at
+        );
+        assert_eq!(
+            job(&mut *store, "retry-in-a-minute").state,
+            JobState::Failed
+        );
+    }
+);
+
+/// How many jobs the concurrent claim test hands out, and to how many connections.
+const JOBS: usize = 400;
+const CONNECTIONS: usize = 8;
+
+conformance_test!(
+    eight_connections_claiming_at_once_get_each_job_exactly_once,
+    |stores| {
+        let ids: Vec<String> = (0..JOBS).map(|i| format!("job-{i:03}")).collect();
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        enqueue(&mut *stores.open(), &id_refs);
+
+        let per_connection: Vec<Vec<String>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..CONNECTIONS)
+                .map(|n| scope.spawn(move || claim_until_empty(stores, &format!("w{n}"))))
+                .collect();
+            threads
+                .into_iter()
+                // A thread's own panic message says what went wrong: pass it on.
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+
+        let all: Vec<&String> = per_connection.iter().flatten().collect();
+        let distinct: BTreeSet<&String> = all.iter().copied().collect();
+        assert_eq!(all.len(), JOBS, "claims in all, duplicates included");
+        assert_eq!(distinct, ids.iter().collect(), "every job claimed once");
+        let counts = stores.open().counts().expect("counts");
+        assert_eq!(counts.get(JobState::Completed), JOBS as i64);
+    }
+);
+
+/// Plays one worker process with two slots on a connection of its own: each round
+/// trip reports the previous runs as succeeded and claims two more, until the queue
+/// is empty. Returns the ids it claimed.
+fn claim_until_empty(stores: &TestStore, worker: &str) -> Vec<String> {
+    let mut store = stores.open();
+    let slots = [worker.to_owned(), worker.to_owned()];
+    let mut running: Vec<Finished> = Vec::new();
+    let mut claimed = Vec::new();
+    loop {
+        let reply = exchange(
+            &mut *store,
+            &Exchange {
+                finished: &running,
+                claim_for: &slots,
+                lease_timeout: LONG_LEASE,
+                ..Exchange::default()
+            },
+        );
+        assert!(reply.rejected.is_empty(), "rejected {:?}", reply.rejected);
+        if reply.claimed.is_empty() {
+            return claimed;
+        }
+        running = reply
+            .claimed
+            .iter()
+            .map(|(_, job)| succeeded(job))
+            .collect();
+        claimed.extend(reply.claimed.into_iter().map(|(_, job)| job.id));
+    }
+}

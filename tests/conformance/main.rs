@@ -1,0 +1,283 @@
+//! The store conformance suite: what every [`Store`] must do, written once against
+//! the trait and run in process (no `queuectl` binary, no child process) for each
+//! backend, like River's `riverdrivertest`.
+//!
+//! `conformance_test!(name, |stores| { ... })` makes `name::sqlite` and
+//! `name::postgres`. The body gets a [`TestStore`]: a store of its own (a temporary
+//! SQLite file, or a PostgreSQL schema of its own) that any number of connections can
+//! open, and that is deleted when the test ends, panicking or not. The PostgreSQL
+//! variant runs when `QUEUECTL_TEST_POSTGRES_URL` is set; otherwise it prints that it
+//! was skipped, or fails if `CI` is set (the rule of `tests/common/mod.rs`).
+//!
+//! Tests drive the store as the worker does: transitions come from
+//! [`queuectl::job`] (`after_attempt`, `after_interruption`, ...), never written by
+//! hand, and nothing waits with a fixed sleep; [`wait_until`] polls with a deadline.
+
+use std::time::{Duration, Instant};
+
+use queuectl::backoff::Backoff;
+use queuectl::job::{Job, NewJob, Outcome, Transition, after_attempt};
+use queuectl::store::{
+    self, AttemptEnd, Exchange, ExchangeReply, Finished, Lease, Location, OpenFor, Store,
+};
+
+mod claims;
+mod dead_letters;
+mod leases;
+mod settings;
+mod transfer;
+mod workers;
+
+/// Which backend a test variant runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server for tests, from `QUEUECTL_TEST_POSTGRES_URL`. Without it the
+/// PostgreSQL variant is skipped (and says so), unless `CI` is set: CI must never skip
+/// the PostgreSQL half of the suite silently.
+fn postgres_url() -> Option<String> {
+    match std::env::var("QUEUECTL_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but QUEUECTL_TEST_POSTGRES_URL is not: PostgreSQL tests must run in CI"
+            );
+            eprintln!("skipped: QUEUECTL_TEST_POSTGRES_URL is not set, PostgreSQL test not run");
+            None
+        }
+    }
+}
+
+/// One test's store. Every [`TestStore::open`] is another connection to the same
+/// store, so a test can play several workers at once. Dropping it deletes the store
+/// (the schema, or the temporary directory), also when the test panics.
+pub struct TestStore {
+    backend: Backend,
+    location: Location,
+    /// Holds the SQLite file's directory; `None` for PostgreSQL.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestStore {
+    /// A new, empty store on `backend`, or `None` when PostgreSQL is not configured.
+    pub fn new(backend: Backend) -> Option<TestStore> {
+        let (location, dir) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("create a temporary directory");
+                let path = dir.path().join("queue.db");
+                (Location::Sqlite(path), Some(dir))
+            }
+            Backend::Postgres => {
+                let url = postgres_url()?;
+                let schema = format!("qc_{}", uuid::Uuid::now_v7().simple());
+                let location = Location::parse(&url, Some(&schema))
+                    .expect("QUEUECTL_TEST_POSTGRES_URL is a valid postgres:// URL");
+                (location, None)
+            }
+        };
+        let test_store = TestStore {
+            backend,
+            location,
+            _dir: dir,
+        };
+        // Create the schema now, so concurrent first opens are not part of any test.
+        drop(test_store.open());
+        Some(test_store)
+    }
+
+    /// Another connection to this store.
+    pub fn open(&self) -> Box<dyn Store> {
+        store::open(&self.location, OpenFor::Worker)
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.location.describe()))
+    }
+
+    /// A second, empty store on the same backend (for export and import).
+    pub fn another(&self) -> TestStore {
+        TestStore::new(self.backend).expect("the backend of a running test is available")
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Location::Postgres(_) = self.location
+            && let Err(e) = store::remove_scratch(&self.location)
+        {
+            // Never panic here: the test may already be panicking.
+            eprintln!("could not drop {}: {e}", self.location.describe());
+        }
+    }
+}
+
+/// Runs a test body on `backend`, or returns at once if that backend is skipped.
+pub fn run(backend: Backend, body: fn(&TestStore)) {
+    if let Some(test_store) = TestStore::new(backend) {
+        body(&test_store);
+    }
+}
+
+/// Generates `mod $name { fn sqlite(); fn postgres(); }`, both running `$body` with a
+/// [`TestStore`] of their own.
+macro_rules! conformance_test {
+    ($name:ident, |$stores:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body($stores: &$crate::TestStore) $body
+
+            #[test]
+            fn sqlite() {
+                $crate::run($crate::Backend::Sqlite, body);
+            }
+
+            #[test]
+            fn postgres() {
+                $crate::run($crate::Backend::Postgres, body);
+            }
+        }
+    };
+}
+pub(crate) use conformance_test;
+
+/// The lease a claim takes when the test is not about expiry: long enough never to
+/// run out during a test.
+pub const LONG_LEASE: Duration = Duration::from_secs(60);
+
+/// A job to enqueue with id `id` and the store's default `max_retries`.
+pub fn new_job(id: &str) -> NewJob {
+    NewJob {
+        id: id.to_owned(),
+        command: format!("echo {id}"),
+        cwd: "/".to_owned(),
+        max_retries: None,
+    }
+}
+
+/// Enqueues `ids` as one batch.
+pub fn enqueue(store: &mut dyn Store, ids: &[&str]) {
+    let jobs: Vec<NewJob> = ids.iter().map(|id| new_job(id)).collect();
+    store.enqueue(&jobs).expect("enqueue");
+}
+
+/// One round trip, as a worker makes it; panics if the store fails.
+pub fn exchange(store: &mut dyn Store, exchange: &Exchange<'_>) -> ExchangeReply {
+    store.exchange(exchange).expect("exchange")
+}
+
+/// Claims one job for `worker` under a lease of `lease_timeout`.
+pub fn claim(store: &mut dyn Store, worker: &str, lease_timeout: Duration) -> Option<Job> {
+    let reply = exchange(
+        store,
+        &Exchange {
+            claim_for: &[worker.to_owned()],
+            lease_timeout,
+            ..Exchange::default()
+        },
+    );
+    reply.claimed.into_iter().next().map(|(_, job)| job)
+}
+
+/// Reports finished runs; returns the store's answer.
+pub fn report(store: &mut dyn Store, finished: &[Finished]) -> ExchangeReply {
+    exchange(
+        store,
+        &Exchange {
+            finished,
+            lease_timeout: LONG_LEASE,
+            ..Exchange::default()
+        },
+    )
+}
+
+/// Renews `leases`; returns those the store says are lost.
+pub fn renew(store: &mut dyn Store, leases: &[Lease]) -> Vec<Lease> {
+    let reply = exchange(
+        store,
+        &Exchange {
+            renew: leases,
+            lease_timeout: LONG_LEASE,
+            ..Exchange::default()
+        },
+    );
+    reply.lost
+}
+
+pub fn lease_of(job: &Job) -> Lease {
+    Lease {
+        job_id: job.id.clone(),
+        token: job.lease_token,
+    }
+}
+
+/// A backoff with no delay: a failed job is claimable again at once.
+pub fn no_backoff() -> Backoff {
+    Backoff::new(1.0, Duration::ZERO)
+}
+
+/// The report of a run of `job` (as claimed) that ended with `outcome`, with the
+/// transition the worker computes for it.
+pub fn ran(job: &Job, outcome: Outcome, backoff: &Backoff) -> Finished {
+    let end = match outcome {
+        Outcome::Succeeded => AttemptEnd::Succeeded,
+        Outcome::Failed { .. } => AttemptEnd::Failed,
+        Outcome::Interrupted { .. } => AttemptEnd::Interrupted,
+    };
+    let transition = after_attempt(
+        job.attempts,
+        job.max_retries,
+        job.interruptions,
+        &outcome,
+        backoff,
+    );
+    finished(job, end, transition)
+}
+
+/// A run of `job` that succeeded.
+pub fn succeeded(job: &Job) -> Finished {
+    ran(job, Outcome::Succeeded, &no_backoff())
+}
+
+/// A run of `job` whose command exited 1.
+pub fn failed(job: &Job, backoff: &Backoff) -> Finished {
+    let outcome = Outcome::Failed {
+        exit_code: Some(1),
+        error: "exit code 1".to_owned(),
+    };
+    ran(job, outcome, backoff)
+}
+
+/// The report of a run of `job`, fenced by the lease it was claimed under.
+pub fn finished(job: &Job, end: AttemptEnd, transition: Transition) -> Finished {
+    Finished {
+        lease: lease_of(job),
+        worker_id: job.worker_id.clone(),
+        end,
+        transition,
+        output_tail: None,
+        only_if_expired: false,
+    }
+}
+
+/// The job `id`, which must exist.
+pub fn job(store: &mut dyn Store, id: &str) -> Job {
+    store
+        .job(id)
+        .expect("read a job")
+        .unwrap_or_else(|| panic!("job {id} is missing"))
+}
+
+/// Polls `check` every 10 ms until it returns true; panics after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
