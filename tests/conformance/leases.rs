@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use queuectl::job::AttemptOutcome;
 use queuectl::job::{JobState, after_forced_stop, after_interruption};
-use queuectl::store::{AttemptEnd, Finished};
+use queuectl::store::Finished;
 
 use crate::{
     LONG_LEASE, claim, conformance_test, enqueue, finished, job, lease_of, renew, report,
@@ -21,7 +22,7 @@ conformance_test!(
         let stop = after_forced_stop(first_run.attempts, first_run.interruptions, "forced stop");
         let reply = report(
             &mut *store,
-            &[finished(&first_run, AttemptEnd::Interrupted, stop)],
+            &[finished(&first_run, AttemptOutcome::Interrupted, stop)],
         );
         assert!(reply.rejected.is_empty());
         // ... and w2 runs it under a newer lease.
@@ -50,7 +51,7 @@ conformance_test!(
         let stop = after_forced_stop(first_run.attempts, first_run.interruptions, "forced stop");
         report(
             &mut *store,
-            &[finished(&first_run, AttemptEnd::Interrupted, stop)],
+            &[finished(&first_run, AttemptOutcome::Interrupted, stop)],
         );
         let second_run = claim(&mut *store, "w2", LONG_LEASE).expect("the job again");
 
@@ -80,7 +81,7 @@ fn expired_run(run: &queuectl::job::Job) -> Finished {
     let transition = after_interruption(run.attempts, run.interruptions, "lease expired");
     Finished {
         only_if_expired: true,
-        ..finished(run, AttemptEnd::Interrupted, transition)
+        ..finished(run, AttemptOutcome::Interrupted, transition)
     }
 }
 

@@ -16,10 +16,8 @@
 use std::time::{Duration, Instant};
 
 use queuectl::backoff::Backoff;
-use queuectl::job::{Job, NewJob, Outcome, Transition, after_attempt};
-use queuectl::store::{
-    self, AttemptEnd, Exchange, ExchangeReply, Finished, Lease, Location, OpenFor, Store,
-};
+use queuectl::job::{AttemptOutcome, Job, NewJob, Outcome, Transition, after_attempt};
+use queuectl::store::{self, Exchange, ExchangeReply, Finished, Lease, Location, OpenFor, Store};
 
 mod claims;
 mod dead_letters;
@@ -221,11 +219,7 @@ pub fn no_backoff() -> Backoff {
 /// The report of a run of `job` (as claimed) that ended with `outcome`, with the
 /// transition the worker computes for it.
 pub fn ran(job: &Job, outcome: Outcome, backoff: &Backoff) -> Finished {
-    let end = match outcome {
-        Outcome::Succeeded => AttemptEnd::Succeeded,
-        Outcome::Failed { .. } => AttemptEnd::Failed,
-        Outcome::Interrupted { .. } => AttemptEnd::Interrupted,
-    };
+    let recorded = AttemptOutcome::of(&outcome);
     let transition = after_attempt(
         job.attempts,
         job.max_retries,
@@ -233,7 +227,7 @@ pub fn ran(job: &Job, outcome: Outcome, backoff: &Backoff) -> Finished {
         &outcome,
         backoff,
     );
-    finished(job, end, transition)
+    finished(job, recorded, transition)
 }
 
 /// A run of `job` that succeeded.
@@ -251,11 +245,11 @@ pub fn failed(job: &Job, backoff: &Backoff) -> Finished {
 }
 
 /// The report of a run of `job`, fenced by the lease it was claimed under.
-pub fn finished(job: &Job, end: AttemptEnd, transition: Transition) -> Finished {
+pub fn finished(job: &Job, outcome: AttemptOutcome, transition: Transition) -> Finished {
     Finished {
         lease: lease_of(job),
         worker_id: job.worker_id.clone(),
-        end,
+        outcome,
         transition,
         output_tail: None,
         only_if_expired: false,
