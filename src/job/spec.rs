@@ -1,0 +1,139 @@
+//! What `enqueue` and `import` accept: the job JSON ([`JobSpec`]) and the rules for
+//! ids, commands and retry counts, checked before anything reaches a store so bad
+//! input never changes it.
+
+use serde::Deserialize;
+
+use super::NewJob;
+use crate::error::InputError;
+use crate::job::MAX_RETRIES_LIMIT;
+
+/// What `enqueue` accepts as JSON: exactly these fields, nothing else.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub id: Option<String>,
+    pub command: String,
+    pub max_retries: Option<i64>,
+}
+
+impl JobSpec {
+    /// Parses one JSON job object, as given to `enqueue` or as a line of `enqueue --file`.
+    pub fn from_json(text: &str) -> Result<JobSpec, InputError> {
+        if text.contains('\0') {
+            return Err(InputError::Invalid(
+                "the job JSON contains a NUL byte".into(),
+            ));
+        }
+        serde_json::from_str(text).map_err(|e| InputError::Json(e.to_string()))
+    }
+
+    /// Checks every field and fills in a generated id and the caller's directory.
+    pub fn validate(self, cwd: &str) -> Result<NewJob, InputError> {
+        let id = match self.id {
+            Some(id) => validate_id(&id)?,
+            None => generate_id(),
+        };
+        let command = validate_command(&self.command)?;
+        let max_retries = self.max_retries.map(validate_max_retries).transpose()?;
+        Ok(NewJob {
+            id,
+            command,
+            cwd: cwd.to_owned(),
+            max_retries,
+        })
+    }
+}
+
+/// A new id: a UUIDv7, so generated ids are unique across processes and machines
+/// and sort by creation time.
+pub fn generate_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// User-chosen ids are kept verbatim, so they only need to be printable and short.
+pub fn validate_id(id: &str) -> Result<String, InputError> {
+    if id.is_empty() {
+        return Err(InputError::Invalid(
+            "the job id is empty; give a non-empty id or leave it out to get one generated".into(),
+        ));
+    }
+    if id.len() > 200 {
+        return Err(InputError::Invalid(format!(
+            "the job id is {} bytes long; use at most 200",
+            id.len()
+        )));
+    }
+    if id.chars().any(|c| c.is_control()) {
+        return Err(InputError::Invalid(
+            "the job id contains a control character (NUL, newline, tab, ...); use printable characters only"
+                .into(),
+        ));
+    }
+    if id.trim() != id {
+        return Err(InputError::Invalid(
+            "the job id starts or ends with whitespace; remove it".into(),
+        ));
+    }
+    Ok(id.to_owned())
+}
+
+pub fn validate_command(command: &str) -> Result<String, InputError> {
+    if command.trim().is_empty() {
+        return Err(InputError::Invalid(
+            "the command is empty; give the shell command to run".into(),
+        ));
+    }
+    if command.contains('\0') {
+        return Err(InputError::Invalid(
+            "the command contains a NUL byte, which no shell can run; remove it".into(),
+        ));
+    }
+    Ok(command.to_owned())
+}
+
+pub fn validate_max_retries(n: i64) -> Result<i64, InputError> {
+    if !(0..=MAX_RETRIES_LIMIT).contains(&n) {
+        return Err(InputError::Invalid(format!(
+            "max_retries must be between 0 and {MAX_RETRIES_LIMIT}, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_specs_reject_bad_input() {
+        assert!(JobSpec::from_json(r#"{"command":"x","extra":1}"#).is_err());
+        assert!(JobSpec::from_json(r#"{"command":5}"#).is_err());
+        assert!(JobSpec::from_json(r#"{"id":"a"}"#).is_err());
+        assert!(JobSpec::from_json(r#"{"command":"x","max_retries":"3"}"#).is_err());
+        assert!(JobSpec::from_json("[1]").is_err());
+        let spec = JobSpec::from_json(r#"{"command":"  ","id":"a"}"#).expect("parses");
+        assert!(spec.validate("/").is_err());
+        let spec = JobSpec::from_json(r#"{"command":"x","max_retries":-1}"#).expect("parses");
+        assert!(spec.validate("/").is_err());
+        let spec = JobSpec::from_json(r#"{"command":"x","id":"a\nb"}"#).expect("parses");
+        assert!(spec.validate("/").is_err());
+    }
+
+    #[test]
+    fn job_specs_fill_defaults() {
+        let job = JobSpec::from_json(r#"{"command":"echo hi"}"#)
+            .and_then(|s| s.validate("/tmp"))
+            .expect("valid");
+        assert_eq!((job.max_retries, job.cwd.as_str()), (None, "/tmp"));
+        assert_eq!(job.id.len(), 36);
+    }
+
+    #[test]
+    fn generated_ids_sort_by_creation() {
+        let ids: Vec<String> = (0..100).map(|_| generate_id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+    }
+}
