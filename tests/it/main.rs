@@ -10,6 +10,7 @@ mod bad_input;
 mod bench;
 mod config;
 mod contention;
+mod db_faults;
 mod dlq;
 mod enqueue;
 mod execution;
