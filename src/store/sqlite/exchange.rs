@@ -1,6 +1,5 @@
-//! Leases: the worker round trip ([`exchange`]) that records finished runs, moves,
-//! renews and claims leases in one transaction, and the running leases recovery
-//! reads ([`running_jobs`]).
+//! One worker round trip ([`exchange`]) in one transaction: record finished runs,
+//! reassign moved jobs, renew leases, heartbeat and read stop requests, then claim.
 //!
 //! Invariants kept here:
 //! - Every write about a run is fenced: it applies only while the job is still
@@ -10,17 +9,16 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{db_error, job_from_row, millis};
 use crate::job::AttemptOutcome;
 use crate::store::rows::job_columns;
-use crate::store::{
-    Exchange, ExchangeReply, Finished, Lease, Result, RunningJob, StopRequest, WorkerInfo,
-};
+use crate::store::{Exchange, ExchangeReply, Finished, Result, StopRequest};
 
 /// Applies a finished run's transition if its lease still holds (and, for a
-/// recovery, only if it has expired); returns when the run started.
+/// recovery, only if it has expired); returns when the run started. With
+/// [`RECORD_ATTEMPT`], what PostgreSQL's `RECORD_FINISHED` does in one statement.
 const FINISH_RUN: &str = "UPDATE jobs SET state = ?3, attempts = ?4, interruptions = ?5, \
      next_run_at = ?6, exit_code = ?7, last_error = ?8, finished_at = ?9, updated_at = ?9, \
      lease_expires_at = NULL \
@@ -32,16 +30,16 @@ const RECORD_ATTEMPT: &str = "INSERT OR REPLACE INTO attempts (job_id, lease_tok
      started_at, finished_at, outcome, exit_code, error, output_tail) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
-/// Hands a running job to another worker of the same process.
-const REASSIGN_JOB: &str = "UPDATE jobs SET worker_id = ?3 \
+/// Records which worker of this process now runs a job.
+const REASSIGN_WORKER: &str = "UPDATE jobs SET worker_id = ?3 \
      WHERE id = ?1 AND lease_token = ?2 AND state = 'processing'";
 
-/// Extends a held lease.
-const RENEW_LEASE: &str = "UPDATE jobs SET lease_expires_at = ?3 \
+/// Extends one held lease to `?3`.
+const RENEW_LEASES: &str = "UPDATE jobs SET lease_expires_at = ?3 \
      WHERE id = ?1 AND lease_token = ?2 AND state = 'processing'";
 
 /// Records that a worker process is alive.
-const BEAT_HEARTBEAT: &str = "UPDATE workers SET heartbeat_at = ?3 \
+const HEARTBEAT: &str = "UPDATE workers SET heartbeat_at = ?3 \
      WHERE host = ?1 AND pid = ?2 AND ended_at IS NULL";
 
 /// The strongest stop request made to a worker process.
@@ -57,15 +55,10 @@ const CLAIM_NEXT: &str = concat!(
     job_columns!()
 );
 
-/// When the next waiting job becomes due.
+/// When the next waiting job becomes due, by the store's clock; the round trip
+/// subtracts `now` (PostgreSQL's `NEXT_DUE_IN` subtracts its own clock).
 const NEXT_DUE: &str = "SELECT min(next_run_at) FROM jobs INDEXED BY jobs_ready \
      WHERE state IN ('pending', 'failed')";
-
-/// Every running job, with whether its lease has expired and the worker holding it.
-const READ_RUNNING_JOBS: &str = "SELECT j.id, j.lease_token, j.attempts, j.interruptions, \
-     coalesce(j.lease_expires_at, 0) < ?1, w.id, w.host, w.pid, w.pid_start \
-     FROM jobs j INDEXED BY jobs_running LEFT JOIN workers w ON w.id = j.worker_id \
-     WHERE j.state = 'processing'";
 
 /// One worker round trip, inside the caller's transaction (`Immediate` whenever
 /// it writes).
@@ -78,13 +71,13 @@ pub(super) fn exchange(tx: &Transaction<'_>, now: i64, ex: &Exchange<'_>) -> Res
         }
     }
     for (lease, worker) in ex.reassign {
-        tx.prepare_cached(REASSIGN_JOB)
+        tx.prepare_cached(REASSIGN_WORKER)
             .and_then(|mut s| s.execute(params![lease.job_id, lease.token, worker]))
             .map_err(db_error)?;
     }
     for held in ex.renew {
         let renewed = tx
-            .prepare_cached(RENEW_LEASE)
+            .prepare_cached(RENEW_LEASES)
             .and_then(|mut s| s.execute(params![held.job_id, held.token, now + lease]))
             .map_err(db_error)?;
         if renewed == 0 {
@@ -93,7 +86,7 @@ pub(super) fn exchange(tx: &Transaction<'_>, now: i64, ex: &Exchange<'_>) -> Res
     }
     if let Some(process) = ex.process {
         if ex.beat {
-            tx.prepare_cached(BEAT_HEARTBEAT)
+            tx.prepare_cached(HEARTBEAT)
                 .and_then(|mut s| s.execute(params![process.host, process.pid, now]))
                 .map_err(db_error)?;
         }
@@ -177,34 +170,4 @@ fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished) -> Result<bool>
         })
         .map_err(db_error)?;
     Ok(true)
-}
-
-/// Every running job as recovery sees it at `now`.
-pub(super) fn running_jobs(conn: &Connection, now: i64) -> Result<Vec<RunningJob>> {
-    let mut stmt = conn.prepare_cached(READ_RUNNING_JOBS).map_err(db_error)?;
-    let rows = stmt
-        .query_map([now], |r| {
-            let worker_id: Option<String> = r.get(5)?;
-            let worker = match worker_id {
-                Some(id) => Some(WorkerInfo {
-                    id,
-                    host: r.get(6)?,
-                    pid: r.get(7)?,
-                    pid_start: r.get(8)?,
-                }),
-                None => None,
-            };
-            Ok(RunningJob {
-                lease: Lease {
-                    job_id: r.get(0)?,
-                    token: r.get(1)?,
-                },
-                attempts: r.get(2)?,
-                interruptions: r.get(3)?,
-                lease_expired: r.get(4)?,
-                worker,
-            })
-        })
-        .map_err(db_error)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(db_error)
 }

@@ -20,7 +20,7 @@ use crate::store::{AttemptRecord, Counts, Result};
 const READ_MAX_RETRIES: &str = "SELECT value FROM settings WHERE key = 'max-retries'";
 
 /// Adds one new job, waiting to run now.
-const ENQUEUE_JOB: &str = "INSERT INTO jobs (id, command, cwd, state, max_retries, created_at, \
+const INSERT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, max_retries, created_at, \
      updated_at, next_run_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?5)";
 
 /// One job by id, followed by the output tail of its latest attempt.
@@ -75,6 +75,8 @@ const LIST_IN_STATE: &str = concat!(
     " FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2"
 );
 
+// One count per state, each through its partial index (PostgreSQL counts them all
+// at once, `COUNT_BY_STATE`); completed jobs are what the others leave of the total.
 const COUNT_PENDING: &str = "SELECT count(*) FROM jobs INDEXED BY jobs_ready \
      WHERE state IN ('pending', 'failed') AND state = 'pending'";
 
@@ -92,11 +94,14 @@ const COUNT_ALL: &str = "SELECT count(*) FROM jobs";
 const OLDEST_PENDING: &str = "SELECT min(next_run_at) FROM jobs INDEXED BY jobs_ready \
      WHERE state IN ('pending', 'failed') AND state = 'pending'";
 
-/// One job by id, for `dlq retry` to decide whether it may be retried.
-const READ_JOB_TO_RETRY: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
+/// One job by id, for `dlq retry` to decide whether it may be retried. PostgreSQL's
+/// `LOCK_JOBS_BY_ID` must lock the rows; here the write transaction already keeps
+/// every other writer out.
+const READ_JOB_BY_ID: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
 
-/// The whole dead letter queue, oldest first, for `dlq retry --all`.
-const READ_ALL_DEAD: &str = concat!(
+/// The whole dead letter queue, oldest first, for `dlq retry --all` (PostgreSQL:
+/// `LOCK_DEAD_JOBS`).
+const READ_DEAD_JOBS: &str = concat!(
     "SELECT ",
     job_columns!(),
     " FROM jobs INDEXED BY jobs_dead WHERE state = 'dead' ORDER BY seq"
@@ -125,7 +130,7 @@ pub(super) fn enqueue(tx: &Transaction<'_>, now: i64, jobs: &[NewJob]) -> Result
     } else {
         0
     };
-    let mut stmt = tx.prepare_cached(ENQUEUE_JOB).map_err(db_error)?;
+    let mut stmt = tx.prepare_cached(INSERT_JOBS).map_err(db_error)?;
     for job in jobs {
         let max_retries = job.max_retries.unwrap_or(default_retries);
         stmt.execute(params![job.id, job.command, job.cwd, max_retries, now])
@@ -221,7 +226,7 @@ pub(super) fn retry_dead(
 ) -> Result<Vec<String>> {
     let dead: Vec<(String, job::Transition)> = match ids {
         Some(ids) => {
-            let mut read = tx.prepare_cached(READ_JOB_TO_RETRY).map_err(db_error)?;
+            let mut read = tx.prepare_cached(READ_JOB_BY_ID).map_err(db_error)?;
             let mut retried = Vec::with_capacity(ids.len());
             for id in ids {
                 let found = read
@@ -233,7 +238,7 @@ pub(super) fn retry_dead(
             retried
         }
         None => {
-            let mut stmt = tx.prepare(READ_ALL_DEAD).map_err(db_error)?;
+            let mut stmt = tx.prepare(READ_DEAD_JOBS).map_err(db_error)?;
             let rows = stmt.query_map([], job_from_row).map_err(db_error)?;
             let jobs: Vec<Job> = rows.collect::<rusqlite::Result<_>>().map_err(db_error)?;
             jobs.iter()

@@ -17,7 +17,7 @@ use crate::store::{Emit, JobRecord, RecordStream, Result};
 /// Jobs (of state `?1`, or all) each followed by its attempts, one row per
 /// attempt (or one without any), in job order. Built once: the column lists are
 /// qualified with their table alias at run time.
-static EXPORT_ROWS: LazyLock<String> = LazyLock::new(|| {
+static EXPORT_JOBS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {}, {} \
          FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
@@ -28,14 +28,14 @@ static EXPORT_ROWS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Writes back one exported job, every column as it was.
-const IMPORT_JOB: &str = "INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, \
+const IMPORT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, \
      interruptions, created_at, updated_at, next_run_at, lease_token, \
      lease_expires_at, worker_id, started_at, finished_at, exit_code, last_error) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
      ?16, ?17)";
 
 /// Writes back one exported attempt.
-const IMPORT_ATTEMPT: &str = "INSERT INTO attempts (job_id, lease_token, worker_id, started_at, \
+const IMPORT_ATTEMPTS: &str = "INSERT INTO attempts (job_id, lease_token, worker_id, started_at, \
      finished_at, outcome, exit_code, error, output_tail) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
@@ -43,7 +43,7 @@ const IMPORT_ATTEMPT: &str = "INSERT INTO attempts (job_id, lease_token, worker_
 /// asks to stop.
 pub(super) fn export(conn: &Connection, state: Option<JobState>, emit: Emit<'_>) -> Result<()> {
     // One statement: one consistent snapshot of jobs and their attempts.
-    let mut stmt = conn.prepare_cached(&EXPORT_ROWS).map_err(db_error)?;
+    let mut stmt = conn.prepare_cached(&EXPORT_JOBS).map_err(db_error)?;
     let mut rows = stmt
         .query([state.map(JobState::as_str)])
         .map_err(db_error)?;
@@ -66,8 +66,8 @@ pub(super) fn export(conn: &Connection, state: Option<JobState>, emit: Emit<'_>)
 }
 
 pub(super) fn import(tx: &Transaction<'_>, jobs: &[JobRecord]) -> Result<()> {
-    let mut insert_job = tx.prepare_cached(IMPORT_JOB).map_err(db_error)?;
-    let mut insert_attempt = tx.prepare_cached(IMPORT_ATTEMPT).map_err(db_error)?;
+    let mut insert_job = tx.prepare_cached(IMPORT_JOBS).map_err(db_error)?;
+    let mut insert_attempt = tx.prepare_cached(IMPORT_ATTEMPTS).map_err(db_error)?;
     for record in jobs {
         let j = &record.job;
         insert_job
