@@ -44,7 +44,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::thread;
-use std::time::Duration;
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
@@ -474,9 +473,7 @@ impl Columns for Row {
     }
 }
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+use super::millis;
 
 /// Quotes an identifier (schema names are validated, this is belt and braces).
 fn quote_ident(name: &str) -> String {

@@ -335,9 +335,7 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+use super::millis;
 
 /// Whether SQLite answered "busy" or "locked": another connection holds the lock.
 fn is_busy(e: &rusqlite::Error) -> bool {
