@@ -2,7 +2,8 @@
 # Side-by-side: the same `true` jobs through xargs -P (the operating system's limit),
 # queuectl, task-spooler (tsp) and pueue, alternating tools within each round, then
 # medians and ratios to the limit. Also: queuectl with 1 and 4 workers against
-# xargs -P1/-P4, and the `queuectl enqueue` call against a hello-world Rust binary.
+# xargs -P1/-P4, and the `queuectl enqueue` call against a hello-world Rust binary
+# (bench/enqueue.sh, which measures that alone).
 #
 # Usage: bench/compare.sh [JOBS] [ROUNDS]      (defaults: 10000 jobs, 3 rounds)
 # Env:   QUEUECTL (binary, default target/release/queuectl), PUEUE_JOBS (default 300:
@@ -132,26 +133,5 @@ for n in 1 4; do
 done
 
 echo
-echo "## enqueue call against a hello-world Rust binary (200 calls each, alternating)"
-cat > "$WORK/hello.rs" <<'EOF'
-fn main() { println!("hello"); }
-EOF
-rustc -O -o "$WORK/hello" "$WORK/hello.rs"
-db="$WORK/enqueue.db"
-"$QUEUECTL" --db "$db" status >/dev/null
-python3 - "$WORK/hello" "$QUEUECTL" "$db" <<'EOF'
-import statistics, subprocess, sys, time
-hello, queuectl, db = sys.argv[1:4]
-def once(argv):
-    t = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return (time.perf_counter() - t) * 1000
-h, e = [], []
-for _ in range(200):
-    h.append(once([hello]))
-    e.append(once([queuectl, "--db", db, "enqueue", "--command", "true"]))
-mh, me = statistics.median(h), statistics.median(e)
-print(f"| hello-world start | median {mh:.2f} ms |")
-print(f"| queuectl enqueue  | median {me:.2f} ms |")
-print(f"| ratio             | {me / mh:.2f}x |")
-EOF
+echo "## enqueue call against a hello-world Rust binary (bench/enqueue.sh, 1 series)"
+CALLS=200 SERIES=1 bench/enqueue.sh "$QUEUECTL"

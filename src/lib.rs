@@ -7,6 +7,18 @@
 //! - [`worker`] claims jobs, runs their commands and keeps their leases.
 //! - [`cli`] parses arguments and prints results; `main.rs` only calls [`cli::main`].
 
+// queuectl runs on Linux only, and says so at compile time rather than failing to
+// build deep inside a module. Linux-specific: inotify wakes idle workers on the
+// SQLite store (`store::sqlite`); `/proc/<pid>/stat` tells a live worker or job
+// process from a reused pid, and `/proc/sys/kernel/hostname` names the host
+// (`worker::platform`); shells start with `clone(CLONE_VM | CLONE_VFORK)` and
+// `prctl(PR_SET_PDEATHSIG)`, so they die with their worker (`worker::spawn`).
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "queuectl supports Linux only: it relies on inotify, /proc, clone(CLONE_VFORK) and \
+     prctl(PR_SET_PDEATHSIG) (see the comment above this error in src/lib.rs)"
+);
+
 pub mod backoff;
 pub mod bench;
 pub mod cli;
