@@ -114,6 +114,7 @@ fn jobs_for(count: usize, cwd: &str) -> Vec<NewJob> {
             command: "true".into(),
             cwd: cwd.to_owned(),
             max_retries: Some(0),
+            timeout_ms: None,
         })
         .collect()
 }

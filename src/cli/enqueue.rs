@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::output::job_json;
 use super::{Context, printed};
 use crate::error::{Failure, InputError};
+use crate::job::spec::DurationSpec;
 use crate::job::{Job, JobSpec};
 
 #[derive(Debug, clap::Args)]
@@ -36,6 +37,11 @@ pub struct Args {
     )]
     max_retries: Option<i64>,
 
+    /// Kill an attempt still running after DURATION (30s, 5m, 2h; default: the
+    /// job-timeout setting); it counts as a failed attempt
+    #[arg(long, value_name = "DURATION", conflicts_with = "file")]
+    timeout: Option<String>,
+
     /// Enqueue one JSON job per line from FILE (- for stdin), all or none
     #[arg(long, value_name = "FILE")]
     file: Option<String>,
@@ -57,14 +63,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
     let mut store = ctx.open()?;
     let created_at = store.enqueue(std::slice::from_ref(&job))?;
     if ctx.printer.json {
-        let max_retries = match job.max_retries {
-            Some(n) => n,
-            None => store.job(&job.id)?.map_or(0, |j| j.max_retries),
+        // Read back: the store filled in the settings' defaults (max-retries,
+        // job-timeout) in the enqueue transaction.
+        let stored = match store.job(&job.id)? {
+            Some(stored) => stored,
+            None => Job::pending(job, 0, created_at),
         };
-        return printed(
-            ctx.printer
-                .json(&job_json(&Job::pending(job, max_retries, created_at))),
-        );
+        return printed(ctx.printer.json(&job_json(&stored)));
     }
     printed(ctx.printer.line(&format!("Enqueued: {}", job.id)))
 }
@@ -74,9 +79,9 @@ fn single_job(args: Args) -> Result<JobSpec, InputError> {
     let words = (!args.words.is_empty()).then(|| args.words.join(" "));
     match (args.job, args.command, words) {
         (Some(json), None, None) => {
-            if args.id.is_some() || args.max_retries.is_some() {
+            if args.id.is_some() || args.max_retries.is_some() || args.timeout.is_some() {
                 return Err(InputError::Invalid(
-                    "--id and --max-retries go with --command or --; put \"id\" and \"max_retries\" inside the JSON instead".into(),
+                    "--id, --max-retries and --timeout go with --command or --; put \"id\", \"max_retries\" and \"timeout\" inside the JSON instead".into(),
                 ));
             }
             if !json.trim_start().starts_with('{') {
@@ -91,6 +96,7 @@ fn single_job(args: Args) -> Result<JobSpec, InputError> {
             id: args.id,
             command,
             max_retries: args.max_retries,
+            timeout: args.timeout.map(DurationSpec::Text),
         }),
         (None, None, None) => Err(InputError::Invalid(
             "nothing to enqueue; give a JSON job, --command '...', --file FILE, or a command after --".into(),

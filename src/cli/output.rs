@@ -70,6 +70,7 @@ impl Printer {
             JobState::Completed => AnsiColor::Green,
             JobState::Failed => AnsiColor::Magenta,
             JobState::Dead => AnsiColor::Red,
+            JobState::Cancelled => AnsiColor::BrightBlack,
         };
         self.paint(state.as_str(), Style::new().fg_color(Some(color.into())))
     }
@@ -193,6 +194,9 @@ pub fn job_json(job: &Job) -> Value {
         "worker": job.worker_id,
         "started_at": opt_timestamp(job.started_at),
         "finished_at": opt_timestamp(job.finished_at),
+        "timeout_ms": job.timeout_ms,
+        "deadline_at": opt_timestamp(job.deadline_at),
+        "cancel_requested": job.cancel_requested,
     })
 }
 
