@@ -110,6 +110,11 @@ pub fn open(location: &Location, purpose: OpenFor) -> Result<Box<dyn Store>> {
     }
 }
 
+/// A duration as the whole milliseconds stores add to their clock (saturating).
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Identifies one run of a job: the fencing token every write about the run carries.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Lease {

@@ -1,15 +1,26 @@
 //! Workers: claiming jobs, running their commands, keeping their leases, and
 //! recovering the jobs of workers that died.
 //!
-//! [`supervisor`] is the worker process (`worker start`), [`exec`] runs one attempt
-//! as a child process, [`recovery`] releases jobs whose worker is gone, and
-//! [`spawn`] starts a job's shell, and [`platform`] holds the operating-system details
-//! they share.
+//! [`supervisor`] is the worker process (`worker start`, configured by [`options`]):
+//! its round loop asks [`slots`] what to claim, keeps results in an [`outbox`] until
+//! they are committed, rides out store outages with [`store_retry`], hands jobs to
+//! each slot's [`slot_thread`], learns from [`run_report`] what a run's end means, and
+//! waits on one inbox of [`events`]. [`exec`] runs one attempt as a child process,
+//! [`spawn`] starts a job's shell, [`recovery`] releases jobs whose worker is gone,
+//! and [`platform`] holds the operating-system details they share.
 
+pub mod events;
 pub mod exec;
+pub mod options;
+pub mod outbox;
 pub mod platform;
 pub mod recovery;
+pub mod run_report;
+pub mod slot_thread;
+pub mod slots;
 pub mod spawn;
+pub mod store_retry;
 pub mod supervisor;
 
-pub use supervisor::{Executor, Options, Summary, run};
+pub use options::{Executor, Options, Summary};
+pub use supervisor::run;

@@ -1,0 +1,274 @@
+//! One worker round trip ([`Store::exchange`](crate::store::Store::exchange)) in one
+//! transaction: record finished runs, reassign moved jobs, renew leases, heartbeat and
+//! read stop requests, then claim.
+//!
+//! Invariants: the steps run in the same order as on SQLite; every write about a run
+//! is fenced by its lease token and `state = 'processing'`, so a worker that lost its
+//! lease cannot overwrite a newer result; a claim is one statement, where
+//! `FOR UPDATE SKIP LOCKED` in a materialized CTE picks at most one job per idle
+//! worker and the `UPDATE` marks exactly those `processing` under a new lease token;
+//! each step is one statement, however many runs it covers.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use postgres::{GenericClient, Transaction};
+
+use super::listen::notify;
+use super::{Db, Step, millis};
+use crate::job::{AttemptOutcome, Job, JobState};
+use crate::store::rows::{job_columns, job_from_row};
+use crate::store::{Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest};
+
+/// Marks the live workers of process (`$1` host, `$2` pid) as alive now.
+const HEARTBEAT: &str = "UPDATE workers SET heartbeat_at = now_ms() \
+    WHERE host = $1 AND pid = $2 AND ended_at IS NULL";
+
+/// Milliseconds until the next waiting job is due (negative if one is overdue,
+/// NULL if none waits).
+const NEXT_DUE_IN: &str =
+    "SELECT min(next_run_at) - now_ms() FROM jobs WHERE state IN ('pending', 'failed')";
+
+/// Applies each finished run's transition (arrays `$1`..`$13`, one element per run)
+/// where the job is still `processing` under that lease (and, for runs flagged
+/// `only_if_expired`, the lease expired), records the attempt unless the run was
+/// released unstarted, and returns the `(id, lease_token, state)` of the jobs it
+/// changed.
+const RECORD_FINISHED: &str = "WITH f AS ( \
+        SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], \
+            $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::boolean[], \
+            $10::text[], $11::text[], $12::text[], $13::text[]) \
+        AS f(job_id, token, state, attempts, interruptions, run_after, exit_code, \
+            last_error, only_if_expired, worker_id, outcome, error, output_tail) \
+    ), done AS ( \
+        UPDATE jobs j SET state = f.state, attempts = f.attempts, \
+            interruptions = f.interruptions, next_run_at = now_ms() + f.run_after, \
+            exit_code = f.exit_code, last_error = f.last_error, finished_at = now_ms(), \
+            updated_at = now_ms(), lease_expires_at = NULL \
+        FROM f \
+        WHERE j.id = f.job_id AND j.lease_token = f.token AND j.state = 'processing' \
+            AND (NOT f.only_if_expired OR coalesce(j.lease_expires_at, 0) < now_ms()) \
+        RETURNING j.id, j.lease_token, j.started_at, j.state \
+    ), recorded AS ( \
+        INSERT INTO attempts (job_id, lease_token, worker_id, started_at, finished_at, \
+            outcome, exit_code, error, output_tail) \
+        SELECT d.id, d.lease_token, f.worker_id, d.started_at, now_ms(), f.outcome, \
+            f.exit_code, f.error, f.output_tail \
+        FROM done d JOIN f ON f.job_id = d.id AND f.token = d.lease_token \
+        WHERE f.outcome <> 'released' \
+        ON CONFLICT (job_id, lease_token) DO UPDATE SET worker_id = excluded.worker_id, \
+            started_at = excluded.started_at, finished_at = excluded.finished_at, \
+            outcome = excluded.outcome, exit_code = excluded.exit_code, \
+            error = excluded.error, output_tail = excluded.output_tail \
+    ) \
+    SELECT id, lease_token, state FROM done";
+
+/// Sets the worker of each job (`$1` ids, `$2` tokens, `$3` workers) still running
+/// under that lease.
+const REASSIGN_WORKER: &str = "UPDATE jobs j SET worker_id = r.worker \
+    FROM unnest($1::text[], $2::bigint[], $3::text[]) AS r(id, token, worker) \
+    WHERE j.id = r.id AND j.lease_token = r.token AND j.state = 'processing'";
+
+/// Extends by `$3` ms the lease of each job (`$1` ids, `$2` tokens) still running
+/// under that lease; returns the renewed ones.
+const RENEW_LEASES: &str = "UPDATE jobs j SET lease_expires_at = now_ms() + $3 \
+    FROM unnest($1::text[], $2::bigint[]) AS r(id, token) \
+    WHERE j.id = r.id AND j.lease_token = r.token AND j.state = 'processing' \
+    RETURNING j.id, j.lease_token";
+
+/// Claims up to `$1` due jobs in run order, one for each worker in `$3`, each under
+/// a new lease of `$2` ms; returns the claimed jobs.
+const CLAIM_NEXT: &str = concat!(
+    "WITH picked AS MATERIALIZED ( \
+        SELECT seq FROM jobs \
+        WHERE state IN ('pending', 'failed') AND next_run_at <= now_ms() \
+        ORDER BY next_run_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED \
+     ), numbered AS ( \
+        SELECT seq, row_number() OVER () AS rn FROM picked \
+     ) \
+     UPDATE jobs j SET state = 'processing', lease_token = j.lease_token + 1, \
+        lease_expires_at = now_ms() + $2, worker_id = ($3::text[])[n.rn], \
+        started_at = now_ms(), updated_at = now_ms() \
+     FROM numbered n WHERE j.seq = n.seq \
+     RETURNING ",
+    job_columns!()
+);
+
+/// The strongest stop request of the live workers of process (`$1` host, `$2` pid).
+const READ_STOP: &str = "SELECT coalesce(max(stop_requested), 0) FROM workers \
+    WHERE host = $1 AND pid = $2 AND ended_at IS NULL";
+
+/// The body of one worker round trip, in one transaction, in SQLite's order: record
+/// finished runs, renew leases, heartbeat and read stop requests, then claim.
+pub(super) fn exchange_in(
+    db: &mut Db<'_, Transaction<'_>>,
+    ex: &Exchange<'_>,
+    channel: &str,
+) -> Step<ExchangeReply> {
+    let lease_ms = millis(ex.lease_timeout);
+    let mut reply = ExchangeReply::default();
+    let requeued = record_finished(db, ex.finished, &mut reply.rejected)?;
+    reassign(db, ex.reassign)?;
+    reply.lost = renew(db, ex.renew, lease_ms)?;
+    if let Some(process) = ex.process {
+        if ex.beat {
+            db.execute(HEARTBEAT, &[&process.host, &process.pid])?;
+        }
+        reply.stop = read_stop(db, process)?;
+    }
+    if !ex.claim_for.is_empty() {
+        reply.claimed = claim(db, ex.claim_for, lease_ms)?;
+    }
+    if reply.claimed.len() < ex.claim_for.len() {
+        let row = db.query_one(NEXT_DUE_IN, &[])?;
+        let due: Option<i64> = row.try_get(0)?;
+        reply.next_due_in = due.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+    }
+    if requeued {
+        // A recovered job is claimable at once: wake idle workers everywhere.
+        notify(db, channel)?;
+    }
+    Ok(reply)
+}
+
+/// Records finished runs in one statement, each fenced like SQLite's
+/// `record_finished`: only while the job is still `processing` under that lease (and,
+/// for recovery, only once the lease expired). Runs not recorded go to `rejected`.
+/// Returns whether a recorded run put its job back to `pending`.
+fn record_finished(
+    db: &mut Db<'_, Transaction<'_>>,
+    finished: &[Finished],
+    rejected: &mut Vec<Lease>,
+) -> Step<bool> {
+    if finished.is_empty() {
+        return Ok(false);
+    }
+    // A lease reported twice is recorded once; the copy is rejected, as the second
+    // of two sequential writes would be.
+    let mut seen = HashSet::new();
+    let mut batch = Vec::with_capacity(finished.len());
+    for f in finished {
+        if seen.insert(&f.lease) {
+            batch.push(f);
+        } else {
+            rejected.push(f.lease.clone());
+        }
+    }
+    let ids: Vec<&str> = batch.iter().map(|f| f.lease.job_id.as_str()).collect();
+    let tokens: Vec<i64> = batch.iter().map(|f| f.lease.token).collect();
+    let states: Vec<&str> = batch.iter().map(|f| f.transition.state.as_str()).collect();
+    let attempts: Vec<i64> = batch.iter().map(|f| f.transition.attempts).collect();
+    let interruptions: Vec<i64> = batch.iter().map(|f| f.transition.interruptions).collect();
+    let run_after: Vec<i64> = batch
+        .iter()
+        .map(|f| millis(f.transition.run_after))
+        .collect();
+    let exit_codes: Vec<Option<i64>> = batch.iter().map(|f| f.transition.exit_code).collect();
+    let last_errors: Vec<Option<&str>> = batch
+        .iter()
+        .map(|f| f.transition.last_error.as_deref())
+        .collect();
+    let only_expired: Vec<bool> = batch.iter().map(|f| f.only_if_expired).collect();
+    let workers: Vec<Option<&str>> = batch.iter().map(|f| f.worker_id.as_deref()).collect();
+    let outcomes: Vec<&str> = batch.iter().map(|f| f.outcome.as_str()).collect();
+    let errors: Vec<Option<&str>> = batch
+        .iter()
+        .map(|f| match f.outcome {
+            AttemptOutcome::Succeeded => None,
+            _ => f.transition.last_error.as_deref(),
+        })
+        .collect();
+    let tails: Vec<Option<&str>> = batch.iter().map(|f| f.output_tail.as_deref()).collect();
+    let rows = db.query(
+        RECORD_FINISHED,
+        &[
+            &ids,
+            &tokens,
+            &states,
+            &attempts,
+            &interruptions,
+            &run_after,
+            &exit_codes,
+            &last_errors,
+            &only_expired,
+            &workers,
+            &outcomes,
+            &errors,
+            &tails,
+        ],
+    )?;
+    let mut recorded = HashSet::new();
+    let mut requeued = false;
+    for row in &rows {
+        recorded.insert((row.try_get::<_, String>(0)?, row.try_get::<_, i64>(1)?));
+        requeued |= row.try_get::<_, &str>(2)? == JobState::Pending.as_str();
+    }
+    for f in batch {
+        if !recorded.contains(&(f.lease.job_id.clone(), f.lease.token)) {
+            rejected.push(f.lease.clone());
+        }
+    }
+    Ok(requeued)
+}
+
+/// Records which worker runs a job that moved between slots of one process.
+fn reassign(db: &mut Db<'_, Transaction<'_>>, moved: &[(Lease, String)]) -> Step<()> {
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = moved.iter().map(|(l, _)| l.job_id.as_str()).collect();
+    let tokens: Vec<i64> = moved.iter().map(|(l, _)| l.token).collect();
+    let workers: Vec<&str> = moved.iter().map(|(_, w)| w.as_str()).collect();
+    db.execute(REASSIGN_WORKER, &[&ids, &tokens, &workers])?;
+    Ok(())
+}
+
+/// Renews the leases of running jobs in one statement; returns those that could not
+/// be renewed because the job is no longer ours.
+fn renew(db: &mut Db<'_, Transaction<'_>>, held: &[Lease], lease_ms: i64) -> Step<Vec<Lease>> {
+    if held.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = held.iter().map(|l| l.job_id.as_str()).collect();
+    let tokens: Vec<i64> = held.iter().map(|l| l.token).collect();
+    let rows = db.query(RENEW_LEASES, &[&ids, &tokens, &lease_ms])?;
+    let mut renewed = HashSet::new();
+    for row in &rows {
+        renewed.insert((row.try_get::<_, String>(0)?, row.try_get::<_, i64>(1)?));
+    }
+    Ok(held
+        .iter()
+        .filter(|l| !renewed.contains(&(l.job_id.clone(), l.token)))
+        .cloned()
+        .collect())
+}
+
+/// Claims up to one job per worker in `workers`, in one statement. The materialized
+/// CTE is an optimisation fence: the planner cannot turn it into a join that locks
+/// and updates more rows than the LIMIT. SKIP LOCKED lets concurrent claimers pass
+/// each other's rows instead of queueing behind them. Each picked row is numbered so
+/// it gets its own worker from the array.
+fn claim(
+    db: &mut Db<'_, Transaction<'_>>,
+    workers: &[String],
+    lease_ms: i64,
+) -> Step<Vec<(String, Job)>> {
+    let limit = i64::try_from(workers.len()).unwrap_or(i64::MAX);
+    let rows = db.query(CLAIM_NEXT, &[&limit, &lease_ms, &workers])?;
+    rows.iter()
+        .map(|row| {
+            let job = job_from_row(row)?;
+            let worker = job.worker_id.clone().unwrap_or_default();
+            Ok((worker, job))
+        })
+        .collect()
+}
+
+/// The strongest stop request addressed to a process's live workers.
+pub(super) fn read_stop<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    process: &ProcessKey,
+) -> Step<StopRequest> {
+    let row = db.query_one(READ_STOP, &[&process.host, &process.pid])?;
+    Ok(StopRequest::from_code(row.try_get(0)?))
+}

@@ -1,0 +1,219 @@
+//! Where a PostgreSQL queue lives: a `postgres://` URL plus the schema that holds it.
+//!
+//! [`PgLocation`] owns parsing the URL and the `?schema=` option (or `--schema`),
+//! naming a scratch schema beside it for `bench`, and every way the location is shown
+//! to users. Invariant: the password stays inside the URL handed to the driver
+//! ([`PgLocation::connection_url`]); [`PgLocation::describe`], [`PgLocation::host_port`]
+//! and [`redact`] never contain it.
+
+use crate::error::StoreError;
+use crate::store::Result;
+
+/// A parsed `postgres://` URL. The password stays inside and is never printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgLocation {
+    /// The URL as given, minus the `schema` parameter.
+    url: String,
+    pub schema: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub dbname: String,
+}
+
+impl PgLocation {
+    pub fn parse(text: &str, schema: Option<&str>) -> Result<PgLocation> {
+        let bad = |why: &str| {
+            StoreError::BadLocation(format!(
+                "invalid PostgreSQL URL {}: {why}; expected postgres://user@host:port/dbname",
+                redact(text)
+            ))
+        };
+        let (base, query) = match text.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (text, None),
+        };
+        let mut url_schema = None;
+        let mut kept = Vec::new();
+        for pair in query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+        {
+            match pair.split_once('=') {
+                Some(("schema", value)) => url_schema = Some(value.to_owned()),
+                _ => kept.push(pair),
+            }
+        }
+        let schema = schema
+            .map(str::to_owned)
+            .or(url_schema)
+            .unwrap_or_else(|| "queuectl".to_owned());
+        if schema.is_empty()
+            || schema.len() > 63
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || schema.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(bad(
+                "the schema must be 1-63 letters, digits or underscores, not starting with a digit",
+            ));
+        }
+        let rest = base
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| bad("missing ://"))?;
+        let (authority, dbname) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (u, h),
+            None => ("", authority),
+        };
+        let user = userinfo.split(':').next().unwrap_or_default().to_owned();
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || p.chars().all(|c| c.is_ascii_digit()) => (
+                h.to_owned(),
+                p.parse().map_err(|_| bad("the port is not a number"))?,
+            ),
+            _ => (hostport.to_owned(), 5432),
+        };
+        let url = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        Ok(PgLocation {
+            url,
+            schema,
+            host: if host.is_empty() {
+                "localhost".into()
+            } else {
+                host
+            },
+            port,
+            user,
+            dbname: dbname.to_owned(),
+        })
+    }
+
+    /// The same database with a schema named after this one and `tag`, cut to
+    /// PostgreSQL's 63-byte limit.
+    pub fn scratch_beside(&self, tag: &str) -> PgLocation {
+        let suffix = format!("_bench_{tag}");
+        let keep = 63usize.saturating_sub(suffix.len()).min(self.schema.len());
+        PgLocation {
+            schema: format!("{}{suffix}", &self.schema[..keep]),
+            ..self.clone()
+        }
+    }
+
+    /// `postgres://user@host:port/db (schema s)`, never with the password.
+    pub fn describe(&self) -> String {
+        format!(
+            "postgres://{}{}:{}/{} (schema {})",
+            if self.user.is_empty() {
+                String::new()
+            } else {
+                format!("{}@", self.user)
+            },
+            self.host,
+            self.port,
+            self.dbname,
+            self.schema
+        )
+    }
+
+    /// `host:port`, for messages.
+    pub fn host_port(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The connection URL for the driver (may hold a password: never print it).
+    pub fn connection_url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// Replaces the password in a URL-like string with `***`.
+pub fn redact(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        _ => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::postgres::connect::{client_config, password_in_url, scrub_password};
+
+    #[test]
+    fn url_parsing_keeps_the_password_out_of_descriptions() {
+        let loc = PgLocation::parse(
+            "postgres://bob:s3cret@db.example:6543/jobs?schema=q2&sslmode=disable",
+            None,
+        )
+        .expect("valid URL");
+        assert_eq!(loc.host, "db.example");
+        assert_eq!(loc.port, 6543);
+        assert_eq!(loc.user, "bob");
+        assert_eq!(loc.dbname, "jobs");
+        assert_eq!(loc.schema, "q2");
+        assert!(!loc.describe().contains("s3cret"));
+        assert_eq!(
+            loc.connection_url(),
+            "postgres://bob:s3cret@db.example:6543/jobs?sslmode=disable"
+        );
+        assert_eq!(
+            password_in_url(loc.connection_url()).as_deref(),
+            Some("s3cret")
+        );
+        let config = client_config(&loc).expect("driver accepts the URL");
+        assert_eq!(config.get_password(), Some(&b"s3cret"[..]));
+        assert_eq!(config.get_dbname(), Some("jobs"));
+    }
+
+    #[test]
+    fn schema_option_overrides_the_url_and_is_validated() {
+        let loc = PgLocation::parse("postgresql://u@h/d?schema=a", Some("b")).expect("valid");
+        assert_eq!(loc.schema, "b");
+        assert_eq!(loc.port, 5432);
+        assert_eq!(
+            PgLocation::parse("postgres://u@h/d", None)
+                .expect("valid")
+                .schema,
+            "queuectl"
+        );
+        for bad in ["x;drop", "1abc", "", "a\"b"] {
+            assert!(
+                PgLocation::parse("postgres://u@h/d", Some(bad)).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn redaction_hides_passwords() {
+        assert_eq!(redact("postgres://u:pw@h:5/d"), "postgres://u:***@h:5/d");
+        assert_eq!(redact("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(redact("/tmp/queue.db"), "/tmp/queue.db");
+        assert_eq!(
+            scrub_password("auth failed for pw".into(), Some(b"pw")),
+            "auth failed for ***"
+        );
+        assert_eq!(scrub_password("kept".into(), None), "kept");
+        let err =
+            PgLocation::parse("postgres://u:topsecret@h:notaport/d", None).expect_err("bad port");
+        assert!(!err.to_string().contains("topsecret"), "{err}");
+    }
+}

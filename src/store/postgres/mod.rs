@@ -1,0 +1,507 @@
+//! The PostgreSQL store: the same queue shared by workers on many machines.
+//!
+//! This module owns everything PostgreSQL-specific: parsing `postgres://` URLs,
+//! connecting (the password comes from the URL, `PGPASSWORD` or the `.pgpass` file, as
+//! with psql), the schema and its migrations, the SQL of every [`Store`] operation, and
+//! LISTEN/NOTIFY wake-ups.
+//!
+//! Layout: this file holds [`PgStore`] (the connection, the statement cache [`Db`],
+//! transactions, how driver errors become [`StoreError`]s) and the [`Store`] impl,
+//! which chooses a plain read or a transaction for each operation and hands the work
+//! to the file of its concern:
+//! - `location`: [`PgLocation`], the parsed URL and schema option, and [`redact`];
+//! - `connect`: the driver config, password lookup (`PGPASSWORD`, `.pgpass`),
+//!   scrubbing passwords from messages, and opening a connection;
+//! - `schema`: migrations (`0001_init.sql` beside it) and dropping a scratch schema;
+//! - `listen`: LISTEN/NOTIFY wake-ups;
+//! - `exchange`: a worker's round trip (record finished runs, renew, claim, stop);
+//! - `jobs`: enqueue, reading, listing and counting jobs, `dlq retry`;
+//! - `workers`: registering, listing and stopping workers, running jobs;
+//! - `transfer`: `export` and `import`.
+//!
+//! Each statement is a constant named after its operation (`CLAIM_NEXT`,
+//! `RECORD_FINISHED`, ...) beside the code that binds its parameters, so the same
+//! operation can be read in both dialects side by side with the SQLite backend.
+//!
+//! Invariants kept here:
+//! - Every object lives in the queue's own schema (`?schema=`, default `queuectl`): each
+//!   connection's `search_path` is that schema alone, so one database holds several
+//!   independent queues and nothing ever lands in `public`.
+//! - Every time is the database's clock (`now_ms()`, the transaction's start on the
+//!   server), never the host's, so hosts with skewed clocks agree on leases and backoff.
+//! - A claim is one statement: `FOR UPDATE SKIP LOCKED` in a materialized CTE picks at
+//!   most one job per idle worker and the `UPDATE` marks exactly those `processing` with
+//!   a new lease token. Every write about a run is fenced by that token and
+//!   `state = 'processing'`, exactly like SQLite's.
+//! - Migrations run under a transaction-level advisory lock, so concurrent first starts
+//!   on several machines are safe; a schema written by a newer queuectl is refused.
+//! - The password stays inside the driver's config: messages name host:port only.
+//! - A broken connection turns into [`StoreError::Unavailable`]; the next call
+//!   reconnects, so a worker survives database restarts.
+//! - Statements run through [`Db`] are prepared once per connection (the cache is keyed
+//!   by the `&'static str` constants), so each later call is a single round trip.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::thread;
+
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{Client, GenericClient, Row, Statement, Transaction};
+
+use super::rows::Columns;
+use super::{
+    AttemptRecord, Counts, Emit, Exchange, ExchangeReply, JobRecord, Result, RunningJob,
+    StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+};
+use crate::error::{InputError, StoreError};
+use crate::job::{Job, JobState, NewJob};
+
+mod connect;
+mod exchange;
+mod jobs;
+mod listen;
+mod location;
+mod schema;
+mod transfer;
+mod workers;
+
+pub use location::{PgLocation, redact};
+
+/// Retries of a transaction PostgreSQL aborted to break a deadlock.
+const DEADLOCK_RETRIES: u32 = 3;
+
+/// Every setting stored for this queue.
+const READ_SETTINGS: &str = "SELECT key, value FROM settings";
+
+/// Sets setting `$1` to `$2`.
+const WRITE_SETTING: &str = "INSERT INTO settings (key, value) VALUES ($1, $2) \
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+/// An open connection and the statements prepared on it.
+struct Conn {
+    client: Client,
+    stmts: HashMap<&'static str, Statement>,
+}
+
+/// A driver error becomes [`StoreError::Unavailable`] with the driver's error kept as
+/// its source: [`PgStore::failure`] later words it for users (host, scrubbed of any
+/// password) and the retry and duplicate-id checks look at the source's SQLSTATE.
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> StoreError {
+        StoreError::unavailable_because(error_text(&e), e)
+    }
+}
+
+/// The driver's error behind `e`, if the driver raised it (rather than a queue rule
+/// such as a duplicate id or a job that is not dead).
+fn driver_error(e: &StoreError) -> Option<&postgres::Error> {
+    match e {
+        StoreError::Unavailable {
+            source: Some(source),
+            ..
+        } => source.downcast_ref::<postgres::Error>(),
+        _ => None,
+    }
+}
+
+/// Whether `e` is the driver reporting that a row broke a unique constraint.
+fn is_unique_violation(e: &StoreError) -> bool {
+    driver_error(e).and_then(postgres::Error::code) == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// The id named by a unique violation's detail: `Key (id)=(job1) already exists.`
+fn duplicate_id(e: &postgres::Error) -> Option<String> {
+    let detail = e.as_db_error()?.detail()?;
+    let rest = detail.strip_prefix("Key (id)=(")?;
+    Some(rest.strip_suffix(") already exists.")?.to_owned())
+}
+
+/// The driver's message with its causes ("error connecting to server" alone does not
+/// say whether the connection was refused or timed out).
+fn error_text(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn is_retryable(e: &postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
+
+/// Errors after which the connection cannot be trusted: I/O and protocol failures
+/// (no SQLSTATE), connection exceptions (08) and operator intervention (57, e.g. the
+/// server shutting down).
+fn is_connection_error(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        None => e.as_db_error().is_none(),
+        Some(code) => code.code().starts_with("08") || code.code().starts_with("57"),
+    }
+}
+
+/// One step of work against the database: a queue rule's error, or the driver's.
+type Step<T> = Result<T>;
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// A client (or transaction) plus the connection's statement cache: every statement
+/// is prepared once per connection, then each call is a single round trip.
+struct Db<'a, C> {
+    client: &'a mut C,
+    stmts: &'a mut HashMap<&'static str, Statement>,
+}
+
+impl<C: GenericClient> Db<'_, C> {
+    fn stmt(&mut self, sql: &'static str) -> Step<Statement> {
+        if let Some(stmt) = self.stmts.get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare(sql)?;
+        self.stmts.insert(sql, stmt.clone());
+        Ok(stmt)
+    }
+
+    fn query(&mut self, sql: &'static str, params: Params<'_>) -> Step<Vec<Row>> {
+        let stmt = self.stmt(sql)?;
+        Ok(self.client.query(&stmt, params)?)
+    }
+
+    fn query_one(&mut self, sql: &'static str, params: Params<'_>) -> Step<Row> {
+        let stmt = self.stmt(sql)?;
+        Ok(self.client.query_one(&stmt, params)?)
+    }
+
+    fn query_opt(&mut self, sql: &'static str, params: Params<'_>) -> Step<Option<Row>> {
+        let stmt = self.stmt(sql)?;
+        Ok(self.client.query_opt(&stmt, params)?)
+    }
+
+    fn execute(&mut self, sql: &'static str, params: Params<'_>) -> Step<u64> {
+        let stmt = self.stmt(sql)?;
+        Ok(self.client.execute(&stmt, params)?)
+    }
+}
+
+pub struct PgStore {
+    location: PgLocation,
+    config: postgres::Config,
+    /// The NOTIFY channel of this queue.
+    channel: String,
+    /// `None` after the connection broke: the next call reconnects.
+    conn: Option<Conn>,
+}
+
+impl PgStore {
+    /// Connects, creating the schema on first use and migrating it as needed. Fails
+    /// with [`StoreError::Unavailable`] naming host:port (never the password) when the
+    /// server cannot be reached within [`CONNECT_TIMEOUT`].
+    pub fn open(location: &PgLocation) -> Result<PgStore> {
+        let mut store = PgStore {
+            location: location.clone(),
+            config: connect::client_config(location)?,
+            channel: listen::channel_name(&location.schema),
+            conn: None,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The open connection, reconnecting if there is none or it broke.
+    fn conn(&mut self) -> Result<&mut Conn> {
+        if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            let client = connect::connect(&self.config, &self.location)?;
+            self.conn = Some(Conn {
+                client,
+                stmts: HashMap::new(),
+            });
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::unavailable("no PostgreSQL connection"))
+    }
+
+    /// Runs `f` outside an explicit transaction (single statements, reads).
+    fn read<T>(&mut self, mut f: impl FnMut(&mut Db<'_, Client>) -> Step<T>) -> Result<T> {
+        let conn = self.conn()?;
+        let result = f(&mut Db {
+            client: &mut conn.client,
+            stmts: &mut conn.stmts,
+        });
+        result.map_err(|e| self.failure(e))
+    }
+
+    /// Runs `f` in one transaction. A deadlock (two workers finishing and recovering
+    /// the same jobs in a different order) aborts one side: that side is retried.
+    fn write<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Db<'_, Transaction<'_>>) -> Step<T>,
+    ) -> Result<T> {
+        let mut tries = 0;
+        loop {
+            let conn = self.conn()?;
+            match in_transaction(conn, &mut f) {
+                Err(e)
+                    if driver_error(&e).is_some_and(is_retryable) && tries < DEADLOCK_RETRIES =>
+                {
+                    tries += 1
+                }
+                result => return result.map_err(|e| self.failure(e)),
+            }
+        }
+    }
+
+    /// Turns a failed step into the error to report, dropping the connection if it
+    /// broke so the next call reconnects.
+    fn failure(&mut self, e: StoreError) -> StoreError {
+        let source = match e {
+            StoreError::Unavailable {
+                source: Some(source),
+                ..
+            } if source.is::<postgres::Error>() => source,
+            other => return other,
+        };
+        let Some(driver) = source.downcast_ref::<postgres::Error>() else {
+            return StoreError::Unavailable {
+                message: "PostgreSQL error".into(),
+                source: Some(source),
+            };
+        };
+        let closed = self.conn.as_ref().is_none_or(|c| c.client.is_closed());
+        let at = self.location.host_port();
+        let message = if closed || is_connection_error(driver) {
+            self.conn = None;
+            format!(
+                "lost the connection to PostgreSQL at {at}: {}",
+                error_text(driver)
+            )
+        } else {
+            format!("PostgreSQL error at {at}: {}", error_text(driver))
+        };
+        StoreError::Unavailable {
+            message: self.scrub(message),
+            source: Some(source),
+        }
+    }
+
+    fn scrub(&self, message: String) -> String {
+        connect::scrub_password(message, self.config.get_password())
+    }
+}
+
+/// Runs `f` inside a transaction on `conn` and commits.
+fn in_transaction<T>(
+    conn: &mut Conn,
+    f: &mut impl FnMut(&mut Db<'_, Transaction<'_>>) -> Step<T>,
+) -> Step<T> {
+    let mut tx = conn.client.transaction()?;
+    let value = f(&mut Db {
+        client: &mut tx,
+        stmts: &mut conn.stmts,
+    })?;
+    tx.commit()?;
+    Ok(value)
+}
+
+/// Every setting stored for this queue, by key.
+fn read_settings<C: GenericClient>(db: &mut Db<'_, C>) -> Step<BTreeMap<String, String>> {
+    let rows = db.query(READ_SETTINGS, &[])?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+impl Store for PgStore {
+    fn describe(&self) -> String {
+        self.location.describe()
+    }
+
+    fn spool_dir(&self) -> PathBuf {
+        let dbname = self.config.get_dbname().unwrap_or(&self.location.dbname);
+        let name = format!(
+            "pg-{}-{}-{}-{}",
+            self.location.host, self.location.port, dbname, self.location.schema
+        );
+        crate::store::data_home()
+            .unwrap_or_else(|| PathBuf::from("/tmp/queuectl-spool"))
+            .join("spool")
+            .join(safe_file_name(&name))
+    }
+
+    fn subscribe(&self, wake: Wake) -> Result<()> {
+        let config = self.config.clone();
+        let channel = self.channel.clone();
+        thread::Builder::new()
+            .name("pg-listen".into())
+            .spawn(move || listen::listen_forever(&config, &channel, &wake))
+            .map_err(|e| StoreError::io("cannot start a thread", e))?;
+        Ok(())
+    }
+
+    fn settings(&mut self) -> Result<BTreeMap<String, String>> {
+        self.read(read_settings)
+    }
+
+    fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        self.write(|db| {
+            db.execute(WRITE_SETTING, &[&key, &value])?;
+            Ok(())
+        })
+    }
+
+    fn enqueue(&mut self, jobs: &[NewJob]) -> Result<i64> {
+        let channel = self.channel.clone();
+        self.write(|db| jobs::enqueue_in(db, jobs, &channel))
+    }
+
+    fn job(&mut self, id: &str) -> Result<Option<Job>> {
+        self.read(|db| jobs::read_job(db, id))
+    }
+
+    fn attempts(&mut self, id: &str) -> Result<Vec<AttemptRecord>> {
+        self.read(|db| jobs::read_attempts(db, id))
+    }
+
+    fn list(&mut self, state: Option<JobState>, limit: Option<usize>) -> Result<Vec<Job>> {
+        let limit = limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        self.read(|db| jobs::list_jobs(db, state, limit))
+    }
+
+    fn counts(&mut self) -> Result<Counts> {
+        self.read(jobs::count_jobs)
+    }
+
+    fn retry_dead(&mut self, ids: Option<&[String]>) -> Result<Vec<String>> {
+        let channel = self.channel.clone();
+        self.write(|db| {
+            let retried = jobs::retry_dead_in(db, ids)?;
+            if !retried.is_empty() {
+                listen::notify(db, &channel)?;
+            }
+            Ok(retried)
+        })
+    }
+
+    fn register_workers(&mut self, workers: &[WorkerInfo]) -> Result<()> {
+        self.write(|db| workers::register_workers(db, workers))
+    }
+
+    fn end_workers(&mut self, ids: &[String], state: WorkerState) -> Result<()> {
+        self.write(|db| workers::end_workers(db, ids, state))
+    }
+
+    fn workers(&mut self, include_ended: bool) -> Result<Vec<WorkerRow>> {
+        self.read(|db| workers::list_workers(db, include_ended))
+    }
+
+    fn request_stop(&mut self, host: Option<&str>, stop: StopRequest) -> Result<Vec<String>> {
+        let channel = self.channel.clone();
+        self.write(|db| workers::request_stop_in(db, host, stop, &channel))
+    }
+
+    fn exchange(&mut self, ex: &Exchange<'_>) -> Result<ExchangeReply> {
+        if !ex.writes() {
+            // Only the stop request to read: no transaction, no write, so wake-ups
+            // caused by our own commits cause no more commits.
+            return self.read(|db| {
+                let stop = match ex.process {
+                    Some(process) => exchange::read_stop(db, process)?,
+                    None => StopRequest::None,
+                };
+                Ok(ExchangeReply {
+                    stop,
+                    ..ExchangeReply::default()
+                })
+            });
+        }
+        let channel = self.channel.clone();
+        self.write(|db| exchange::exchange_in(db, ex, &channel))
+    }
+
+    fn running_jobs(&mut self) -> Result<Vec<RunningJob>> {
+        self.read(workers::running_jobs)
+    }
+
+    fn export(&mut self, state: Option<JobState>, emit: Emit<'_>) -> Result<()> {
+        let conn = self.conn()?;
+        let result = transfer::export_rows(&mut conn.client, state.map(JobState::as_str), emit);
+        result.map_err(|e| self.failure(e))
+    }
+
+    fn import(&mut self, jobs: &[JobRecord]) -> Result<()> {
+        let channel = self.channel.clone();
+        self.write(|db| transfer::import_in(db, jobs, &channel))
+    }
+}
+
+impl Columns for Row {
+    type Error = StoreError;
+
+    fn int(&self, at: usize) -> Step<i64> {
+        Ok(self.try_get(at)?)
+    }
+
+    fn opt_int(&self, at: usize) -> Step<Option<i64>> {
+        Ok(self.try_get(at)?)
+    }
+
+    fn text(&self, at: usize) -> Step<String> {
+        Ok(self.try_get(at)?)
+    }
+
+    fn opt_text(&self, at: usize) -> Step<Option<String>> {
+        Ok(self.try_get(at)?)
+    }
+
+    fn invalid(&self, at: usize, problem: InputError) -> StoreError {
+        StoreError::unavailable(format!(
+            "the store holds a value this queuectl cannot read in column {at}: {problem}; \
+             is it from a newer release?"
+        ))
+    }
+}
+
+use super::millis;
+
+/// Quotes an identifier (schema names are validated, this is belt and braces).
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Replaces anything but letters, digits, `-`, `_` and `.` so the name is one safe
+/// path component.
+fn safe_file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_safe() {
+        assert_eq!(listen::channel_name("queuectl"), "queuectl_queuectl");
+        assert_eq!(listen::channel_name(&"s".repeat(63)).len(), 63);
+        assert_eq!(safe_file_name("pg-h/x:1-d b-s"), "pg-h_x_1-d_b-s");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

@@ -1,0 +1,193 @@
+//! `export` and `import`: the whole queue as a stream of job records, out and back in.
+//!
+//! Invariants: an export is one read-only statement, so one snapshot, read through a
+//! portal [`EXPORT_BATCH`] rows per round trip, so neither side holds the whole
+//! result; it is never retried, since part of it may already be printed. An import
+//! inserts jobs in the order given (`seq` follows it) in chunks of [`ENQUEUE_CHUNK`],
+//! two statements per chunk, in one transaction: a duplicate id fails all of it with
+//! that id's name.
+
+use postgres::{Client, Transaction};
+
+use super::jobs::ENQUEUE_CHUNK;
+use super::listen::notify;
+use super::{Db, Step, driver_error, duplicate_id, is_unique_violation};
+use crate::error::StoreError;
+use crate::job::Job;
+use crate::store::rows::{
+    JOB_COLUMN_COUNT, attempt_columns, attempt_from_row, job_columns, job_from_row, qualified,
+};
+use crate::store::{AttemptRecord, Emit, JobRecord, RecordStream};
+
+/// Rows fetched per round trip by `export`, which reads through a portal so that
+/// neither side holds the whole result.
+const EXPORT_BATCH: i32 = 1000;
+
+/// Every job (or those in state `$1`) joined with its attempts, in enqueue order then
+/// attempt order. Built at run time (the join qualifies the shared column lists) and
+/// not cached: `export` runs once per command.
+fn export_jobs() -> String {
+    format!(
+        "SELECT {}, {} FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
+         WHERE $1::text IS NULL OR j.state = $1 ORDER BY j.seq, a.lease_token",
+        qualified("j", job_columns!()),
+        qualified("a", attempt_columns!()),
+    )
+}
+
+/// Inserts jobs exactly as exported (arrays `$1`..`$17`, in [`job_columns!`] order)
+/// in array order.
+const IMPORT_JOBS: &str = "\
+    INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, interruptions, \
+        created_at, updated_at, next_run_at, lease_token, lease_expires_at, worker_id, \
+        started_at, finished_at, exit_code, last_error) \
+    SELECT t.id, t.command, t.cwd, t.state, t.attempts, t.max_retries, t.interruptions, \
+        t.created_at, t.updated_at, t.next_run_at, t.lease_token, t.lease_expires_at, \
+        t.worker_id, t.started_at, t.finished_at, t.exit_code, t.last_error \
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
+        $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], \
+        $11::bigint[], $12::bigint[], $13::text[], $14::bigint[], $15::bigint[], \
+        $16::bigint[], $17::text[]) WITH ORDINALITY \
+        AS t(id, command, cwd, state, attempts, max_retries, interruptions, created_at, \
+        updated_at, next_run_at, lease_token, lease_expires_at, worker_id, started_at, \
+        finished_at, exit_code, last_error, ord) \
+    ORDER BY t.ord";
+
+/// Inserts attempts exactly as exported (arrays `$1`..`$9`).
+const IMPORT_ATTEMPTS: &str = "\
+    INSERT INTO attempts (job_id, lease_token, worker_id, started_at, finished_at, \
+        outcome, exit_code, error, output_tail) \
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], \
+        $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::text[])";
+
+/// Streams `export`: one statement (so one snapshot) read through a portal,
+/// [`EXPORT_BATCH`] rows per round trip. Never retried: part of it may already be
+/// printed.
+pub(super) fn export_rows(client: &mut Client, state: Option<&str>, emit: Emit<'_>) -> Step<()> {
+    let mut tx = client.build_transaction().read_only(true).start()?;
+    let portal = tx.bind(export_jobs().as_str(), &[&state])?;
+    let mut records = RecordStream::new(emit);
+    loop {
+        let rows = tx.query_portal(&portal, EXPORT_BATCH)?;
+        for row in &rows {
+            let attempt = || match row.try_get::<_, Option<i64>>(JOB_COLUMN_COUNT)? {
+                Some(_) => attempt_from_row(row, JOB_COLUMN_COUNT).map(Some),
+                None => Ok(None),
+            };
+            if records
+                .row(row.try_get(0)?, || job_from_row(row), attempt)?
+                .is_break()
+            {
+                return Ok(());
+            }
+        }
+        if rows.len() < EXPORT_BATCH as usize {
+            break;
+        }
+    }
+    records.finish();
+    tx.commit()?;
+    Ok(())
+}
+
+/// The body of `import`, in one transaction: inserts every chunk, then wakes idle
+/// workers.
+pub(super) fn import_in(
+    db: &mut Db<'_, Transaction<'_>>,
+    jobs: &[JobRecord],
+    channel: &str,
+) -> Step<()> {
+    for chunk in jobs.chunks(ENQUEUE_CHUNK) {
+        import_chunk(db, chunk)?;
+    }
+    if !jobs.is_empty() {
+        notify(db, channel)?;
+    }
+    Ok(())
+}
+
+/// Inserts one chunk of imported jobs and their attempts: two statements, in the
+/// given order (`seq` follows it). A duplicate id fails with its name.
+fn import_chunk(db: &mut Db<'_, Transaction<'_>>, chunk: &[JobRecord]) -> Step<()> {
+    let jobs: Vec<&Job> = chunk.iter().map(|r| &r.job).collect();
+    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+    let commands: Vec<&str> = jobs.iter().map(|j| j.command.as_str()).collect();
+    let cwds: Vec<&str> = jobs.iter().map(|j| j.cwd.as_str()).collect();
+    let states: Vec<&str> = jobs.iter().map(|j| j.state.as_str()).collect();
+    let attempts: Vec<i64> = jobs.iter().map(|j| j.attempts).collect();
+    let retries: Vec<i64> = jobs.iter().map(|j| j.max_retries).collect();
+    let interruptions: Vec<i64> = jobs.iter().map(|j| j.interruptions).collect();
+    let created: Vec<i64> = jobs.iter().map(|j| j.created_at).collect();
+    let updated: Vec<i64> = jobs.iter().map(|j| j.updated_at).collect();
+    let next_run: Vec<i64> = jobs.iter().map(|j| j.next_run_at).collect();
+    let tokens: Vec<i64> = jobs.iter().map(|j| j.lease_token).collect();
+    let expires: Vec<Option<i64>> = jobs.iter().map(|j| j.lease_expires_at).collect();
+    let workers: Vec<Option<&str>> = jobs.iter().map(|j| j.worker_id.as_deref()).collect();
+    let started: Vec<Option<i64>> = jobs.iter().map(|j| j.started_at).collect();
+    let finished: Vec<Option<i64>> = jobs.iter().map(|j| j.finished_at).collect();
+    let exit_codes: Vec<Option<i64>> = jobs.iter().map(|j| j.exit_code).collect();
+    let errors: Vec<Option<&str>> = jobs.iter().map(|j| j.last_error.as_deref()).collect();
+    let inserted = db.execute(
+        IMPORT_JOBS,
+        &[
+            &ids,
+            &commands,
+            &cwds,
+            &states,
+            &attempts,
+            &retries,
+            &interruptions,
+            &created,
+            &updated,
+            &next_run,
+            &tokens,
+            &expires,
+            &workers,
+            &started,
+            &finished,
+            &exit_codes,
+            &errors,
+        ],
+    );
+    match inserted {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            let id = driver_error(&e)
+                .and_then(duplicate_id)
+                .unwrap_or_else(|| ids.first().copied().unwrap_or_default().to_owned());
+            return Err(StoreError::DuplicateId(id));
+        }
+        Err(e) => return Err(e),
+    }
+    let all: Vec<(&str, &AttemptRecord)> = chunk
+        .iter()
+        .flat_map(|r| r.attempts.iter().map(move |a| (r.job.id.as_str(), a)))
+        .collect();
+    if all.is_empty() {
+        return Ok(());
+    }
+    let job_ids: Vec<&str> = all.iter().map(|(id, _)| *id).collect();
+    let tokens: Vec<i64> = all.iter().map(|(_, a)| a.lease_token).collect();
+    let workers: Vec<Option<&str>> = all.iter().map(|(_, a)| a.worker_id.as_deref()).collect();
+    let started: Vec<Option<i64>> = all.iter().map(|(_, a)| a.started_at).collect();
+    let finished: Vec<i64> = all.iter().map(|(_, a)| a.finished_at).collect();
+    let outcomes: Vec<&str> = all.iter().map(|(_, a)| a.outcome.as_str()).collect();
+    let exit_codes: Vec<Option<i64>> = all.iter().map(|(_, a)| a.exit_code).collect();
+    let errors: Vec<Option<&str>> = all.iter().map(|(_, a)| a.error.as_deref()).collect();
+    let tails: Vec<Option<&str>> = all.iter().map(|(_, a)| a.output_tail.as_deref()).collect();
+    db.execute(
+        IMPORT_ATTEMPTS,
+        &[
+            &job_ids,
+            &tokens,
+            &workers,
+            &started,
+            &finished,
+            &outcomes,
+            &exit_codes,
+            &errors,
+            &tails,
+        ],
+    )?;
+    Ok(())
+}

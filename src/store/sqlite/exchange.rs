@@ -1,0 +1,173 @@
+//! One worker round trip ([`exchange`]) in one transaction: record finished runs,
+//! reassign moved jobs, renew leases, heartbeat and read stop requests, then claim.
+//!
+//! Invariants kept here:
+//! - Every write about a run is fenced: it applies only while the job is still
+//!   `processing` under the lease token the caller holds.
+//! - A claim is one `UPDATE ... RETURNING` ([`CLAIM_NEXT`]) inside the caller's
+//!   `BEGIN IMMEDIATE` transaction, so no two connections can claim one job.
+
+use std::time::Duration;
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{db_error, job_from_row, millis};
+use crate::job::AttemptOutcome;
+use crate::store::rows::job_columns;
+use crate::store::{Exchange, ExchangeReply, Finished, Result, StopRequest};
+
+/// Applies a finished run's transition if its lease still holds (and, for a
+/// recovery, only if it has expired); returns when the run started. With
+/// [`RECORD_ATTEMPT`], what PostgreSQL's `RECORD_FINISHED` does in one statement.
+const FINISH_RUN: &str = "UPDATE jobs SET state = ?3, attempts = ?4, interruptions = ?5, \
+     next_run_at = ?6, exit_code = ?7, last_error = ?8, finished_at = ?9, updated_at = ?9, \
+     lease_expires_at = NULL \
+     WHERE id = ?1 AND lease_token = ?2 AND state = 'processing' \
+     AND (?10 = 0 OR coalesce(lease_expires_at, 0) < ?9) RETURNING started_at";
+
+/// Keeps the history of one finished run.
+const RECORD_ATTEMPT: &str = "INSERT OR REPLACE INTO attempts (job_id, lease_token, worker_id, \
+     started_at, finished_at, outcome, exit_code, error, output_tail) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// Records which worker of this process now runs a job.
+const REASSIGN_WORKER: &str = "UPDATE jobs SET worker_id = ?3 \
+     WHERE id = ?1 AND lease_token = ?2 AND state = 'processing'";
+
+/// Extends one held lease to `?3`.
+const RENEW_LEASES: &str = "UPDATE jobs SET lease_expires_at = ?3 \
+     WHERE id = ?1 AND lease_token = ?2 AND state = 'processing'";
+
+/// Records that a worker process is alive.
+const HEARTBEAT: &str = "UPDATE workers SET heartbeat_at = ?3 \
+     WHERE host = ?1 AND pid = ?2 AND ended_at IS NULL";
+
+/// The strongest stop request made to a worker process.
+const READ_STOP: &str = "SELECT max(stop_requested) FROM workers \
+     WHERE host = ?1 AND pid = ?2 AND ended_at IS NULL";
+
+/// Leases the job due first to worker `?3` until `?1 + ?2`.
+const CLAIM_NEXT: &str = concat!(
+    "UPDATE jobs SET state = 'processing', lease_token = lease_token + 1, \
+     lease_expires_at = ?1 + ?2, worker_id = ?3, started_at = ?1, updated_at = ?1 \
+     WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_ready \
+     WHERE state IN ('pending', 'failed') AND next_run_at <= ?1 ORDER BY next_run_at, seq LIMIT 1) RETURNING ",
+    job_columns!()
+);
+
+/// When the next waiting job becomes due, by the store's clock; the round trip
+/// subtracts `now` (PostgreSQL's `NEXT_DUE_IN` subtracts its own clock).
+const NEXT_DUE: &str = "SELECT min(next_run_at) FROM jobs INDEXED BY jobs_ready \
+     WHERE state IN ('pending', 'failed')";
+
+/// One worker round trip, inside the caller's transaction (`Immediate` whenever
+/// it writes).
+pub(super) fn exchange(tx: &Transaction<'_>, now: i64, ex: &Exchange<'_>) -> Result<ExchangeReply> {
+    let lease = millis(ex.lease_timeout);
+    let mut reply = ExchangeReply::default();
+    for finished in ex.finished {
+        if !record_finished(tx, now, finished)? {
+            reply.rejected.push(finished.lease.clone());
+        }
+    }
+    for (lease, worker) in ex.reassign {
+        tx.prepare_cached(REASSIGN_WORKER)
+            .and_then(|mut s| s.execute(params![lease.job_id, lease.token, worker]))
+            .map_err(db_error)?;
+    }
+    for held in ex.renew {
+        let renewed = tx
+            .prepare_cached(RENEW_LEASES)
+            .and_then(|mut s| s.execute(params![held.job_id, held.token, now + lease]))
+            .map_err(db_error)?;
+        if renewed == 0 {
+            reply.lost.push(held.clone());
+        }
+    }
+    if let Some(process) = ex.process {
+        if ex.beat {
+            tx.prepare_cached(HEARTBEAT)
+                .and_then(|mut s| s.execute(params![process.host, process.pid, now]))
+                .map_err(db_error)?;
+        }
+        let stop: Option<i64> = tx
+            .prepare_cached(READ_STOP)
+            .and_then(|mut s| s.query_row(params![process.host, process.pid], |r| r.get(0)))
+            .map_err(db_error)?;
+        reply.stop = StopRequest::from_code(stop.unwrap_or(0));
+    }
+    for worker in ex.claim_for {
+        let job = tx
+            .prepare_cached(CLAIM_NEXT)
+            .and_then(|mut s| {
+                s.query_row(params![now, lease, worker], job_from_row)
+                    .optional()
+            })
+            .map_err(db_error)?;
+        match job {
+            Some(job) => reply.claimed.push((worker.clone(), job)),
+            None => break,
+        }
+    }
+    if reply.claimed.len() < ex.claim_for.len() {
+        let next: Option<i64> = tx
+            .prepare_cached(NEXT_DUE)
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(db_error)?;
+        reply.next_due_in =
+            next.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
+    }
+    Ok(reply)
+}
+
+/// Applies one finished run if its lease still holds; returns whether it did.
+fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished) -> Result<bool> {
+    let t = &f.transition;
+    let started_at: Option<Option<i64>> = tx
+        .prepare_cached(FINISH_RUN)
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    f.lease.job_id,
+                    f.lease.token,
+                    t.state.as_str(),
+                    t.attempts,
+                    t.interruptions,
+                    now + millis(t.run_after),
+                    t.exit_code,
+                    t.last_error,
+                    now,
+                    f.only_if_expired,
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .map_err(db_error)?;
+    let Some(started_at) = started_at else {
+        return Ok(false);
+    };
+    if f.outcome == AttemptOutcome::Released {
+        return Ok(true);
+    }
+    tx.prepare_cached(RECORD_ATTEMPT)
+        .and_then(|mut s| {
+            s.execute(params![
+                f.lease.job_id,
+                f.lease.token,
+                f.worker_id,
+                started_at,
+                now,
+                f.outcome.as_str(),
+                t.exit_code,
+                if f.outcome == AttemptOutcome::Succeeded {
+                    None
+                } else {
+                    t.last_error.as_deref()
+                },
+                f.output_tail,
+            ])
+        })
+        .map_err(db_error)?;
+    Ok(true)
+}

@@ -1,0 +1,265 @@
+//! Jobs outside the worker round trip: enqueueing, reading one, listing, counting,
+//! and retrying the dead letter queue.
+//!
+//! Every read of a set of jobs goes through the partial index of its state
+//! (`jobs_ready`, `jobs_running`, `jobs_dead`; see `0001_init.sql`), named with
+//! `INDEXED BY` so that the planner cannot fall back to scanning the whole history.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
+
+use super::{attempt_from_row, db_error, job_from_row, millis, now_ms};
+use crate::config::Config;
+use crate::error::StoreError;
+use crate::job::{self, Job, JobState, NewJob};
+use crate::store::rows::{JOB_COLUMN_COUNT, attempt_columns, job_columns};
+use crate::store::{AttemptRecord, Counts, Result};
+
+/// The stored default for `max_retries`, for jobs enqueued without their own.
+const READ_MAX_RETRIES: &str = "SELECT value FROM settings WHERE key = 'max-retries'";
+
+/// Adds one new job, waiting to run now.
+const INSERT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, max_retries, created_at, \
+     updated_at, next_run_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?5)";
+
+/// One job by id, followed by the output tail of its latest attempt.
+const READ_JOB: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    ", (SELECT output_tail FROM attempts a WHERE a.job_id = j.id \
+     ORDER BY a.lease_token DESC LIMIT 1) FROM jobs j WHERE id = ?1"
+);
+
+/// A job's attempts, oldest first.
+const READ_ATTEMPTS: &str = concat!(
+    "SELECT ",
+    attempt_columns!(),
+    " FROM attempts WHERE job_id = ?1 ORDER BY lease_token"
+);
+
+/// Every job, oldest first (`?1` is the state, always NULL here).
+const LIST_ALL: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs WHERE ?1 IS NULL ORDER BY seq LIMIT ?2"
+);
+
+/// Pending or failed jobs (`?1` says which), in the order they will run.
+const LIST_WAITING: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs INDEXED BY jobs_ready WHERE state IN ('pending', 'failed') \
+     AND state = ?1 ORDER BY next_run_at, seq LIMIT ?2"
+);
+
+/// Running jobs, oldest first.
+const LIST_PROCESSING: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs INDEXED BY jobs_running WHERE state = 'processing' AND state = ?1 \
+     ORDER BY seq LIMIT ?2"
+);
+
+/// The dead letter queue, oldest first.
+const LIST_DEAD: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs INDEXED BY jobs_dead WHERE state = 'dead' AND state = ?1 ORDER BY seq LIMIT ?2"
+);
+
+/// The jobs in a state without an index of its own (completed), oldest first.
+const LIST_IN_STATE: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2"
+);
+
+// One count per state, each through its partial index (PostgreSQL counts them all
+// at once, `COUNT_BY_STATE`); completed jobs are what the others leave of the total.
+const COUNT_PENDING: &str = "SELECT count(*) FROM jobs INDEXED BY jobs_ready \
+     WHERE state IN ('pending', 'failed') AND state = 'pending'";
+
+const COUNT_FAILED: &str = "SELECT count(*) FROM jobs INDEXED BY jobs_ready \
+     WHERE state IN ('pending', 'failed') AND state = 'failed'";
+
+const COUNT_PROCESSING: &str =
+    "SELECT count(*) FROM jobs INDEXED BY jobs_running WHERE state = 'processing'";
+
+const COUNT_DEAD: &str = "SELECT count(*) FROM jobs INDEXED BY jobs_dead WHERE state = 'dead'";
+
+const COUNT_ALL: &str = "SELECT count(*) FROM jobs";
+
+/// When the longest-waiting pending job became due.
+const OLDEST_PENDING: &str = "SELECT min(next_run_at) FROM jobs INDEXED BY jobs_ready \
+     WHERE state IN ('pending', 'failed') AND state = 'pending'";
+
+/// One job by id, for `dlq retry` to decide whether it may be retried. PostgreSQL's
+/// `LOCK_JOBS_BY_ID` must lock the rows; here the write transaction already keeps
+/// every other writer out.
+const READ_JOB_BY_ID: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
+
+/// The whole dead letter queue, oldest first, for `dlq retry --all` (PostgreSQL:
+/// `LOCK_DEAD_JOBS`).
+const READ_DEAD_JOBS: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs INDEXED BY jobs_dead WHERE state = 'dead' ORDER BY seq"
+);
+
+/// Applies the transition out of the dead letter queue, if the job is still there.
+const RETRY_DEAD: &str = "UPDATE jobs SET state = ?2, attempts = ?3, interruptions = ?4, \
+     next_run_at = ?5, exit_code = ?6, last_error = ?7, updated_at = ?8 \
+     WHERE id = ?1 AND state = 'dead'";
+
+/// Adds `jobs`, created at `now`; a job without its own `max_retries` gets the
+/// setting in force when the transaction commits.
+pub(super) fn enqueue(tx: &Transaction<'_>, now: i64, jobs: &[NewJob]) -> Result<i64> {
+    // Read in the enqueue transaction, so a job gets the setting in force when
+    // it was committed.
+    let default_retries = if jobs.iter().any(|j| j.max_retries.is_none()) {
+        let stored: Option<String> = tx
+            .query_row(READ_MAX_RETRIES, [], |r| r.get(0))
+            .optional()
+            .map_err(db_error)?;
+        let stored: BTreeMap<String, String> = stored
+            .map(|v| ("max-retries".to_owned(), v))
+            .into_iter()
+            .collect();
+        Config::from_stored(&stored).max_retries
+    } else {
+        0
+    };
+    let mut stmt = tx.prepare_cached(INSERT_JOBS).map_err(db_error)?;
+    for job in jobs {
+        let max_retries = job.max_retries.unwrap_or(default_retries);
+        stmt.execute(params![job.id, job.command, job.cwd, max_retries, now])
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(ErrorCode::ConstraintViolation) => StoreError::DuplicateId(job.id.clone()),
+                _ => db_error(e),
+            })?;
+    }
+    Ok(now)
+}
+
+pub(super) fn job(conn: &Connection, id: &str) -> Result<Option<Job>> {
+    conn.query_row(READ_JOB, [id], |row| {
+        let mut job = job_from_row(row)?;
+        job.output_tail = row.get(JOB_COLUMN_COUNT)?;
+        Ok(job)
+    })
+    .optional()
+    .map_err(db_error)
+}
+
+pub(super) fn attempts(conn: &Connection, id: &str) -> Result<Vec<AttemptRecord>> {
+    let mut stmt = conn.prepare_cached(READ_ATTEMPTS).map_err(db_error)?;
+    let rows = stmt
+        .query_map([id], |r| attempt_from_row(r, 0))
+        .map_err(db_error)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_error)
+}
+
+pub(super) fn list(
+    conn: &Connection,
+    state: Option<JobState>,
+    limit: Option<usize>,
+) -> Result<Vec<Job>> {
+    let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    // Each state is read through its own partial index (see the schema).
+    let sql = match state {
+        None => LIST_ALL,
+        Some(JobState::Pending | JobState::Failed) => LIST_WAITING,
+        Some(JobState::Processing) => LIST_PROCESSING,
+        Some(JobState::Dead) => LIST_DEAD,
+        Some(JobState::Completed) => LIST_IN_STATE,
+    };
+    let mut stmt = conn.prepare_cached(sql).map_err(db_error)?;
+    let rows = stmt
+        .query_map(params![state.map(JobState::as_str), limit], job_from_row)
+        .map_err(db_error)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_error)
+}
+
+/// Counts every state in one read transaction; completed jobs, which have no index,
+/// are what the others leave of the total.
+pub(super) fn counts(conn: &mut Connection) -> Result<Counts> {
+    let now = now_ms();
+    let tx = conn.transaction().map_err(db_error)?;
+    let count = |sql: &str| -> Result<i64> {
+        tx.prepare_cached(sql)
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(db_error)
+    };
+    let pending = count(COUNT_PENDING)?;
+    let failed = count(COUNT_FAILED)?;
+    let processing = count(COUNT_PROCESSING)?;
+    let dead = count(COUNT_DEAD)?;
+    let total = count(COUNT_ALL)?;
+    let oldest_pending_at: Option<i64> = tx
+        .prepare_cached(OLDEST_PENDING)
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db_error)?;
+    let completed = total - pending - failed - processing - dead;
+    let by_state = [
+        (JobState::Pending, pending),
+        (JobState::Processing, processing),
+        (JobState::Completed, completed),
+        (JobState::Failed, failed),
+        (JobState::Dead, dead),
+    ]
+    .into_iter()
+    .collect();
+    Ok(Counts {
+        by_state,
+        oldest_pending_at,
+        now,
+    })
+}
+
+/// Moves the dead jobs `ids` (or all of them) back to the queue, each by the
+/// transition [`job::after_dlq_retry`] computes; returns the ids retried.
+pub(super) fn retry_dead(
+    tx: &Transaction<'_>,
+    now: i64,
+    ids: Option<&[String]>,
+) -> Result<Vec<String>> {
+    let dead: Vec<(String, job::Transition)> = match ids {
+        Some(ids) => {
+            let mut read = tx.prepare_cached(READ_JOB_BY_ID).map_err(db_error)?;
+            let mut retried = Vec::with_capacity(ids.len());
+            for id in ids {
+                let found = read
+                    .query_row([id], job_from_row)
+                    .optional()
+                    .map_err(db_error)?;
+                retried.push((id.clone(), job::after_dlq_retry(id, found.as_ref())?));
+            }
+            retried
+        }
+        None => {
+            let mut stmt = tx.prepare(READ_DEAD_JOBS).map_err(db_error)?;
+            let rows = stmt.query_map([], job_from_row).map_err(db_error)?;
+            let jobs: Vec<Job> = rows.collect::<rusqlite::Result<_>>().map_err(db_error)?;
+            jobs.iter()
+                .map(|j| Ok((j.id.clone(), job::after_dlq_retry(&j.id, Some(j))?)))
+                .collect::<Result<_>>()?
+        }
+    };
+    let mut apply = tx.prepare_cached(RETRY_DEAD).map_err(db_error)?;
+    for (id, t) in &dead {
+        apply
+            .execute(params![
+                id,
+                t.state.as_str(),
+                t.attempts,
+                t.interruptions,
+                now + millis(t.run_after),
+                t.exit_code,
+                t.last_error,
+                now
+            ])
+            .map_err(db_error)?;
+    }
+    Ok(dead.into_iter().map(|(id, _)| id).collect())
+}

@@ -1,0 +1,357 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Invariants kept here:
+//! - Every write runs in a `BEGIN IMMEDIATE` transaction, so a transaction never has
+//!   to upgrade a read lock to a write lock (the case where SQLite returns
+//!   `SQLITE_BUSY` at once, ignoring the busy timeout). Together with the busy
+//!   timeout this keeps `database is locked` away from users.
+//! - A claim is one `UPDATE ... RETURNING` inside that write transaction: SQLite has a
+//!   single writer, so no two connections, threads or processes can claim one job.
+//! - `synchronous=FULL`: when a transaction commits, it survives power loss.
+//! - A short command that finds no other connection open holds the file alone
+//!   (`locking_mode=EXCLUSIVE`) for its few milliseconds; any open connection makes
+//!   that attempt fail at once, and the command then locks normally, so workers and
+//!   commands always share the store as SQLite's WAL mode intends.
+//! - The file is created 0600 inside a directory created 0700.
+//!
+//! Layout: this file holds [`SqliteStore`], how it opens, and the two ways it runs
+//! a transaction (`write` for writers, `transact` for the round trip that may only
+//! read); `impl Store` picks one per operation and hands the work to the module that
+//! owns it:
+//! - `schema`: the private file, the file's identity and the migrations;
+//! - `wal`: holding the file alone, keeping the WAL short, waking on commits;
+//! - `exchange`: the worker round trip (finished runs, renewals, claims);
+//! - `jobs`: enqueueing, reading, listing, counting and retrying jobs;
+//! - `workers`: the worker rows, stop requests, and the running jobs recovery reads;
+//! - `transfer`: export and import.
+//!
+//! Every statement is a named constant in the module that runs it, named after what
+//! it does (`CLAIM_NEXT`, `RENEW_LEASES`, ...). The PostgreSQL backend uses the same
+//! name for an operation both backends have, so its two dialects read side by side.
+//! Where PostgreSQL passes arrays to one statement, SQLite runs the statement of the
+//! same name once per row: a cached prepared statement in process costs no round
+//! trip.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, ErrorCode, Row, TransactionBehavior, params};
+
+use super::rows::{self, Columns};
+use super::{
+    AttemptRecord, Counts, Emit, Exchange, ExchangeReply, JobRecord, OpenFor, Result, RunningJob,
+    StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+};
+use crate::config::Config;
+use crate::error::InputError;
+use crate::error::StoreError;
+use crate::job::{Job, JobState, NewJob};
+
+mod exchange;
+mod jobs;
+mod schema;
+mod transfer;
+mod wal;
+mod workers;
+
+/// How long a statement waits for another writer before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Every setting, as `key, value`.
+const READ_SETTINGS: &str = "SELECT key, value FROM settings";
+
+/// Stores one setting, replacing its value.
+const WRITE_SETTING: &str = "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    /// `PRAGMA data_version` when last asked: it changes only when another
+    /// connection commits.
+    data_version: i64,
+    purpose: OpenFor,
+    /// Holds the file alone (see `wal::take_if_alone`), and so looks after the WAL.
+    alone: bool,
+    /// Whether this connection has written (and so decided whether to start the
+    /// WAL over).
+    wal_checked: bool,
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating it (0600, in a 0700 directory) and
+    /// migrating it as needed. Refuses directories, files that are not queuectl
+    /// stores and stores from a newer queuectl.
+    pub fn open(path: &Path, purpose: OpenFor) -> Result<SqliteStore> {
+        schema::create_private_file(path)?;
+        let wal_existed = wal::wal_path(path).exists();
+        let conn = Connection::open(path).map_err(|e| schema::open_error(path, e))?;
+        let alone = purpose == OpenFor::Command
+            && wal_existed
+            && wal::take_if_alone(&conn).map_err(|e| schema::open_error(path, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
+
+        let mut store = SqliteStore {
+            conn,
+            path: path.to_owned(),
+            data_version: 0,
+            purpose,
+            alone,
+            wal_checked: false,
+        };
+        store.migrate()?;
+        // A short-lived CLI command is often the last connection to close; without
+        // this it would checkpoint the whole WAL (and fsync the database) on every
+        // `enqueue`. Checkpoints still happen automatically as the WAL grows. Set
+        // only once the file is known to be ours, so a refused file is left as it
+        // was found.
+        store
+            .conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(db_error)?;
+        store
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(db_error)?;
+
+        if !wal_existed {
+            // SQLite is built without its per-connection directory sync (see
+            // .cargo/config.toml): make a new store file and WAL file durable here.
+            wal::sync_parent_dir(path)?;
+        }
+        Ok(store)
+    }
+
+    fn write<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<T>,
+    ) -> Result<T> {
+        if self.alone && !self.wal_checked {
+            self.wal_checked = true;
+            self.start_long_wal_over();
+        }
+        self.transact(TransactionBehavior::Immediate, f)
+    }
+
+    /// Runs `f` in one transaction. Writers must pass `Immediate` (see the module docs);
+    /// `Deferred` is for transactions that only read.
+    fn transact<T>(
+        &mut self,
+        behavior: TransactionBehavior,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<T>,
+    ) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(behavior)
+            .map_err(db_error)?;
+        let value = f(&tx, now_ms())?;
+        tx.commit().map_err(db_error)?;
+        Ok(value)
+    }
+
+    fn lease_timeout(&mut self) -> Result<Duration> {
+        Ok(Config::from_stored(&self.settings()?).lease_timeout)
+    }
+}
+
+impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    fn spool_dir(&self) -> PathBuf {
+        sibling(&self.path, ".spool")
+    }
+
+    fn subscribe(&self, wake: Wake) -> Result<()> {
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let wal = wal::wal_path(&self.path);
+        wal::watch_wal(&dir, wal.file_name().unwrap_or_default().into(), wake)
+    }
+
+    fn changed_elsewhere(&mut self) -> bool {
+        let version = self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get::<_, i64>(0));
+        match version {
+            Ok(version) if version == self.data_version => false,
+            Ok(version) => {
+                self.data_version = version;
+                true
+            }
+            Err(_) => true,
+        }
+    }
+
+    fn settings(&mut self) -> Result<BTreeMap<String, String>> {
+        let mut stmt = self.conn.prepare_cached(READ_SETTINGS).map_err(db_error)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_error)
+    }
+
+    fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        self.write(|tx, _| {
+            tx.execute(WRITE_SETTING, params![key, value])
+                .map_err(db_error)?;
+            Ok(())
+        })
+    }
+
+    fn enqueue(&mut self, new_jobs: &[NewJob]) -> Result<i64> {
+        self.write(|tx, now| jobs::enqueue(tx, now, new_jobs))
+    }
+
+    fn job(&mut self, id: &str) -> Result<Option<Job>> {
+        jobs::job(&self.conn, id)
+    }
+
+    fn attempts(&mut self, id: &str) -> Result<Vec<AttemptRecord>> {
+        jobs::attempts(&self.conn, id)
+    }
+
+    fn list(&mut self, state: Option<JobState>, limit: Option<usize>) -> Result<Vec<Job>> {
+        jobs::list(&self.conn, state, limit)
+    }
+
+    fn counts(&mut self) -> Result<Counts> {
+        jobs::counts(&mut self.conn)
+    }
+
+    fn retry_dead(&mut self, ids: Option<&[String]>) -> Result<Vec<String>> {
+        self.write(|tx, now| jobs::retry_dead(tx, now, ids))
+    }
+
+    fn register_workers(&mut self, started: &[WorkerInfo]) -> Result<()> {
+        self.write(|tx, now| workers::register(tx, now, started))
+    }
+
+    fn end_workers(&mut self, ids: &[String], state: WorkerState) -> Result<()> {
+        self.write(|tx, now| workers::end(tx, now, ids, state))
+    }
+
+    fn workers(&mut self, include_ended: bool) -> Result<Vec<WorkerRow>> {
+        let stale_before = now_ms() - millis(self.lease_timeout()?);
+        workers::list(&self.conn, stale_before, include_ended)
+    }
+
+    fn request_stop(&mut self, host: Option<&str>, stop: StopRequest) -> Result<Vec<String>> {
+        let lease = millis(self.lease_timeout()?);
+        self.write(|tx, now| workers::request_stop(tx, now - lease, host, stop))
+    }
+
+    fn exchange(&mut self, ex: &Exchange<'_>) -> Result<ExchangeReply> {
+        let behavior = if ex.writes() {
+            TransactionBehavior::Immediate
+        } else {
+            TransactionBehavior::Deferred
+        };
+        self.transact(behavior, |tx, now| exchange::exchange(tx, now, ex))
+    }
+
+    fn running_jobs(&mut self) -> Result<Vec<RunningJob>> {
+        workers::running_jobs(&self.conn, now_ms())
+    }
+
+    fn export(&mut self, state: Option<JobState>, emit: Emit<'_>) -> Result<()> {
+        transfer::export(&self.conn, state, emit)
+    }
+
+    fn import(&mut self, records: &[JobRecord]) -> Result<()> {
+        self.write(|tx, _| transfer::import(tx, records))
+    }
+}
+
+/// [`rows::job_from_row`] as a plain function of any row, as rusqlite's row callbacks
+/// want it.
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    rows::job_from_row(r)
+}
+
+/// [`rows::attempt_from_row`], likewise.
+fn attempt_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<AttemptRecord> {
+    rows::attempt_from_row(r, at)
+}
+
+impl Columns for Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn int(&self, at: usize) -> rusqlite::Result<i64> {
+        self.get(at)
+    }
+
+    fn opt_int(&self, at: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(at)
+    }
+
+    fn text(&self, at: usize) -> rusqlite::Result<String> {
+        self.get(at)
+    }
+
+    fn opt_text(&self, at: usize) -> rusqlite::Result<Option<String>> {
+        self.get(at)
+    }
+
+    fn invalid(&self, at: usize, problem: InputError) -> rusqlite::Error {
+        rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, problem.into())
+    }
+}
+
+/// Deletes a store's files: the database, its WAL and shared-memory index, and its
+/// spool directory (see [`super::remove_scratch`]).
+pub(super) fn remove_files(path: &Path) -> Result<()> {
+    let gone = |result: std::io::Result<()>| match result {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(StoreError::io(
+            format!("could not delete the scratch store {}", path.display()),
+            e,
+        )),
+        _ => Ok(()),
+    };
+    gone(fs::remove_dir_all(sibling(path, ".spool")))?;
+    for file in [wal::wal_path(path), sibling(path, "-shm"), path.to_owned()] {
+        gone(fs::remove_file(file))?;
+    }
+    Ok(())
+}
+
+/// The file or directory named after the store's file plus `suffix`.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+use super::millis;
+
+/// Whether SQLite answered "busy" or "locked": another connection holds the lock.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+fn db_error(e: rusqlite::Error) -> StoreError {
+    let hint = match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "; another process held the store for too long, try again"
+        }
+        Some(ErrorCode::DiskFull) => "; free some disk space",
+        _ => "",
+    };
+    StoreError::unavailable_because(format!("SQLite error: {e}{hint}"), e)
+}

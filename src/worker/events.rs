@@ -1,0 +1,73 @@
+//! The supervisor's inbox: everything that can wake it, and the threads and
+//! callbacks that post to it.
+//!
+//! The supervisor waits on one channel only, so a finished run, a commit by another
+//! process and a signal all end its wait at once; it never polls while something is
+//! happening. When the store cannot send wake-ups, a short poll interval stands in.
+
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::thread;
+use std::time::Duration;
+
+use crate::log;
+use crate::store::Store;
+use crate::worker::exec::Execution;
+
+/// How long an idle worker waits without any wake-up before looking anyway.
+const POLL_FALLBACK: Duration = Duration::from_secs(1);
+/// Poll interval when cross-process wake-ups are unavailable.
+const POLL_WITHOUT_WAKEUPS: Duration = Duration::from_millis(50);
+
+/// Something the supervisor has to look at.
+pub enum Event {
+    /// Slot number `slot` finished its run.
+    Done { slot: usize, execution: Execution },
+    /// The store may have changed (a commit, ours or another process's).
+    Wake,
+    /// SIGINT or SIGTERM arrived.
+    Signal,
+}
+
+/// Starts cross-process wake-ups; returns the idle poll interval to use.
+pub fn subscribe(store: &dyn Store, events: &Sender<Event>) -> Duration {
+    let events = events.clone();
+    let wake = Arc::new(move || {
+        let _ = events.send(Event::Wake);
+    });
+    match store.subscribe(wake) {
+        Ok(()) => POLL_FALLBACK,
+        Err(e) => {
+            log::warn(&format!(
+                "no wake-ups from the store ({e}); polling every {} ms",
+                POLL_WITHOUT_WAKEUPS.as_millis()
+            ));
+            POLL_WITHOUT_WAKEUPS
+        }
+    }
+}
+
+/// Posts an [`Event::Signal`] for each SIGINT and SIGTERM, from a thread of its own.
+/// Without signal handling the worker still runs; it says so in the log.
+pub fn forward_signals(events: Sender<Event>) {
+    let signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]);
+    let mut signals = match signals {
+        Ok(signals) => signals,
+        Err(e) => {
+            log::warn(&format!("cannot handle signals: {e}"));
+            return;
+        }
+    };
+    let spawned = thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if events.send(Event::Signal).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn(&format!("cannot handle signals: {e}"));
+    }
+}
