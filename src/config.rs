@@ -208,7 +208,7 @@ fn parse_bytes(value: &str) -> Option<u64> {
         _ => return None,
     };
     let bytes = number * scale as f64;
-    (bytes >= 0.0 && bytes < 1e18).then_some(bytes as u64)
+    (0.0..1e18).contains(&bytes).then_some(bytes as u64)
 }
 
 fn format_number(n: f64) -> String {

@@ -15,10 +15,16 @@ pub fn parse(text: &str) -> Option<Duration> {
         Ok(secs) => secs,
         Err(_) => {
             let span: jiff::Span = text.parse().ok()?;
-            span.total(jiff::Unit::Second).ok()?
+            span.total((
+                jiff::Unit::Second,
+                jiff::SpanRelativeTo::days_are_24_hours(),
+            ))
+            .ok()?
         }
     };
-    (secs.is_finite() && secs >= 0.0 && secs < 1e12).then(|| Duration::from_secs_f64(secs))
+    (0.0..1e12)
+        .contains(&secs)
+        .then(|| Duration::from_secs_f64(secs))
 }
 
 /// What [`parse`] says when it refuses `text`, for error messages.
@@ -37,7 +43,7 @@ pub fn human(d: Duration) -> String {
     let secs = d.as_secs();
     if secs < 10 {
         let tenths = (ms + 50) / 100;
-        return if tenths % 10 == 0 {
+        return if tenths.is_multiple_of(10) {
             format!("{}s", tenths / 10)
         } else {
             format!("{}.{}s", tenths / 10, tenths % 10)
@@ -47,7 +53,7 @@ pub fn human(d: Duration) -> String {
         0..60 => format!("{secs}s"),
         60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
         3600..86400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
-        _ if secs % 86400 == 0 => format!("{}d", secs / 86400),
+        _ if secs.is_multiple_of(86400) => format!("{}d", secs / 86400),
         _ => format!("{}d{:02}h", secs / 86400, secs % 86400 / 3600),
     }
 }

@@ -74,7 +74,7 @@ mod tests {
         let kept = keep(b"first", b"last\n", 10_000, 10);
         assert_eq!(
             String::from_utf8_lossy(&kept.bytes),
-            "first\n[... 9991 bytes omitted ...]\nlast\n"
+            "first\n[... 9990 bytes omitted ...]\nlast\n"
         );
         assert_eq!(kept.total, 10_000);
     }

@@ -68,7 +68,9 @@ pub fn validate_timeout(spec: DurationSpec) -> Result<i64, InputError> {
     let (text, parsed) = match spec {
         DurationSpec::Seconds(secs) => (
             secs.to_string(),
-            (secs.is_finite() && secs >= 0.0 && secs < 1e12).then(|| Duration::from_secs_f64(secs)),
+            (0.0..1e12)
+                .contains(&secs)
+                .then(|| Duration::from_secs_f64(secs)),
         ),
         DurationSpec::Text(text) => {
             let parsed = duration::parse(&text);

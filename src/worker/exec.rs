@@ -346,6 +346,7 @@ mod tests {
             command: command.into(),
             cwd: cwd.into(),
             max_retries: None,
+            timeout_ms: None,
         };
         Job {
             state: crate::job::JobState::Processing,

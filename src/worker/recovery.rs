@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::job::AttemptOutcome;
 use crate::job::after_interruption;
-use crate::store::{Exchange, Finished, Result, Store, WorkerState};
+use crate::store::{AttemptFacts, Exchange, Finished, Result, Store, WorkerState};
 use crate::worker::exec::Spool;
 use crate::worker::platform;
 
@@ -56,6 +56,8 @@ pub fn recover(
             worker_id: worker.map(|w| w.id.clone()),
             outcome: AttemptOutcome::Interrupted,
             output_tail: None,
+            output: None,
+            facts: AttemptFacts::default(),
             only_if_expired: !dead_here,
             lease: job.lease,
         });

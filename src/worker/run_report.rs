@@ -35,11 +35,7 @@ pub fn settle(
         let transition = after_forced_stop(job.attempts, job.interruptions, FORCED_STOP);
         return (AttemptOutcome::Interrupted, transition);
     }
-    let end = match outcome {
-        Outcome::Succeeded => AttemptOutcome::Succeeded,
-        Outcome::Failed { .. } => AttemptOutcome::Failed,
-        Outcome::Interrupted { .. } => AttemptOutcome::Interrupted,
-    };
+    let end = AttemptOutcome::of(outcome);
     let transition = after_attempt(
         job.attempts,
         job.max_retries,
@@ -68,10 +64,16 @@ pub fn end_line(
     took: Duration,
     next: &Transition,
 ) -> String {
+    let timed_out;
     let result = match outcome {
         Outcome::Succeeded => "exit 0",
         Outcome::Failed { error, .. } => error,
         Outcome::Interrupted { reason } => reason,
+        Outcome::TimedOut { after } => {
+            timed_out = format!("timed out after {}", crate::duration::human(*after));
+            &timed_out
+        }
+        Outcome::Cancelled => "cancelled",
     };
     format!(
         "[{worker_id}] end job {} (attempt {}): {result} after {} ms; now {}",
@@ -103,6 +105,7 @@ mod tests {
             command: "false".into(),
             cwd: "/".into(),
             max_retries: None,
+            timeout_ms: None,
         };
         Job {
             state: JobState::Processing,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::job::AttemptOutcome;
 use crate::job::{Job, after_release};
-use crate::store::{Finished, Lease};
+use crate::store::{AttemptFacts, Finished, Lease};
 
 /// A worker claims its next job while the current one runs, so short jobs follow
 /// each other without waiting for a store round trip. If the current job is still
@@ -124,6 +124,8 @@ impl Slot {
             outcome: AttemptOutcome::Released,
             transition: after_release(&job),
             output_tail: None,
+            output: None,
+            facts: AttemptFacts::default(),
             only_if_expired: false,
         })
     }
@@ -255,6 +257,7 @@ mod tests {
             command: "true".into(),
             cwd: "/".into(),
             max_retries: None,
+            timeout_ms: None,
         };
         Job {
             state: JobState::Processing,

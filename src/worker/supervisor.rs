@@ -24,8 +24,8 @@ use crate::error::WorkerError;
 use crate::job::Job;
 use crate::log;
 use crate::store::{
-    Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store, WorkerInfo,
-    WorkerState,
+    AttemptFacts, Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store,
+    WorkerInfo, WorkerState,
 };
 use crate::worker::events::{self, Event};
 use crate::worker::exec::{Execution, Spool};
@@ -182,6 +182,8 @@ impl Supervisor {
             beat,
             claim_for: &claim_for,
             reassign: self.outbox.reassigned(),
+            output: &[],
+            check_cancels: false,
             lease_timeout: self.config.lease_timeout,
         });
         match result {
@@ -480,6 +482,8 @@ impl Supervisor {
             outcome,
             transition,
             output_tail: execution.output_tail,
+            output: None,
+            facts: AttemptFacts::default(),
             only_if_expired: false,
         };
         self.outbox.record(finished, Instant::now());

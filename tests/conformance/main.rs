@@ -152,6 +152,7 @@ pub fn new_job(id: &str) -> NewJob {
         command: format!("echo {id}"),
         cwd: "/".to_owned(),
         max_retries: None,
+        timeout_ms: None,
     }
 }
 
@@ -252,6 +253,8 @@ pub fn finished(job: &Job, outcome: AttemptOutcome, transition: Transition) -> F
         outcome,
         transition,
         output_tail: None,
+        output: None,
+        facts: Default::default(),
         only_if_expired: false,
     }
 }

@@ -394,6 +394,35 @@ impl Store for PgStore {
         })
     }
 
+    fn retry(&mut self, _ids: Option<&[String]>, _states: &[JobState]) -> Result<Vec<String>> {
+        Err(StoreError::unavailable(
+            "retry: not implemented yet (issue 10 in progress)",
+        ))
+    }
+
+    fn cancel(&mut self, _ids: &[String]) -> Result<Vec<(String, crate::job::Cancel)>> {
+        Err(StoreError::unavailable(
+            "cancel: not implemented yet (issue 10 in progress)",
+        ))
+    }
+
+    fn clean(&mut self, _request: &super::CleanRequest) -> Result<super::Cleaned> {
+        Err(StoreError::unavailable(
+            "clean: not implemented yet (issue 10 in progress)",
+        ))
+    }
+
+    fn output(
+        &mut self,
+        _job_id: &str,
+        _lease_token: i64,
+        _from: u64,
+    ) -> Result<super::OutputRead> {
+        Err(StoreError::unavailable(
+            "output: not implemented yet (issue 10 in progress)",
+        ))
+    }
+
     fn register_workers(&mut self, workers: &[WorkerInfo]) -> Result<()> {
         self.write(|db| workers::register_workers(db, workers))
     }
@@ -462,6 +491,10 @@ impl Columns for Row {
     }
 
     fn opt_text(&self, at: usize) -> Step<Option<String>> {
+        Ok(self.try_get(at)?)
+    }
+
+    fn flag(&self, at: usize) -> Step<bool> {
         Ok(self.try_get(at)?)
     }
 

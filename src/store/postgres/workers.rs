@@ -143,6 +143,7 @@ fn running_from_row(r: &Row) -> Step<RunningJob> {
         None => None,
     };
     Ok(RunningJob {
+        cancel_requested: false,
         lease: Lease {
             job_id: r.try_get(0)?,
             token: r.try_get(1)?,

@@ -10,6 +10,8 @@ ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 -- Every worker round trip looks for cancel requests: this index holds only those
 -- (usually none), so looking costs next to nothing.
 CREATE INDEX jobs_cancel ON jobs (lease_token) WHERE cancel_requested <> 0;
+-- Cancelled jobs, for `status` counts and `list --state cancelled`: few, so cheap.
+CREATE INDEX jobs_cancelled ON jobs (seq) WHERE state = 'cancelled';
 
 ALTER TABLE attempts ADD COLUMN host         TEXT;
 ALTER TABLE attempts ADD COLUMN pid          INTEGER;

@@ -172,7 +172,7 @@ pub(super) fn list(
         Some(JobState::Pending | JobState::Failed) => LIST_WAITING,
         Some(JobState::Processing) => LIST_PROCESSING,
         Some(JobState::Dead) => LIST_DEAD,
-        Some(JobState::Completed) => LIST_IN_STATE,
+        Some(JobState::Completed | JobState::Cancelled) => LIST_IN_STATE,
     };
     let mut stmt = conn.prepare_cached(sql).map_err(db_error)?;
     let rows = stmt

@@ -230,6 +230,35 @@ impl Store for SqliteStore {
         self.write(|tx, now| jobs::retry_dead(tx, now, ids))
     }
 
+    fn retry(&mut self, _ids: Option<&[String]>, _states: &[JobState]) -> Result<Vec<String>> {
+        Err(StoreError::unavailable(
+            "retry: not implemented yet (issue 10 in progress)",
+        ))
+    }
+
+    fn cancel(&mut self, _ids: &[String]) -> Result<Vec<(String, crate::job::Cancel)>> {
+        Err(StoreError::unavailable(
+            "cancel: not implemented yet (issue 10 in progress)",
+        ))
+    }
+
+    fn clean(&mut self, _request: &super::CleanRequest) -> Result<super::Cleaned> {
+        Err(StoreError::unavailable(
+            "clean: not implemented yet (issue 10 in progress)",
+        ))
+    }
+
+    fn output(
+        &mut self,
+        _job_id: &str,
+        _lease_token: i64,
+        _from: u64,
+    ) -> Result<super::OutputRead> {
+        Err(StoreError::unavailable(
+            "output: not implemented yet (issue 10 in progress)",
+        ))
+    }
+
     fn register_workers(&mut self, started: &[WorkerInfo]) -> Result<()> {
         self.write(|tx, now| workers::register(tx, now, started))
     }
@@ -297,6 +326,10 @@ impl Columns for Row<'_> {
     }
 
     fn opt_text(&self, at: usize) -> rusqlite::Result<Option<String>> {
+        self.get(at)
+    }
+
+    fn flag(&self, at: usize) -> rusqlite::Result<bool> {
         self.get(at)
     }
 

@@ -132,6 +132,7 @@ pub(super) fn running_jobs(conn: &Connection, now: i64) -> Result<Vec<RunningJob
                 None => None,
             };
             Ok(RunningJob {
+                cancel_requested: false,
                 lease: Lease {
                     job_id: r.get(0)?,
                     token: r.get(1)?,
