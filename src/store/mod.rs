@@ -20,6 +20,7 @@ use crate::error::StoreError;
 use crate::job::output::KeptOutput;
 use crate::job::{AttemptOutcome, Job, JobState, NewJob, Transition};
 
+pub(crate) mod control;
 pub mod postgres;
 pub(crate) mod rows;
 pub mod sqlite;

@@ -20,8 +20,10 @@
 //! owns it:
 //! - `schema`: the private file, the file's identity and the migrations;
 //! - `wal`: holding the file alone, keeping the WAL short, waking on commits;
-//! - `exchange`: the worker round trip (finished runs, renewals, claims);
-//! - `jobs`: enqueueing, reading, listing, counting and retrying jobs;
+//! - `exchange`: the worker round trip (finished runs, renewals, output, claims);
+//! - `jobs`: enqueueing, reading, listing, counting and retrying dead jobs;
+//! - `control`: `retry`, `cancel` and `clean`;
+//! - `output`: output chunks of running attempts, and reading output back;
 //! - `workers`: the worker rows, stop requests, and the running jobs recovery reads;
 //! - `transfer`: export and import.
 //!
@@ -43,16 +45,19 @@ use rusqlite::{Connection, ErrorCode, Row, TransactionBehavior, params};
 
 use super::rows::{self, Columns};
 use super::{
-    AttemptRecord, Counts, Emit, Exchange, ExchangeReply, JobRecord, OpenFor, Result, RunningJob,
-    StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+    AttemptRecord, CleanRequest, Cleaned, Counts, Emit, Exchange, ExchangeReply, JobRecord,
+    OpenFor, OutputRead, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow,
+    WorkerState,
 };
 use crate::config::Config;
 use crate::error::InputError;
 use crate::error::StoreError;
-use crate::job::{Job, JobState, NewJob};
+use crate::job::{Cancel, Job, JobState, NewJob};
 
+mod control;
 mod exchange;
 mod jobs;
+mod output;
 mod schema;
 mod transfer;
 mod wal;
@@ -230,33 +235,22 @@ impl Store for SqliteStore {
         self.write(|tx, now| jobs::retry_dead(tx, now, ids))
     }
 
-    fn retry(&mut self, _ids: Option<&[String]>, _states: &[JobState]) -> Result<Vec<String>> {
-        Err(StoreError::unavailable(
-            "retry: not implemented yet (issue 10 in progress)",
-        ))
+    fn retry(&mut self, ids: Option<&[String]>, states: &[JobState]) -> Result<Vec<String>> {
+        self.write(|tx, now| control::retry(tx, now, ids, states))
     }
 
-    fn cancel(&mut self, _ids: &[String]) -> Result<Vec<(String, crate::job::Cancel)>> {
-        Err(StoreError::unavailable(
-            "cancel: not implemented yet (issue 10 in progress)",
-        ))
+    fn cancel(&mut self, ids: &[String]) -> Result<Vec<(String, Cancel)>> {
+        self.write(|tx, now| control::cancel(tx, now, ids))
     }
 
-    fn clean(&mut self, _request: &super::CleanRequest) -> Result<super::Cleaned> {
-        Err(StoreError::unavailable(
-            "clean: not implemented yet (issue 10 in progress)",
-        ))
+    fn clean(&mut self, request: &CleanRequest) -> Result<Cleaned> {
+        self.write(|tx, now| control::clean(tx, now, request))
     }
 
-    fn output(
-        &mut self,
-        _job_id: &str,
-        _lease_token: i64,
-        _from: u64,
-    ) -> Result<super::OutputRead> {
-        Err(StoreError::unavailable(
-            "output: not implemented yet (issue 10 in progress)",
-        ))
+    fn output(&mut self, job_id: &str, lease_token: i64, from: u64) -> Result<OutputRead> {
+        self.transact(TransactionBehavior::Deferred, |tx, _| {
+            output::read(tx, job_id, lease_token, from)
+        })
     }
 
     fn register_workers(&mut self, started: &[WorkerInfo]) -> Result<()> {
