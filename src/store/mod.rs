@@ -517,8 +517,9 @@ pub trait Store: Send {
 
     /// `retry`: puts finished jobs (`completed`, `dead`, `cancelled`) back to
     /// `pending`, applying [`crate::job::after_retry`] to each, all or nothing. With
-    /// `ids` `None`, every job in one of `states` (all finished states when empty).
-    /// History and output stay. Returns the ids retried.
+    /// `ids` `None`, every job in one of `states` (all finished states when empty;
+    /// an unfinished state is refused with [`StoreError::Conflict`]), in creation
+    /// order. History and output stay. Wakes workers. Returns the ids retried.
     fn retry(&mut self, ids: Option<&[String]>, states: &[JobState]) -> Result<Vec<String>>;
 
     /// `cancel`: decides with [`crate::job::plan_cancel`] (all or nothing, refusing
@@ -527,11 +528,15 @@ pub trait Store: Send {
     fn cancel(&mut self, ids: &[String]) -> Result<Vec<(String, crate::job::Cancel)>>;
 
     /// Deletes finished jobs with their attempts and output, and worker rows that
-    /// ended over a day ago. Never an unfinished job.
+    /// ended over a day ago. Never an unfinished job: an unfinished state in
+    /// `request.states` is refused with [`StoreError::Conflict`]. With a `limit`, the
+    /// oldest jobs (by creation) go first.
     fn clean(&mut self, request: &CleanRequest) -> Result<Cleaned>;
 
     /// The output of attempt `lease_token` of `job_id` from byte `from` on: the kept
     /// output of a finished attempt, or the chunks shipped so far by a running one.
+    /// An attempt with no row in the history yet (running, or not started) reads as
+    /// not `finished`; an unknown job is [`StoreError::NotFound`].
     fn output(&mut self, job_id: &str, lease_token: i64, from: u64) -> Result<OutputRead>;
 
     fn register_workers(&mut self, workers: &[WorkerInfo]) -> Result<()>;
