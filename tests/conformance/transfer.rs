@@ -73,8 +73,8 @@ conformance_test!(import_refuses_a_whole_batch_with_a_duplicate_id, |stores| {
     assert_eq!(job_ids(&mut *store), ["taken"]);
 });
 
-/// A store with a job that ran three times (two failures, then a success with its
-/// output and process facts), a dead one and a pending one with a timeout, created in
+/// A store with a job that ran three times (two failures with an output tail only,
+/// then a success with its output and process facts), a dead one and a pending one with a timeout, created in
 /// an order their ids do not sort in.
 fn populate(store: &mut dyn Store) {
     store
@@ -85,11 +85,10 @@ fn populate(store: &mut dyn Store) {
         .expect("enqueue");
     for _ in 0..2 {
         let run = claim(store, "w1", LONG_LEASE).expect("zeta");
-        assert!(
-            report(store, &[failed(&run, &no_backoff())])
-                .rejected
-                .is_empty()
-        );
+        // Only a tail, as a worker from before kept output in the store reported.
+        let mut failure = failed(&run, &no_backoff());
+        failure.output_tail = Some("oops\n".into());
+        assert!(report(store, &[failure]).rejected.is_empty());
     }
     let run = claim(store, "w2", LONG_LEASE).expect("zeta");
     let mut success = succeeded(&run);
@@ -175,4 +174,10 @@ conformance_test!(an_import_of_an_export_exports_back_equal, |stores| {
     assert_eq!(export_all(&mut *store), exported);
     let kept = store.output("zeta", 3, 0).expect("output");
     assert_eq!(kept.pieces, [(0, b"done\n".to_vec())]);
+    // An attempt exported with only its tail keeps that tail as its output.
+    let tail_only = store.output("zeta", 1, 0).expect("output");
+    assert_eq!(
+        (tail_only.pieces, tail_only.total),
+        (vec![(0, b"oops\n".to_vec())], 5)
+    );
 });

@@ -34,9 +34,11 @@ const DROP_CHUNKS: &str = "DELETE FROM output_chunks o \
     AND o.job_id = d.job_id AND o.lease_token = d.token \
     AND o.byte_offset >= d.keep_head AND o.byte_offset + octet_length(o.data) <= d.drop_before";
 
-/// Whether job `$1` exists, and the kept output of its attempt `$2` if that ended.
+/// Whether job `$1` exists, and the kept output of its attempt `$2` if that ended
+/// with how much it printed in all (an imported attempt may not say: then what was
+/// kept).
 const READ_KEPT_OUTPUT: &str = "SELECT a.lease_token IS NOT NULL, a.output, \
-    coalesce(a.output_total, 0) FROM jobs j \
+    coalesce(a.output_total, octet_length(a.output), 0) FROM jobs j \
     LEFT JOIN attempts a ON a.job_id = j.id AND a.lease_token = $2 WHERE j.id = $1";
 
 /// The chunks of a running attempt that end after `$3`, in order.

@@ -62,8 +62,7 @@ const IMPORT_ATTEMPTS: &str = "\
         max_rss_kb, cpu_ms) \
     SELECT t.job_id, t.lease_token, t.worker_id, t.started_at, t.finished_at, t.outcome, \
         t.exit_code, t.error, t.output_tail, convert_to(t.output_tail, 'UTF8'), \
-        coalesce(t.output_total, octet_length(convert_to(t.output_tail, 'UTF8'))), \
-        t.host, t.pid, t.signal, t.max_rss_kb, t.cpu_ms \
+        t.output_total, t.host, t.pid, t.signal, t.max_rss_kb, t.cpu_ms \
     FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], \
         $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::bigint[], \
         $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[]) \

@@ -31,8 +31,9 @@ const DROP_CHUNKS: &str = "DELETE FROM output_chunks WHERE job_id = ?1 AND lease
 /// Every chunk of a run: its kept output replaces them.
 const FORGET_CHUNKS: &str = "DELETE FROM output_chunks WHERE job_id = ?1 AND lease_token = ?2";
 
-/// A finished attempt's kept output and how much it printed in all.
-const READ_KEPT_OUTPUT: &str = "SELECT output, coalesce(output_total, 0) FROM attempts \
+/// A finished attempt's kept output and how much it printed in all (an imported
+/// attempt may not say: then what was kept).
+const READ_KEPT_OUTPUT: &str = "SELECT output, coalesce(output_total, length(output), 0) FROM attempts \
      WHERE job_id = ?1 AND lease_token = ?2";
 
 /// Whether the job exists.

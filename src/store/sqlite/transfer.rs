@@ -39,8 +39,8 @@ const IMPORT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, attempts, 
 const IMPORT_ATTEMPTS: &str = "INSERT INTO attempts (job_id, lease_token, worker_id, started_at, \
      finished_at, outcome, exit_code, error, output_tail, output, output_total, host, pid, \
      signal, max_rss_kb, cpu_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, CAST(?9 AS BLOB), \
-     coalesce(?10, length(CAST(?9 AS BLOB))), ?11, ?12, ?13, ?14, ?15)";
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, CAST(?9 AS BLOB), ?10, ?11, ?12, ?13, ?14, \
+     ?15)";
 
 /// Streams the jobs (of `state`, or all) with their attempts to `emit`, until it
 /// asks to stop.
