@@ -9,16 +9,19 @@
 //! [`spawn`] starts a job's shell, [`recovery`] releases jobs whose worker is gone,
 //! and [`platform`] holds the operating-system details they share.
 
+pub mod attempt_output;
 pub mod events;
 pub mod exec;
 pub mod options;
 pub mod outbox;
 pub mod platform;
 pub mod recovery;
+pub mod retention;
 pub mod run_report;
 pub mod slot_thread;
 pub mod slots;
 pub mod spawn;
+pub mod stopping;
 pub mod store_retry;
 pub mod supervisor;
 
