@@ -6,8 +6,11 @@
 //! they are committed, rides out store outages with [`store_retry`], hands jobs to
 //! each slot's [`slot_thread`], learns from [`run_report`] what a run's end means, and
 //! waits on one inbox of [`events`]. [`exec`] runs one attempt as a child process,
-//! [`spawn`] starts a job's shell, [`recovery`] releases jobs whose worker is gone,
-//! and [`platform`] holds the operating-system details they share.
+//! [`spawn`] starts a job's shell, [`attempt_output`] turns its output into what the
+//! store keeps (and what is shipped while it runs), [`stopping`] decides what a
+//! timeout or a cancel makes of a run, [`recovery`] releases jobs whose worker is
+//! gone, [`retention`] deletes old finished jobs in the background, and [`platform`]
+//! holds the operating-system details they share.
 
 pub mod attempt_output;
 pub mod events;

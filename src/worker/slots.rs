@@ -335,7 +335,11 @@ mod tests {
         slot.begin(job("a"), start);
         assert!(slot.wanted(start) > 0);
         assert_eq!(slot.wanted(start + PREFETCH_HOLD), 0);
-        let marks: [fn(&mut Run); 2] = [|r| r.forced = true, |r| r.lost = true];
+        let marks: [fn(&mut Run); 3] = [
+            |r| r.forced = true,
+            |r| r.lost = true,
+            |r| r.ending = Some(Ending::Cancelled),
+        ];
         for mark in marks {
             slot.begin(job("a"), start);
             mark(slot.run.as_mut().expect("running"));
