@@ -21,4 +21,5 @@ mod retry;
 mod smoke;
 mod store_files;
 mod transfer;
+mod worker_control;
 mod workers;
