@@ -67,7 +67,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         return enqueue_file(ctx, file, &cwd, wait);
     }
     let job = single_job(args)?.validate(&cwd)?;
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_watch(wait)?;
     let created_at = store.enqueue(std::slice::from_ref(&job))?;
     if wait {
         // stdout carries only the job's output (or, with --json, the job at the
@@ -136,7 +136,7 @@ fn enqueue_file(ctx: &Context, file: &str, cwd: &str, wait: bool) -> Result<(), 
         |line| JobSpec::from_json(line).and_then(|spec| spec.validate(cwd)),
         |job| &job.id,
     )?;
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_watch(wait)?;
     store.enqueue(&jobs).map_err(|e| {
         let mut failure = Failure::from(e);
         failure.message.push_str("; nothing was enqueued");

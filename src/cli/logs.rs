@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         )
         .into());
     }
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_watch(args.follow)?;
     let job = jobs::find(store.as_mut(), &args.id)?;
     if args.follow {
         let sink = Sink::stdout(ctx.printer.json);

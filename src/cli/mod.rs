@@ -240,6 +240,19 @@ impl Context {
         self.open_for(OpenFor::Command)
     }
 
+    /// Opens the store for a command that stays for as long as a job runs (`logs
+    /// -f`, `wait`, `enqueue --wait`; `long` false opens it like any short command).
+    /// Such a command must share the store as a worker does: a short command that
+    /// finds the SQLite file unused holds it alone until it exits, which would lock
+    /// out the very workers it waits for.
+    pub fn open_to_watch(&self, long: bool) -> Result<Box<dyn Store>, Failure> {
+        self.open_for(if long {
+            OpenFor::Worker
+        } else {
+            OpenFor::Command
+        })
+    }
+
     pub fn open_for(&self, purpose: OpenFor) -> Result<Box<dyn Store>, Failure> {
         Ok(store::open(&self.location()?, purpose)?)
     }

@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
     if args.ids.iter().any(|id| id.is_empty()) {
         return Err(InputError::Invalid("an empty job id was given".into()).into());
     }
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_watch(true)?;
     let ids = if args.ids.is_empty() {
         unfinished_ids(store.as_mut())?
     } else {

@@ -20,6 +20,16 @@ fn counting(code: i32) -> String {
     )
 }
 
+/// A child process killed and reaped when the test ends, even by a panic.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn stdout_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -72,12 +82,13 @@ fn logs_read_from_another_machine_on_postgres() {
 backend_test!(logs_follow_streams_a_running_job, |env| {
     env.ok(&["config", "set", "max-retries", "0"]);
     let id = env.enqueue("echo ready; touch started; sleep 4; echo done; exit 3");
-    let mut follower = env
-        .cmd(&["logs", "-f", &id])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start logs -f");
-    let stdout = follower.stdout.take().expect("piped stdout");
+    let mut follower = Reaped(
+        env.cmd(&["logs", "-f", &id])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start logs -f"),
+    );
+    let stdout = follower.0.stdout.take().expect("piped stdout");
     let (lines, received) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -106,7 +117,7 @@ backend_test!(logs_follow_streams_a_running_job, |env| {
     assert_eq!(second, "done");
     let mut status = None;
     wait_until("logs -f to exit", SETTLE, || {
-        status = follower.try_wait().expect("try_wait");
+        status = follower.0.try_wait().expect("try_wait");
         status.is_some()
     });
     assert_eq!(
