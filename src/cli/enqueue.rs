@@ -14,7 +14,8 @@ use crate::job::{Job, JobSpec};
     queuectl enqueue '{\"id\":\"job1\",\"command\":\"sleep 2\"}'\n  \
     queuectl enqueue --command 'make test' --max-retries 5\n  \
     queuectl enqueue -- rsync -a src/ backup/\n  \
-    queuectl enqueue --file jobs.jsonl")]
+    queuectl enqueue --file jobs.jsonl\n  \
+    queuectl enqueue --wait -- make test && deploy")]
 pub struct Args {
     /// The job as a JSON object: {"command": "...", "id": "...", "max_retries": N}
     #[arg(value_name = "JSON", conflicts_with_all = ["command", "file"])]
@@ -46,6 +47,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     file: Option<String>,
 
+    /// Then follow the job's output until it finishes and exit with its exit code,
+    /// like `logs -f` (with --file: wait for all of them, like `wait`)
+    #[arg(long)]
+    wait: bool,
+
     /// The command, as the words after --
     #[arg(last = true, value_name = "COMMAND")]
     words: Vec<String>,
@@ -56,12 +62,28 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         .map_err(|e| Failure::runtime(format!("cannot read the current directory: {e}")))?
         .to_string_lossy()
         .into_owned();
+    let wait = args.wait;
     if let Some(file) = &args.file {
-        return enqueue_file(ctx, file, &cwd);
+        return enqueue_file(ctx, file, &cwd, wait);
     }
     let job = single_job(args)?.validate(&cwd)?;
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_watch(wait)?;
     let created_at = store.enqueue(std::slice::from_ref(&job))?;
+    if wait {
+        // stdout carries only the job's output (or, with --json, the job at the
+        // end), so `enqueue --wait -- cmd | grep` sees what cmd printed.
+        eprintln!("Enqueued: {}", job.id);
+        let code = if ctx.printer.json {
+            let code = super::wait::wait_for_quietly(store.as_mut(), &job.id)?;
+            let stored = super::jobs::find(store.as_mut(), &job.id)?;
+            printed(ctx.printer.json(&job_json(&stored)))?;
+            code
+        } else {
+            let sink = super::follow::Sink::stdout(false);
+            super::follow::follow(store.as_mut(), &job.id, sink, None)?
+        };
+        return super::logs::exit_with(code);
+    }
     if ctx.printer.json {
         // Read back: the store filled in the settings' defaults (max-retries,
         // job-timeout) in the enqueue transaction.
@@ -107,19 +129,28 @@ fn single_job(args: Args) -> Result<JobSpec, InputError> {
     }
 }
 
-fn enqueue_file(ctx: &Context, file: &str, cwd: &str) -> Result<(), Failure> {
+fn enqueue_file(ctx: &Context, file: &str, cwd: &str, wait: bool) -> Result<(), Failure> {
     let jobs = super::read_json_lines(
         file,
         "enqueued",
         |line| JobSpec::from_json(line).and_then(|spec| spec.validate(cwd)),
         |job| &job.id,
     )?;
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_watch(wait)?;
     store.enqueue(&jobs).map_err(|e| {
         let mut failure = Failure::from(e);
         failure.message.push_str("; nothing was enqueued");
         failure
     })?;
+    if wait {
+        if !ctx.printer.json {
+            let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+            printed(ctx.printer.line(&ids.join("\n")))?;
+        }
+        let ids = jobs.into_iter().map(|j| j.id).collect();
+        let code = super::wait::wait_for(ctx, store.as_mut(), ids, None)?;
+        return super::logs::exit_with(code);
+    }
     if ctx.printer.json {
         let ids: Vec<Value> = jobs.into_iter().map(|j| Value::String(j.id)).collect();
         return printed(ctx.printer.json(&Value::Array(ids)));
