@@ -72,7 +72,7 @@ fn logs_read_from_another_machine_on_postgres() {
     assert_eq!(value["outcome"], "succeeded");
     assert_eq!(value["output"], "line one\nline two\n\x1b[31mred\n");
     assert_eq!(value["output_utf8"], true);
-    assert_eq!(value["output_total"], 22);
+    assert_eq!(value["output_total"], 27);
     let out = read(&["logs", &id, "--tail", "1"]);
     assert_eq!(stdout_of(&out), "\x1b[31mred\n");
     let history = &env.job(&id)["history"][0];
