@@ -25,7 +25,7 @@ use crate::worker::{self, Executor, Options};
 pub enum Mode {
     /// Queue overhead alone: bulk enqueue, then workers that run nothing.
     Noop,
-    /// End to end with real `sh -c true` jobs.
+    /// End to end with real `sh -c true` jobs (or `--command`).
     Shell,
     /// Idle workers; one job at a time; enqueue commit to child start.
     Latency,
@@ -60,6 +60,9 @@ pub struct Plan {
     pub in_place: bool,
     /// The queuectl binary, for the modes that time CLI calls.
     pub exe: PathBuf,
+    /// What each job runs in `shell` and `latency` modes (`true` by default), e.g.
+    /// `echo hello` to include the cost of keeping output.
+    pub command: String,
 }
 
 /// Runs `plan`.
@@ -107,13 +110,14 @@ fn in_use(location: &Location) -> Result<bool, StoreError> {
     Ok(jobs > 0 || !store.workers(false)?.is_empty())
 }
 
-fn jobs_for(count: usize, cwd: &str) -> Vec<NewJob> {
+fn jobs_for(count: usize, command: &str, cwd: &str) -> Vec<NewJob> {
     (0..count)
         .map(|_| NewJob {
             id: generate_id(),
-            command: "true".into(),
+            command: command.to_owned(),
             cwd: cwd.to_owned(),
             max_retries: Some(0),
+            timeout_ms: None,
         })
         .collect()
 }
@@ -133,7 +137,7 @@ fn burn_down(
 ) -> Result<(), WorkerError> {
     let mut store = store::open(location, OpenFor::Worker)?;
     let started = Instant::now();
-    for chunk in jobs_for(plan.jobs, &cwd()).chunks(10_000) {
+    for chunk in jobs_for(plan.jobs, &plan.command, &cwd()).chunks(10_000) {
         store.enqueue(chunk)?;
     }
     report.push(
@@ -187,7 +191,7 @@ fn latency(plan: &Plan, location: &Location, report: &mut Report) -> Result<(), 
     let mut latencies = Vec::with_capacity(plan.jobs);
     let cwd = cwd();
     for _ in 0..plan.jobs {
-        let job = jobs_for(1, &cwd);
+        let job = jobs_for(1, &plan.command, &cwd);
         store.enqueue(&job)?;
         let committed = Instant::now();
         let deadline = committed + Duration::from_secs(10);
@@ -378,6 +382,7 @@ mod tests {
             location: None,
             in_place: false,
             exe: PathBuf::from("queuectl"),
+            command: "true".into(),
         };
         let report = run(&plan).expect("bench runs");
         let done = report.metrics.iter().find(|m| m.name == "jobs completed");

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::backoff::Backoff;
+use crate::duration;
 use crate::error::InputError;
 use crate::job::{MAX_RETRIES_LIMIT, validate_max_retries};
 
@@ -25,11 +26,25 @@ pub struct Key {
 enum Kind {
     Retries,
     Base,
-    Seconds { min: f64, max: f64 },
+    Seconds {
+        min: f64,
+        max: f64,
+    },
+    /// Seconds, or `none` for no limit.
+    SecondsOrNone {
+        min: f64,
+        max: f64,
+    },
+    /// A size in bytes; `KiB`, `MiB`, `GiB` (and `KB`, `MB`, `GB`, `K`, `M`, `G`:
+    /// binary too) accepted on input.
+    Bytes {
+        min: u64,
+        max: u64,
+    },
 }
 
 /// Every setting queuectl knows.
-pub const KEYS: [Key; 5] = [
+pub const KEYS: [Key; 9] = [
     Key {
         name: "max-retries",
         default: "3",
@@ -67,6 +82,42 @@ pub const KEYS: [Key; 5] = [
         kind: Kind::Seconds {
             min: 0.1,
             max: 3600.0,
+        },
+    },
+    Key {
+        name: "output-limit",
+        default: "1048576",
+        help: "bytes of output kept per attempt (first and last halves beyond it), e.g. 1MiB",
+        kind: Kind::Bytes {
+            min: 1024,
+            max: 1 << 30,
+        },
+    },
+    Key {
+        name: "kill-grace",
+        default: "5",
+        help: "seconds between SIGTERM and SIGKILL when a job is cancelled or times out",
+        kind: Kind::Seconds {
+            min: 0.0,
+            max: 3600.0,
+        },
+    },
+    Key {
+        name: "job-timeout",
+        default: "none",
+        help: "seconds an attempt may run, copied into each job at enqueue (none: no limit)",
+        kind: Kind::SecondsOrNone {
+            min: 0.001,
+            max: 30.0 * 86400.0,
+        },
+    },
+    Key {
+        name: "retention",
+        default: "none",
+        help: "seconds finished jobs are kept before workers delete them, e.g. 7d (none: forever)",
+        kind: Kind::SecondsOrNone {
+            min: 60.0,
+            max: 100.0 * 365.0 * 86400.0,
         },
     },
 ];
@@ -109,28 +160,55 @@ impl Key {
                 }
                 Ok(format_number(base))
             }
-            Kind::Seconds { min, max } => {
-                let secs = parse_seconds(value).ok_or_else(|| {
-                    bad(format!(
-                        "'{value}' is not a duration; give seconds (e.g. 30 or 0.5) or a unit (500ms, 5m, 1h)"
-                    ))
-                })?;
+            Kind::SecondsOrNone { .. } if value.eq_ignore_ascii_case("none") => Ok("none".into()),
+            Kind::Seconds { min, max } | Kind::SecondsOrNone { min, max } => {
+                let secs = duration::parse(value)
+                    .map(|d| d.as_secs_f64())
+                    .ok_or_else(|| bad(duration::expected(value)))?;
                 if !(min..=max).contains(&secs) {
-                    return Err(bad(format!("{value} is outside {min}..={max} seconds")));
+                    let none = if matches!(self.kind, Kind::SecondsOrNone { .. }) {
+                        ", or none"
+                    } else {
+                        ""
+                    };
+                    return Err(bad(format!(
+                        "{value} is outside {min}..={max} seconds{none}"
+                    )));
                 }
                 Ok(format_number(secs))
+            }
+            Kind::Bytes { min, max } => {
+                let bytes = parse_bytes(value).ok_or_else(|| {
+                    bad(format!(
+                        "'{value}' is not a size; give bytes (e.g. 65536) or a unit (64KiB, 1MiB)"
+                    ))
+                })?;
+                if !(min..=max).contains(&bytes) {
+                    return Err(bad(format!("{value} is outside {min}..={max} bytes")));
+                }
+                Ok(bytes.to_string())
             }
         }
     }
 }
 
-fn parse_seconds(value: &str) -> Option<f64> {
-    if let Ok(secs) = value.parse::<f64>() {
-        return secs.is_finite().then_some(secs);
-    }
-    let duration: jiff::SignedDuration = value.parse().ok()?;
-    let secs = duration.as_secs_f64();
-    (secs >= 0.0).then_some(secs)
+/// `65536`, `64KiB`, `1MiB`, `1.5M`, ... (every unit binary: sizes of output are
+/// about memory and disk, where KiB is what people mean by K).
+fn parse_bytes(value: &str) -> Option<u64> {
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().ok().filter(|n: &f64| n.is_finite())?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    let bytes = number * scale as f64;
+    (0.0..1e18).contains(&bytes).then_some(bytes as u64)
 }
 
 fn format_number(n: f64) -> String {
@@ -149,6 +227,14 @@ pub struct Config {
     pub backoff: Backoff,
     pub lease_timeout: Duration,
     pub heartbeat_interval: Duration,
+    /// Bytes of output kept per attempt.
+    pub output_limit: u64,
+    /// Between SIGTERM and SIGKILL for a cancelled or timed-out attempt.
+    pub kill_grace: Duration,
+    /// The timeout a job gets when it is enqueued without one.
+    pub job_timeout: Option<Duration>,
+    /// How long finished jobs are kept; `None`: forever.
+    pub retention: Option<Duration>,
 }
 
 impl Config {
@@ -177,6 +263,10 @@ impl Config {
                 .unwrap_or_default()
         };
         let secs = |name: &str| Duration::from_secs_f64(num(name).max(0.0));
+        let optional = |name: &str| match values.get(name).map(String::as_str) {
+            Some("none") | None => None,
+            Some(_) => Some(secs(name)),
+        };
         let lease_timeout = secs("lease-timeout");
         Config {
             max_retries: num("max-retries") as i64,
@@ -184,6 +274,10 @@ impl Config {
             lease_timeout,
             // A heartbeat slower than half the lease would let live jobs be recovered.
             heartbeat_interval: secs("heartbeat-interval").min(lease_timeout / 3),
+            output_limit: num("output-limit") as u64,
+            kill_grace: secs("kill-grace"),
+            job_timeout: optional("job-timeout"),
+            retention: optional("retention"),
         }
     }
 }
@@ -207,7 +301,7 @@ pub fn validate_change(
     next.insert(name.to_owned(), canonical.clone());
     let effective: BTreeMap<&str, f64> = Config::effective(&next)
         .into_iter()
-        .map(|(k, v)| (k.name, v.parse().unwrap_or_default()))
+        .filter_map(|(k, v)| Some((k.name, v.parse().ok()?)))
         .collect();
     let lease = effective.get("lease-timeout").copied().unwrap_or_default();
     let heartbeat = effective
@@ -260,5 +354,32 @@ mod tests {
         assert!(validate_change(&empty, "max-retries", "3.5").is_err());
         assert!(validate_change(&empty, "colour", "red").is_err());
         assert!(validate_change(&empty, "heartbeat-interval", "6").is_err());
+    }
+
+    #[test]
+    fn control_settings_take_sizes_and_none() {
+        let empty = BTreeMap::new();
+        let set = |k: &str, v: &str| validate_change(&empty, k, v).ok();
+        assert_eq!(set("output-limit", "1MiB").as_deref(), Some("1048576"));
+        assert_eq!(set("output-limit", "64k").as_deref(), Some("65536"));
+        assert_eq!(set("output-limit", "10"), None);
+        assert_eq!(set("output-limit", "lots"), None);
+        assert_eq!(set("kill-grace", "30s").as_deref(), Some("30"));
+        assert_eq!(set("job-timeout", "none").as_deref(), Some("none"));
+        assert_eq!(set("job-timeout", "90m").as_deref(), Some("5400"));
+        assert_eq!(set("retention", "7d").as_deref(), Some("604800"));
+        assert_eq!(set("retention", "5"), None);
+        let c = Config::default();
+        assert_eq!(
+            (c.output_limit, c.kill_grace, c.job_timeout, c.retention),
+            (1 << 20, Duration::from_secs(5), None, None)
+        );
+        let stored = BTreeMap::from([
+            ("job-timeout".to_owned(), "30".to_owned()),
+            ("retention".to_owned(), "86400".to_owned()),
+        ]);
+        let c = Config::from_stored(&stored);
+        assert_eq!(c.job_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(c.retention, Some(Duration::from_secs(86400)));
     }
 }

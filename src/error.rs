@@ -10,10 +10,12 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum InputError {
     #[error(
-        "invalid job JSON: {0}; expected an object like {{\"command\":\"echo hi\"}} with optional \"id\" and \"max_retries\""
+        "invalid job JSON: {0}; expected an object like {{\"command\":\"echo hi\"}} with optional \"id\", \"max_retries\" and \"timeout\""
     )]
     Json(String),
-    #[error("unknown state '{0}'; valid states are pending, processing, completed, failed, dead")]
+    #[error(
+        "unknown state '{0}'; valid states are pending, processing, completed, failed, dead, cancelled"
+    )]
     UnknownState(String),
     #[error("{0}")]
     Invalid(String),

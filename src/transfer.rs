@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InputError;
 use crate::job::{self, Job, JobState};
-use crate::store::{AttemptRecord, JobRecord};
+use crate::store::{AttemptFacts, AttemptRecord, JobRecord};
 
 /// One line of an export.
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,6 +46,9 @@ struct Line {
     /// The newest claim's fencing token (claims that never ran leave no attempt).
     #[serde(default)]
     lease_token: i64,
+    /// Absent in exports made before timeouts existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<i64>,
     attempts_history: Vec<AttemptLine>,
 }
 
@@ -60,6 +63,19 @@ struct AttemptLine {
     exit_code: Option<i64>,
     error: Option<String>,
     output_tail: Option<String>,
+    // What the worker saw of the attempt's process; absent in older exports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pid: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signal: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_rss_kb: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cpu_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output_total: Option<i64>,
 }
 
 /// One job as one line of JSON (no trailing newline).
@@ -82,6 +98,7 @@ pub fn to_line(record: &JobRecord) -> String {
         started_at: j.started_at.map(timestamp),
         finished_at: j.finished_at.map(timestamp),
         lease_token: j.lease_token,
+        timeout_ms: j.timeout_ms,
         attempts_history: record
             .attempts
             .iter()
@@ -94,6 +111,12 @@ pub fn to_line(record: &JobRecord) -> String {
                 exit_code: a.exit_code,
                 error: a.error.clone(),
                 output_tail: a.output_tail.clone(),
+                host: a.facts.host.clone(),
+                pid: a.facts.pid,
+                signal: a.facts.signal,
+                max_rss_kb: a.facts.max_rss_kb,
+                cpu_ms: a.facts.cpu_ms,
+                output_total: a.output_total,
             })
             .collect(),
     };
@@ -119,6 +142,9 @@ pub fn from_line(text: &str) -> Result<(JobRecord, bool), InputError> {
                 "{name} must be 0 or more, got {value}"
             )));
         }
+    }
+    if let Some(ms) = line.timeout_ms {
+        job::spec::validate_timeout(job::spec::DurationSpec::Seconds(ms as f64 / 1000.0))?;
     }
     let mut attempts = Vec::with_capacity(line.attempts_history.len());
     for a in line.attempts_history {
@@ -146,6 +172,14 @@ pub fn from_line(text: &str) -> Result<(JobRecord, bool), InputError> {
             exit_code: a.exit_code,
             error: a.error,
             output_tail: a.output_tail,
+            facts: AttemptFacts {
+                host: a.host,
+                pid: a.pid,
+                signal: a.signal,
+                max_rss_kb: a.max_rss_kb,
+                cpu_ms: a.cpu_ms,
+            },
+            output_total: a.output_total,
         });
     }
     attempts.sort_by_key(|a| a.lease_token);
@@ -175,6 +209,9 @@ pub fn from_line(text: &str) -> Result<(JobRecord, bool), InputError> {
             finished_at: line.finished_at.as_deref().map(millis).transpose()?,
             exit_code: line.exit_code,
             last_error: line.last_error,
+            timeout_ms: line.timeout_ms,
+            deadline_at: None,
+            cancel_requested: false,
             output_tail: None,
         },
         attempts,
@@ -223,6 +260,9 @@ mod tests {
                 finished_at: None,
                 exit_code: Some(1),
                 last_error: Some("exit code 1".into()),
+                timeout_ms: Some(30_000),
+                deadline_at: None,
+                cancel_requested: false,
                 output_tail: None,
             },
             attempts: vec![AttemptRecord {
@@ -234,6 +274,14 @@ mod tests {
                 exit_code: Some(1),
                 error: Some("exit code 1".into()),
                 output_tail: Some("boom\n".into()),
+                facts: AttemptFacts {
+                    host: Some("vm".into()),
+                    pid: Some(4242),
+                    signal: None,
+                    max_rss_kb: Some(2048),
+                    cpu_ms: Some(3),
+                },
+                output_total: Some(5),
             }],
         }
     }

@@ -24,6 +24,10 @@ pub struct Args {
     /// use gets a scratch store beside it
     #[arg(long)]
     in_place: bool,
+    /// The shell command each job runs in --mode shell and latency (e.g. 'echo hello'
+    /// to include keeping its output)
+    #[arg(long, value_name = "COMMAND", default_value = "true")]
+    command: String,
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
@@ -53,6 +57,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         location,
         in_place: args.in_place,
         exe,
+        command: args.command,
     };
     let (cpu, cores) = bench::hardware();
     let mode = format!("{:?}", args.mode).to_lowercase();
@@ -73,6 +78,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
             "mode": mode,
             "jobs": jobs,
             "workers": workers,
+            "command": plan.command,
             "store": report.store,
             "durability": "synchronous=FULL (every commit survives power loss)",
             "hardware": {"cpu": cpu, "cores": cores},

@@ -82,8 +82,11 @@ fn list(ctx: &Context) -> Result<(), Failure> {
     printed(p.table(&["KEY", "VALUE", "DEFAULT", "MEANING"], &rows))
 }
 
-/// Settings are numbers; JSON shows them as numbers.
+/// Settings are numbers, or `none` for "no limit"; JSON shows numbers and null.
 fn typed(value: &str) -> Value {
+    if value == "none" {
+        return Value::Null;
+    }
     serde_json::from_str::<serde_json::Number>(value)
         .map(Value::Number)
         .unwrap_or_else(|_| json!(value))

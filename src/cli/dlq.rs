@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::{Context, jobs, printed};
+use super::output::{job_json, truncate};
+use super::{Context, printed};
 use crate::error::{Failure, InputError};
 use crate::job::JobState;
 
@@ -12,7 +13,7 @@ use crate::job::JobState;
 #[derive(Debug, clap::Subcommand)]
 #[command(defer = true)]
 pub enum Command {
-    /// List dead jobs with their last error
+    /// List dead jobs with the reason they died and their last output line
     List,
     /// Put dead jobs back to pending with attempts reset to 0 (history is kept)
     Retry(RetryArgs),
@@ -31,13 +32,61 @@ pub struct RetryArgs {
 
 pub fn run(ctx: &Context, command: Command) -> Result<(), Failure> {
     match command {
-        Command::List => {
-            let mut store = ctx.open()?;
-            let dead = store.list(Some(JobState::Dead), None)?;
-            jobs::print_jobs(ctx, &dead)
-        }
+        Command::List => list(ctx),
         Command::Retry(args) => retry(ctx, args),
     }
+}
+
+/// Dead jobs with why they died (`last_error`) and the last line they printed,
+/// which together usually tell what to fix before `dlq retry`.
+fn list(ctx: &Context) -> Result<(), Failure> {
+    let mut store = ctx.open()?;
+    let dead = store.list(Some(JobState::Dead), None)?;
+    let mut last_lines = Vec::with_capacity(dead.len());
+    for job in &dead {
+        // `list` leaves the output tail out; one job at a time reads it.
+        let tail = store.job(&job.id)?.and_then(|j| j.output_tail);
+        last_lines.push(tail.as_deref().and_then(last_line).map(str::to_owned));
+    }
+    let p = &ctx.printer;
+    if p.json {
+        let values = dead.iter().zip(&last_lines).map(|(job, line)| {
+            let mut value = job_json(job);
+            if let Some(object) = value.as_object_mut() {
+                object.insert("last_output_line".into(), json!(line));
+            }
+            value
+        });
+        return printed(p.json(&Value::Array(values.collect())));
+    }
+    if dead.is_empty() {
+        return printed(p.line("No dead jobs."));
+    }
+    let rows: Vec<Vec<String>> = dead
+        .iter()
+        .zip(&last_lines)
+        .map(|(job, line)| {
+            vec![
+                job.id.clone(),
+                format!("{}/{}", job.attempts, job.max_retries + 1),
+                truncate(&job.command, 30),
+                truncate(job.last_error.as_deref().unwrap_or("-"), 40),
+                truncate(line.as_deref().unwrap_or("-"), 40),
+            ]
+        })
+        .collect();
+    printed(p.table(
+        &["ID", "ATTEMPTS", "COMMAND", "REASON", "LAST OUTPUT"],
+        &rows,
+    ))
+}
+
+/// The last non-blank line of `text`.
+fn last_line(text: &str) -> Option<&str> {
+    text.lines()
+        .rev()
+        .map(str::trim_end)
+        .find(|l| !l.is_empty())
 }
 
 fn retry(ctx: &Context, args: RetryArgs) -> Result<(), Failure> {

@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::output::job_json;
 use super::{Context, printed};
 use crate::error::{Failure, InputError};
+use crate::job::spec::DurationSpec;
 use crate::job::{Job, JobSpec};
 
 #[derive(Debug, clap::Args)]
@@ -13,7 +14,8 @@ use crate::job::{Job, JobSpec};
     queuectl enqueue '{\"id\":\"job1\",\"command\":\"sleep 2\"}'\n  \
     queuectl enqueue --command 'make test' --max-retries 5\n  \
     queuectl enqueue -- rsync -a src/ backup/\n  \
-    queuectl enqueue --file jobs.jsonl")]
+    queuectl enqueue --file jobs.jsonl\n  \
+    queuectl enqueue --wait -- make test && deploy")]
 pub struct Args {
     /// The job as a JSON object: {"command": "...", "id": "...", "max_retries": N}
     #[arg(value_name = "JSON", conflicts_with_all = ["command", "file"])]
@@ -36,9 +38,19 @@ pub struct Args {
     )]
     max_retries: Option<i64>,
 
+    /// Kill an attempt still running after DURATION (30s, 5m, 2h; default: the
+    /// job-timeout setting); it counts as a failed attempt
+    #[arg(long, value_name = "DURATION", conflicts_with = "file")]
+    timeout: Option<String>,
+
     /// Enqueue one JSON job per line from FILE (- for stdin), all or none
     #[arg(long, value_name = "FILE")]
     file: Option<String>,
+
+    /// Then follow the job's output until it finishes and exit with its exit code,
+    /// like `logs -f` (with --file: wait for all of them, like `wait`)
+    #[arg(long)]
+    wait: bool,
 
     /// The command, as the words after --
     #[arg(last = true, value_name = "COMMAND")]
@@ -50,21 +62,36 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         .map_err(|e| Failure::runtime(format!("cannot read the current directory: {e}")))?
         .to_string_lossy()
         .into_owned();
+    let wait = args.wait;
     if let Some(file) = &args.file {
-        return enqueue_file(ctx, file, &cwd);
+        return enqueue_file(ctx, file, &cwd, wait);
     }
     let job = single_job(args)?.validate(&cwd)?;
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_watch(wait)?;
     let created_at = store.enqueue(std::slice::from_ref(&job))?;
-    if ctx.printer.json {
-        let max_retries = match job.max_retries {
-            Some(n) => n,
-            None => store.job(&job.id)?.map_or(0, |j| j.max_retries),
+    if wait {
+        // stdout carries only the job's output (or, with --json, the job at the
+        // end), so `enqueue --wait -- cmd | grep` sees what cmd printed.
+        eprintln!("Enqueued: {}", job.id);
+        let code = if ctx.printer.json {
+            let code = super::wait::wait_for_quietly(store.as_mut(), &job.id)?;
+            let stored = super::jobs::find(store.as_mut(), &job.id)?;
+            printed(ctx.printer.json(&job_json(&stored)))?;
+            code
+        } else {
+            let sink = super::follow::Sink::stdout(false);
+            super::follow::follow(store.as_mut(), &job.id, sink, None)?
         };
-        return printed(
-            ctx.printer
-                .json(&job_json(&Job::pending(job, max_retries, created_at))),
-        );
+        return super::logs::exit_with(code);
+    }
+    if ctx.printer.json {
+        // Read back: the store filled in the settings' defaults (max-retries,
+        // job-timeout) in the enqueue transaction.
+        let stored = match store.job(&job.id)? {
+            Some(stored) => stored,
+            None => Job::pending(job, 0, created_at),
+        };
+        return printed(ctx.printer.json(&job_json(&stored)));
     }
     printed(ctx.printer.line(&format!("Enqueued: {}", job.id)))
 }
@@ -74,9 +101,9 @@ fn single_job(args: Args) -> Result<JobSpec, InputError> {
     let words = (!args.words.is_empty()).then(|| args.words.join(" "));
     match (args.job, args.command, words) {
         (Some(json), None, None) => {
-            if args.id.is_some() || args.max_retries.is_some() {
+            if args.id.is_some() || args.max_retries.is_some() || args.timeout.is_some() {
                 return Err(InputError::Invalid(
-                    "--id and --max-retries go with --command or --; put \"id\" and \"max_retries\" inside the JSON instead".into(),
+                    "--id, --max-retries and --timeout go with --command or --; put \"id\", \"max_retries\" and \"timeout\" inside the JSON instead".into(),
                 ));
             }
             if !json.trim_start().starts_with('{') {
@@ -91,6 +118,7 @@ fn single_job(args: Args) -> Result<JobSpec, InputError> {
             id: args.id,
             command,
             max_retries: args.max_retries,
+            timeout: args.timeout.map(DurationSpec::Text),
         }),
         (None, None, None) => Err(InputError::Invalid(
             "nothing to enqueue; give a JSON job, --command '...', --file FILE, or a command after --".into(),
@@ -101,19 +129,28 @@ fn single_job(args: Args) -> Result<JobSpec, InputError> {
     }
 }
 
-fn enqueue_file(ctx: &Context, file: &str, cwd: &str) -> Result<(), Failure> {
+fn enqueue_file(ctx: &Context, file: &str, cwd: &str, wait: bool) -> Result<(), Failure> {
     let jobs = super::read_json_lines(
         file,
         "enqueued",
         |line| JobSpec::from_json(line).and_then(|spec| spec.validate(cwd)),
         |job| &job.id,
     )?;
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_watch(wait)?;
     store.enqueue(&jobs).map_err(|e| {
         let mut failure = Failure::from(e);
         failure.message.push_str("; nothing was enqueued");
         failure
     })?;
+    if wait {
+        if !ctx.printer.json {
+            let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+            printed(ctx.printer.line(&ids.join("\n")))?;
+        }
+        let ids = jobs.into_iter().map(|j| j.id).collect();
+        let code = super::wait::wait_for(ctx, store.as_mut(), ids, None)?;
+        return super::logs::exit_with(code);
+    }
     if ctx.printer.json {
         let ids: Vec<Value> = jobs.into_iter().map(|j| Value::String(j.id)).collect();
         return printed(ctx.printer.json(&Value::Array(ids)));

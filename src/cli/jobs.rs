@@ -2,17 +2,20 @@
 
 use serde_json::{Value, json};
 
-use super::output::{age, attempt_json, job_json, timestamp, truncate};
+use super::output::{
+    age, attempt_json, exit_or_signal, human_bytes, job_json, timestamp, truncate, visible,
+};
 use super::{Context, printed};
 use crate::error::{Failure, StoreError};
 use crate::job::{Job, JobState};
-use crate::store::Store;
+use crate::store::{AttemptRecord, Store};
 use crate::worker::exec::Spool;
 use crate::worker::{platform, recovery};
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// Only jobs in this state: pending, processing, completed, failed or dead
+    /// Only jobs in this state: pending, processing, completed, failed, dead or
+    /// cancelled
     #[arg(long)]
     state: Option<String>,
 
@@ -120,16 +123,18 @@ pub(super) fn print_jobs(ctx: &Context, jobs: &[Job]) -> Result<(), Failure> {
 pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
     let mut store = ctx.open()?;
     let job = find(store.as_mut(), &args.id)?;
-    let attempts = store.attempts(&args.id)?;
+    let mut attempts = store.attempts(&args.id)?;
+    attempts.sort_by_key(|a| a.lease_token);
     let p = &ctx.printer;
     if p.json {
         let mut value = job_json(&job);
         if let Some(object) = value.as_object_mut() {
             object.insert("output_tail".into(), json!(job.output_tail));
-            object.insert(
-                "history".into(),
-                Value::Array(attempts.iter().map(attempt_json).collect()),
-            );
+            let history = attempts
+                .iter()
+                .enumerate()
+                .map(|(i, a)| attempt_json(i + 1, a));
+            object.insert("history".into(), Value::Array(history.collect()));
         }
         return printed(p.json(&value));
     }
@@ -137,7 +142,7 @@ pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
     let opt = |ms: Option<i64>| ms.map_or("-".to_owned(), timestamp);
     let mut lines = vec![
         field("id", job.id.clone()),
-        field("command", job.command.clone()),
+        field("command", visible(&job.command).into_owned()),
         field("state", p.state(job.state)),
         field(
             "attempts",
@@ -161,11 +166,25 @@ pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
     }
     lines.push(field("started", opt(job.started_at)));
     lines.push(field("finished", opt(job.finished_at)));
+    if let Some(ms) = job.timeout_ms {
+        lines.push(field("timeout", duration_text(ms)));
+    }
+    if job.state == JobState::Processing {
+        if let Some(deadline) = job.deadline_at {
+            lines.push(field("deadline", timestamp(deadline)));
+        }
+        if job.cancel_requested {
+            lines.push(field(
+                "cancel",
+                "requested; its worker is stopping it".into(),
+            ));
+        }
+    }
     if let Some(code) = job.exit_code {
         lines.push(field("exit code", code.to_string()));
     }
     if let Some(error) = &job.last_error {
-        lines.push(field("last error", error.clone()));
+        lines.push(field("last error", visible(error).into_owned()));
     }
     for line in lines {
         printed(p.line(&line))?;
@@ -175,27 +194,51 @@ pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
         let rows: Vec<Vec<String>> = attempts
             .iter()
             .enumerate()
-            .map(|(i, a)| {
-                vec![
-                    (i + 1).to_string(),
-                    a.outcome.to_string(),
-                    a.exit_code.map_or("-".into(), |c| c.to_string()),
-                    opt(a.started_at),
-                    timestamp(a.finished_at),
-                    a.worker_id.clone().unwrap_or_default(),
-                ]
-            })
+            .map(|(i, a)| attempt_row(i + 1, a))
             .collect();
         printed(p.table(
-            &["#", "OUTCOME", "EXIT", "STARTED", "FINISHED", "WORKER"],
+            &[
+                "#", "OUTCOME", "EXIT", "DURATION", "HOST", "PID", "MAX RSS", "CPU", "STARTED",
+            ],
             &rows,
         ))?;
     }
     if let Some(tail) = job.output_tail.as_deref().filter(|t| !t.is_empty()) {
         printed(p.line("\nOutput (last lines):"))?;
-        printed(p.line(tail.trim_end_matches('\n')))?;
+        printed(p.line(&visible(tail.trim_end_matches('\n'))))?;
     }
     Ok(())
+}
+
+/// One row of `show`'s attempts table; `-` for what is not known (an attempt
+/// recorded before this was measured, or one whose worker vanished).
+fn attempt_row(number: usize, a: &AttemptRecord) -> Vec<String> {
+    let dash = || "-".to_owned();
+    let facts = &a.facts;
+    vec![
+        number.to_string(),
+        a.outcome.to_string(),
+        exit_or_signal(a.exit_code, facts.signal),
+        a.started_at
+            .map_or_else(dash, |start| duration_text(a.finished_at - start)),
+        facts
+            .host
+            .as_deref()
+            .map_or_else(dash, |h| visible(h).into_owned()),
+        facts.pid.map_or_else(dash, |pid| pid.to_string()),
+        facts.max_rss_kb.map_or_else(dash, |kb| {
+            human_bytes(u64::try_from(kb).unwrap_or(0) * 1024)
+        }),
+        facts.cpu_ms.map_or_else(dash, duration_text),
+        a.started_at.map_or_else(dash, timestamp),
+    ]
+}
+
+/// Milliseconds as `crate::duration::human` writes them (negative: 0).
+fn duration_text(ms: i64) -> String {
+    crate::duration::human(std::time::Duration::from_millis(
+        u64::try_from(ms).unwrap_or(0),
+    ))
 }
 
 pub(super) fn find(store: &mut dyn Store, id: &str) -> Result<Job, Failure> {

@@ -14,11 +14,16 @@ use crate::store::{self, Location, OpenFor, Store};
 
 mod bench;
 mod config;
+mod control;
 mod dlq;
 mod enqueue;
+mod follow;
 mod jobs;
+mod logs;
 pub mod output;
 mod transfer;
+mod wait;
+mod watch;
 mod worker;
 
 use output::{ColorChoice, Printer};
@@ -64,6 +69,16 @@ enum Command {
     List(jobs::ListArgs),
     /// Show one job with its attempts and last output
     Show(jobs::ShowArgs),
+    /// Print a job's output (-f: follow it live until the job finishes)
+    Logs(logs::Args),
+    /// Block until jobs are finished (exit 0: all completed, 1: some did not, 124: timeout)
+    Wait(wait::Args),
+    /// Stop jobs: pending ones at once, running ones killed by their worker
+    Cancel(control::CancelArgs),
+    /// Put finished jobs back to pending with attempts reset to 0 (history is kept)
+    Retry(control::RetryArgs),
+    /// Delete finished jobs with their history and output
+    Clean(control::CleanArgs),
     /// The dead letter queue: jobs whose attempts are used up
     #[command(subcommand)]
     Dlq(dlq::Command),
@@ -183,6 +198,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status => jobs::status(&ctx),
         Command::List(args) => jobs::list(&ctx, args),
         Command::Show(args) => jobs::show(&ctx, args),
+        Command::Logs(args) => logs::run(&ctx, args),
+        Command::Wait(args) => wait::run(&ctx, args),
+        Command::Cancel(args) => control::cancel(&ctx, args),
+        Command::Retry(args) => control::retry(&ctx, args),
+        Command::Clean(args) => control::clean(&ctx, args),
         Command::Dlq(command) => dlq::run(&ctx, command),
         Command::Config(command) => config::run(&ctx, command),
         Command::Bench(args) => bench::run(&ctx, args),
@@ -218,6 +238,19 @@ impl Context {
     /// Opens the store for a short command.
     pub fn open(&self) -> Result<Box<dyn Store>, Failure> {
         self.open_for(OpenFor::Command)
+    }
+
+    /// Opens the store for a command that stays for as long as a job runs (`logs
+    /// -f`, `wait`, `enqueue --wait`; `long` false opens it like any short command).
+    /// Such a command must share the store as a worker does: a short command that
+    /// finds the SQLite file unused holds it alone until it exits, which would lock
+    /// out the very workers it waits for.
+    pub fn open_to_watch(&self, long: bool) -> Result<Box<dyn Store>, Failure> {
+        self.open_for(if long {
+            OpenFor::Worker
+        } else {
+            OpenFor::Command
+        })
     }
 
     pub fn open_for(&self, purpose: OpenFor) -> Result<Box<dyn Store>, Failure> {

@@ -3,6 +3,7 @@
 //! Colour is used only when stdout is a terminal (or `--color always`) and `NO_COLOR`
 //! is unset. JSON output is never coloured and is the only thing on stdout.
 
+use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};
 
 use anstyle::{AnsiColor, Style};
@@ -70,6 +71,7 @@ impl Printer {
             JobState::Completed => AnsiColor::Green,
             JobState::Failed => AnsiColor::Magenta,
             JobState::Dead => AnsiColor::Red,
+            JobState::Cancelled => AnsiColor::BrightBlack,
         };
         self.paint(state.as_str(), Style::new().fg_color(Some(color.into())))
     }
@@ -140,7 +142,10 @@ fn visible_width(text: &str) -> usize {
 pub fn truncate(text: &str, max: usize) -> String {
     let one_line: String = text
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            let reorders = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || reorders { ' ' } else { c }
+        })
         .collect();
     if one_line.chars().count() <= max {
         return one_line;
@@ -193,19 +198,130 @@ pub fn job_json(job: &Job) -> Value {
         "worker": job.worker_id,
         "started_at": opt_timestamp(job.started_at),
         "finished_at": opt_timestamp(job.finished_at),
+        "timeout_ms": job.timeout_ms,
+        "deadline_at": opt_timestamp(job.deadline_at),
+        "cancel_requested": job.cancel_requested,
     })
 }
 
-pub fn attempt_json(attempt: &AttemptRecord) -> Value {
+/// The JSON form of one attempt of `show --json`: `attempt` counts from 1 in
+/// lease-token order, as `logs --attempt N` does.
+pub fn attempt_json(number: usize, attempt: &AttemptRecord) -> Value {
+    let facts = &attempt.facts;
     json!({
+        "attempt": number,
         "attempt_token": attempt.lease_token,
         "worker": attempt.worker_id,
+        "host": facts.host,
+        "pid": facts.pid,
         "started_at": opt_timestamp(attempt.started_at),
         "finished_at": timestamp(attempt.finished_at),
+        "duration_ms": attempt.started_at.map(|start| (attempt.finished_at - start).max(0)),
         "outcome": attempt.outcome.as_str(),
         "exit_code": attempt.exit_code,
+        "signal": facts.signal,
+        "signal_name": facts.signal.map(signal_name),
+        "max_rss_kb": facts.max_rss_kb,
+        "cpu_ms": facts.cpu_ms,
+        "output_total": attempt.output_total,
         "error": attempt.error,
     })
+}
+
+/// How an attempt ended in a few words: `exit code 3`, `SIGKILL`, or `-` when
+/// neither is known (an interrupted attempt).
+pub fn exit_or_signal(exit_code: Option<i64>, signal: Option<i64>) -> String {
+    match (exit_code, signal) {
+        (_, Some(signal)) => signal_name(signal),
+        (Some(code), None) => code.to_string(),
+        (None, None) => "-".to_owned(),
+    }
+}
+
+/// The conventional name of a Linux signal number (`9` → `SIGKILL`), or `signal N`
+/// for one without a name here.
+pub fn signal_name(signal: i64) -> String {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(signal)
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .and_then(|i| NAMES.get(i))
+        .map_or_else(|| format!("signal {signal}"), |name| (*name).to_owned())
+}
+
+/// A size for people, in binary units: `512 B`, `3.1 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Text as a terminal should show it: control characters that would move the
+/// cursor, change colours or reorder text are replaced by something visible, so
+/// output, commands and ids can never rewrite what a user sees (or hide a line).
+/// C0 controls (except newline and tab) become their Control Pictures (`\x1b` →
+/// `␛`), DEL `␡`; C1 controls and the bidi overrides and isolates (U+202A–202E,
+/// U+2066–2069) become `\u{...}`. Borrows when there is nothing to replace.
+pub fn visible(text: &str) -> Cow<'_, str> {
+    fn needs_escape(c: char) -> bool {
+        matches!(c, '\0'..='\x08' | '\x0b'..='\x1f' | '\x7f'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\0'..='\x1f' if needs_escape(c) => {
+                shown.push(char::from_u32(0x2400 + c as u32).unwrap_or('?'));
+            }
+            '\x7f' => shown.push('\u{2421}'),
+            c if needs_escape(c) => shown.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => shown.push(c),
+        }
+    }
+    Cow::Owned(shown)
 }
 
 pub fn worker_json(worker: &WorkerRow) -> Value {
@@ -241,6 +357,27 @@ mod tests {
     fn truncation_keeps_one_line() {
         assert_eq!(truncate("a\nb", 10), "a b");
         assert_eq!(truncate("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn control_characters_are_made_visible() {
+        assert_eq!(visible("plain\ttext\n"), "plain\ttext\n");
+        assert!(matches!(visible("plain"), Cow::Borrowed(_)));
+        assert_eq!(visible("\x1b[2Jgone\r"), "␛[2Jgone␍");
+        assert_eq!(visible("a\x7fb\u{85}c"), "a␡b\\u{85}c");
+        assert_eq!(visible("\u{202e}evil\u{2066}"), "\\u{202e}evil\\u{2066}");
+        assert_eq!(visible("\0"), "␀");
+    }
+
+    #[test]
+    fn sizes_and_signals_read_naturally() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3_250_586), "3.1 MiB");
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(15), "SIGTERM");
+        assert_eq!(signal_name(64), "signal 64");
+        assert_eq!(exit_or_signal(Some(3), None), "3");
+        assert_eq!(exit_or_signal(None, Some(9)), "SIGKILL");
     }
 
     #[test]

@@ -7,24 +7,27 @@
 //!   [`after_interruption`], [`after_release`], [`after_forced_stop`],
 //!   [`after_dlq_retry`]). Stores persist the [`Transition`] they are handed and never
 //!   decide a job's next state themselves, so SQLite and PostgreSQL cannot drift apart.
+//! - [`output`]: what an attempt's output becomes when kept (capped, byte-exact).
 //! - [`spec`]: what `enqueue` and `import` accept, validated once ([`JobSpec`], ids).
 //!
 //! Nothing here knows about SQL, processes or the terminal.
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::InputError;
 
+pub mod output;
 pub mod spec;
 pub mod transition;
 
 pub use spec::{JobSpec, generate_id, validate_command, validate_id, validate_max_retries};
 pub use transition::{
-    Transition, after_attempt, after_dlq_retry, after_forced_stop, after_interruption,
-    after_release,
+    Cancel, Transition, after_attempt, after_dlq_retry, after_forced_stop, after_interruption,
+    after_release, after_retry, plan_cancel,
 };
 
 /// How many times a job may be interrupted (its worker vanished, its lease expired)
@@ -46,13 +49,18 @@ pub const OUTPUT_TAIL_BYTES: usize = 4096;
 ///            claim                 exit 0
 /// pending ──────────► processing ─────────► completed
 ///    ▲  ▲                 │ │
-///    │  │ lease expired / │ │ exit != 0, attempts <= max_retries
+///    │  │ lease expired / │ │ exit != 0 or timed out, attempts <= max_retries
 ///    │  └─ force stop ────┘ ├──────────────────────────► failed ──(backoff over)──► claimable
-///    │                      │ exit != 0, attempts > max_retries
+///    │                      │ exit != 0 or timed out, attempts > max_retries
 ///    └──── dlq retry ─── dead ◄──────────────────────────┘
+///
+/// cancel: pending / failed ──► cancelled at once; processing ──(worker kills it)──► cancelled
+/// retry:  completed / dead / cancelled ──► pending, attempts 0
 /// ```
 ///
 /// `failed` jobs are claimed like `pending` ones once `next_run_at` has passed.
+/// `completed`, `dead` and `cancelled` are finished: nothing runs them again unless a
+/// user asks (`retry`, `dlq retry`), and only they can be deleted (`clean`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
@@ -66,17 +74,24 @@ pub enum JobState {
     Failed,
     /// Attempts (or interruptions) exhausted: the dead letter queue.
     Dead,
+    /// Stopped on a user's request (`cancel`): never run again unless retried.
+    Cancelled,
 }
 
 impl JobState {
     /// Every state, in lifecycle order (also the order `status` prints them in).
-    pub const ALL: [JobState; 5] = [
+    pub const ALL: [JobState; 6] = [
         JobState::Pending,
         JobState::Processing,
         JobState::Completed,
         JobState::Failed,
         JobState::Dead,
+        JobState::Cancelled,
     ];
+
+    /// The states a job ends in: `clean` deletes only these, `retry` starts only these
+    /// over.
+    pub const FINISHED: [JobState; 3] = [JobState::Completed, JobState::Dead, JobState::Cancelled];
 
     /// The name used on the command line, in JSON and in the store.
     pub fn as_str(self) -> &'static str {
@@ -86,6 +101,7 @@ impl JobState {
             JobState::Completed => "completed",
             JobState::Failed => "failed",
             JobState::Dead => "dead",
+            JobState::Cancelled => "cancelled",
         }
     }
 
@@ -140,6 +156,14 @@ pub struct Job {
     pub finished_at: Option<i64>,
     pub exit_code: Option<i64>,
     pub last_error: Option<String>,
+    /// How long one attempt may run before it is killed (`--timeout`, else the
+    /// `job-timeout` setting when the job was enqueued); `None`: no limit.
+    pub timeout_ms: Option<i64>,
+    /// When the running attempt's time is up (its start plus `timeout_ms`, by the
+    /// store's clock), stored at claim so it holds whichever worker runs it.
+    pub deadline_at: Option<i64>,
+    /// Set by `cancel` while the job runs: its worker must stop it.
+    pub cancel_requested: bool,
     /// The last few KiB of the newest attempt's output.
     pub output_tail: Option<String>,
 }
@@ -165,6 +189,9 @@ impl Job {
             finished_at: None,
             exit_code: None,
             last_error: None,
+            timeout_ms: job.timeout_ms,
+            deadline_at: None,
+            cancel_requested: false,
             output_tail: None,
         }
     }
@@ -178,6 +205,9 @@ pub struct NewJob {
     pub cwd: String,
     /// `None`: the store's `max-retries` setting, read in the enqueue transaction.
     pub max_retries: Option<i64>,
+    /// `None`: the store's `job-timeout` setting, read in the enqueue transaction
+    /// (which may be no limit either).
+    pub timeout_ms: Option<i64>,
 }
 
 /// How one attempt ended, as seen by the worker that ran it.
@@ -193,6 +223,11 @@ pub enum Outcome {
     /// The attempt was cut short through no fault of the command (worker forced to
     /// stop, lease lost): it does not count as an attempt.
     Interrupted { reason: String },
+    /// The attempt ran past its deadline and its process group was killed. A failed
+    /// attempt, retried by the usual rules.
+    TimedOut { after: Duration },
+    /// A user cancelled the job while this attempt ran; its process group was killed.
+    Cancelled,
 }
 
 /// How an attempt ended, as its history records it (`outcome` in the store, in
@@ -202,16 +237,22 @@ pub enum AttemptOutcome {
     Succeeded,
     Failed,
     Interrupted,
+    /// Killed at its deadline.
+    TimedOut,
+    /// Killed because its job was cancelled.
+    Cancelled,
     /// Claimed ahead of time and given back unstarted: a store records no attempt.
     Released,
 }
 
 impl AttemptOutcome {
     /// The outcomes an attempt history can hold (a release leaves no attempt).
-    pub const RECORDED: [AttemptOutcome; 3] = [
+    pub const RECORDED: [AttemptOutcome; 5] = [
         AttemptOutcome::Succeeded,
         AttemptOutcome::Failed,
         AttemptOutcome::Interrupted,
+        AttemptOutcome::TimedOut,
+        AttemptOutcome::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -219,6 +260,8 @@ impl AttemptOutcome {
             AttemptOutcome::Succeeded => "succeeded",
             AttemptOutcome::Failed => "failed",
             AttemptOutcome::Interrupted => "interrupted",
+            AttemptOutcome::TimedOut => "timed_out",
+            AttemptOutcome::Cancelled => "cancelled",
             AttemptOutcome::Released => "released",
         }
     }
@@ -229,6 +272,8 @@ impl AttemptOutcome {
             Outcome::Succeeded => AttemptOutcome::Succeeded,
             Outcome::Failed { .. } => AttemptOutcome::Failed,
             Outcome::Interrupted { .. } => AttemptOutcome::Interrupted,
+            Outcome::TimedOut { .. } => AttemptOutcome::TimedOut,
+            Outcome::Cancelled => AttemptOutcome::Cancelled,
         }
     }
 }

@@ -2,9 +2,12 @@
 //! ids, commands and retry counts, checked before anything reaches a store so bad
 //! input never changes it.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::NewJob;
+use crate::duration;
 use crate::error::InputError;
 use crate::job::MAX_RETRIES_LIMIT;
 
@@ -15,7 +18,20 @@ pub struct JobSpec {
     pub id: Option<String>,
     pub command: String,
     pub max_retries: Option<i64>,
+    /// Seconds (`30`, `0.5`) or a duration with units (`"30s"`, `"5m"`).
+    pub timeout: Option<DurationSpec>,
 }
+
+/// A duration in job JSON: a number of seconds or a string with units.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSpec {
+    Seconds(f64),
+    Text(String),
+}
+
+/// The longest `timeout` a job may ask for; beyond it a typo is more likely.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 86_400);
 
 impl JobSpec {
     /// Parses one JSON job object, as given to `enqueue` or as a line of `enqueue --file`.
@@ -36,13 +52,40 @@ impl JobSpec {
         };
         let command = validate_command(&self.command)?;
         let max_retries = self.max_retries.map(validate_max_retries).transpose()?;
+        let timeout_ms = self.timeout.map(validate_timeout).transpose()?;
         Ok(NewJob {
             id,
             command,
             cwd: cwd.to_owned(),
             max_retries,
+            timeout_ms,
         })
     }
+}
+
+/// Checks a job's `timeout` (from `--timeout` or JSON) and returns it in milliseconds.
+pub fn validate_timeout(spec: DurationSpec) -> Result<i64, InputError> {
+    let (text, parsed) = match spec {
+        DurationSpec::Seconds(secs) => (
+            secs.to_string(),
+            (0.0..1e12)
+                .contains(&secs)
+                .then(|| Duration::from_secs_f64(secs)),
+        ),
+        DurationSpec::Text(text) => {
+            let parsed = duration::parse(&text);
+            (text, parsed)
+        }
+    };
+    let timeout = parsed.ok_or_else(|| {
+        InputError::Invalid(format!("bad timeout: {}", duration::expected(&text)))
+    })?;
+    if timeout < Duration::from_millis(1) || timeout > MAX_TIMEOUT {
+        return Err(InputError::Invalid(format!(
+            "bad timeout: {text} is outside 1ms..=30d; give a duration such as 30s or 2h"
+        )));
+    }
+    Ok(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A new id: a UUIDv7, so generated ids are unique across processes and machines
@@ -126,6 +169,20 @@ mod tests {
             .and_then(|s| s.validate("/tmp"))
             .expect("valid");
         assert_eq!((job.max_retries, job.cwd.as_str()), (None, "/tmp"));
+        assert_eq!(job.timeout_ms, None);
+        let job = JobSpec::from_json(r#"{"command":"x","timeout":"1m"}"#)
+            .and_then(|s| s.validate("/"))
+            .expect("valid");
+        assert_eq!(job.timeout_ms, Some(60_000));
+        let job = JobSpec::from_json(r#"{"command":"x","timeout":0.5}"#)
+            .and_then(|s| s.validate("/"))
+            .expect("valid");
+        assert_eq!(job.timeout_ms, Some(500));
+        for bad in [r#""soon""#, "-1", "0", r#""31d""#] {
+            let spec = JobSpec::from_json(&format!(r#"{{"command":"x","timeout":{bad}}}"#))
+                .expect("parses");
+            assert!(spec.validate("/").is_err(), "timeout {bad}");
+        }
         assert_eq!(job.id.len(), 36);
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{Job, JobState, MAX_INTERRUPTIONS, Outcome};
 use crate::backoff::Backoff;
+use crate::duration;
 use crate::error::StoreError;
 
 /// The next state of a job, computed here and persisted by a store. Delays are
@@ -63,6 +64,24 @@ pub fn after_attempt(
         Outcome::Interrupted { reason } => {
             after_interruption_with(attempts_before, interruptions, reason, false)
         }
+        Outcome::TimedOut { after } => after_attempt(
+            attempts_before,
+            max_retries,
+            interruptions,
+            &Outcome::Failed {
+                exit_code: None,
+                error: format!("timed out after {}", duration::human(*after)),
+            },
+            backoff,
+        ),
+        Outcome::Cancelled => Transition {
+            state: JobState::Cancelled,
+            attempts,
+            interruptions,
+            run_after: Duration::ZERO,
+            exit_code: None,
+            last_error: Some("cancelled while running".into()),
+        },
     }
 }
 
@@ -94,8 +113,8 @@ pub fn after_forced_stop(attempts: i64, interruptions: i64, reason: &str) -> Tra
 /// The transition of `dlq retry`: a `dead` job goes back to `pending`, claimable at
 /// once, with its attempts and interruptions reset; its last exit code and error stay
 /// until the next attempt replaces them. `job` is the job as stored (`None`: no such
-/// id). Only dead jobs can be retried, so `dlq retry` of several ids is refused whole
-/// when one of them is not dead.
+/// id). Only dead jobs can be retried this way, so `dlq retry` of several ids is
+/// refused whole when one of them is not dead.
 pub fn after_dlq_retry(id: &str, job: Option<&Job>) -> Result<Transition, StoreError> {
     let job = job.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
     if job.state != JobState::Dead {
@@ -104,14 +123,85 @@ pub fn after_dlq_retry(id: &str, job: Option<&Job>) -> Result<Transition, StoreE
             job.state
         )));
     }
-    Ok(Transition {
+    Ok(started_over(job))
+}
+
+/// The transition of `retry`: like [`after_dlq_retry`], for any finished job
+/// (`completed`, `dead` or `cancelled`). Its history and output stay.
+pub fn after_retry(id: &str, job: Option<&Job>) -> Result<Transition, StoreError> {
+    let job = job.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+    if !JobState::FINISHED.contains(&job.state) {
+        return Err(StoreError::Conflict(format!(
+            "job '{id}' is {}, not finished; only completed, dead and cancelled jobs can be retried (`queuectl cancel` stops an unfinished one)",
+            job.state
+        )));
+    }
+    Ok(started_over(job))
+}
+
+fn started_over(job: &Job) -> Transition {
+    Transition {
         state: JobState::Pending,
         attempts: 0,
         interruptions: 0,
         run_after: Duration::ZERO,
         exit_code: job.exit_code,
         last_error: job.last_error.clone(),
-    })
+    }
+}
+
+/// What `cancel` does to one job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cancel {
+    /// A `pending` or `failed` job: cancelled at once with this transition.
+    Now(Transition),
+    /// A `processing` job: the store marks it, and the worker running attempt
+    /// `lease_token` kills its process group and reports the attempt `cancelled`.
+    Requested { lease_token: i64 },
+}
+
+/// Decides `cancel` for every id at once: all or nothing. `find` looks a job up as
+/// stored. Refuses (naming every offending id) when any id is unknown or its job
+/// already finished; then nothing may be cancelled.
+pub fn plan_cancel<'a>(
+    ids: &[String],
+    find: impl Fn(&str) -> Option<&'a Job>,
+) -> Result<Vec<(String, Cancel)>, StoreError> {
+    let mut plan = Vec::with_capacity(ids.len());
+    let mut refused = Vec::new();
+    for id in ids {
+        match find(id) {
+            None => refused.push(format!("no job with id '{id}'")),
+            Some(job) => match job.state {
+                JobState::Pending | JobState::Failed => plan.push((
+                    id.clone(),
+                    Cancel::Now(Transition {
+                        state: JobState::Cancelled,
+                        attempts: job.attempts,
+                        interruptions: job.interruptions,
+                        run_after: Duration::ZERO,
+                        exit_code: job.exit_code,
+                        last_error: Some("cancelled before it ran again".into()),
+                    }),
+                )),
+                JobState::Processing => plan.push((
+                    id.clone(),
+                    Cancel::Requested {
+                        lease_token: job.lease_token,
+                    },
+                )),
+                finished => refused.push(format!("job '{id}' is already {finished}")),
+            },
+        }
+    }
+    if refused.is_empty() {
+        Ok(plan)
+    } else {
+        Err(StoreError::Conflict(format!(
+            "{}; nothing was cancelled (`queuectl list` shows the jobs)",
+            refused.join("; ")
+        )))
+    }
 }
 
 fn after_interruption_with(
@@ -215,6 +305,83 @@ mod tests {
         );
     }
 
+    fn stored(state: JobState) -> Job {
+        let mut job = Job::pending(
+            NewJob {
+                id: state.as_str().into(),
+                command: "sleep 9".into(),
+                cwd: "/".into(),
+                max_retries: None,
+                timeout_ms: None,
+            },
+            3,
+            0,
+        );
+        job.state = state;
+        job.lease_token = 7;
+        job
+    }
+
+    #[test]
+    fn a_timeout_is_a_failed_attempt_that_says_so() {
+        let timed_out = Outcome::TimedOut {
+            after: Duration::from_secs(30),
+        };
+        let t = after_attempt(0, 1, 0, &timed_out, &backoff());
+        assert_eq!(
+            (t.state, t.attempts, t.exit_code),
+            (JobState::Failed, 1, None)
+        );
+        assert_eq!(t.last_error.as_deref(), Some("timed out after 30s"));
+        assert_eq!(
+            after_attempt(1, 1, 0, &timed_out, &backoff()).state,
+            JobState::Dead
+        );
+    }
+
+    #[test]
+    fn a_cancelled_attempt_ends_the_job_and_counts() {
+        let t = after_attempt(2, 5, 1, &Outcome::Cancelled, &backoff());
+        assert_eq!(
+            (t.state, t.attempts, t.interruptions),
+            (JobState::Cancelled, 3, 1)
+        );
+    }
+
+    #[test]
+    fn cancel_is_all_or_nothing_and_names_every_refused_id() {
+        let jobs: Vec<Job> = JobState::ALL.into_iter().map(stored).collect();
+        let find = |id: &str| jobs.iter().find(|j| j.id == id);
+        let ids = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let plan = plan_cancel(&ids(&["pending", "failed", "processing"]), find)
+            .expect("unfinished jobs can be cancelled");
+        assert!(matches!(&plan[0].1, Cancel::Now(t) if t.state == JobState::Cancelled));
+        assert!(matches!(&plan[1].1, Cancel::Now(t) if t.state == JobState::Cancelled));
+        assert_eq!(plan[2].1, Cancel::Requested { lease_token: 7 });
+        let refused = plan_cancel(&ids(&["pending", "completed", "nope", "dead"]), find)
+            .expect_err("finished and unknown ids are refused");
+        let message = refused.to_string();
+        for named in ["'completed'", "'nope'", "'dead'"] {
+            assert!(message.contains(named), "{message}");
+        }
+        assert!(!message.contains("'pending'"), "{message}");
+    }
+
+    #[test]
+    fn retry_takes_finished_jobs_only() {
+        for state in JobState::FINISHED {
+            let t = after_retry("x", Some(&stored(state))).expect("finished jobs retry");
+            assert_eq!((t.state, t.attempts), (JobState::Pending, 0));
+        }
+        for state in [JobState::Pending, JobState::Processing, JobState::Failed] {
+            assert!(after_retry("x", Some(&stored(state))).is_err());
+        }
+        assert!(matches!(
+            after_retry("x", None),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
     #[test]
     fn dlq_retry_takes_only_dead_jobs_and_resets_their_counters() {
         let mut job = Job::pending(
@@ -223,6 +390,7 @@ mod tests {
                 command: "false".into(),
                 cwd: "/".into(),
                 max_retries: None,
+                timeout_ms: None,
             },
             3,
             0,

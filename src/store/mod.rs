@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::StoreError;
+use crate::job::output::KeptOutput;
 use crate::job::{AttemptOutcome, Job, JobState, NewJob, Transition};
 
+pub(crate) mod control;
 pub mod postgres;
 pub(crate) mod rows;
 pub mod sqlite;
@@ -121,6 +123,68 @@ pub struct Lease {
     pub token: i64,
 }
 
+/// What the worker saw of one attempt's process, for the history (`show`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttemptFacts {
+    /// The host the attempt ran on (`QUEUECTL_HOSTNAME` or the hostname).
+    pub host: Option<String>,
+    /// The shell's pid.
+    pub pid: Option<i64>,
+    /// The signal that ended the shell, if one did.
+    pub signal: Option<i64>,
+    /// Peak resident memory of the attempt's processes (`wait4`'s `ru_maxrss`), KiB.
+    pub max_rss_kb: Option<i64>,
+    /// User plus system CPU time of the attempt's processes, milliseconds.
+    pub cpu_ms: Option<i64>,
+}
+
+/// New output of a running attempt, shipped by its worker (at most once a second,
+/// and only for attempts that run longer than that). Fenced like every write about
+/// a run: ignored unless the job still runs under `lease`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputChunk {
+    pub lease: Lease,
+    /// Where `data` starts in everything the attempt printed.
+    pub offset: u64,
+    pub data: Vec<u8>,
+    /// Stored chunks of this attempt that start at or after `keep_head` and end at
+    /// or before `drop_before` are deleted: past `output-limit`, only the first half
+    /// and the newest bytes stay, so the store holds about `output-limit` per attempt.
+    pub keep_head: u64,
+    pub drop_before: u64,
+}
+
+/// What a store has of one attempt's output, from a given offset on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputRead {
+    /// The attempt ended: `pieces` is its kept output (one piece at offset 0, which
+    /// may hold an omission line) and no more will come.
+    pub finished: bool,
+    /// (offset, bytes) in order; a gap between pieces is output that was dropped.
+    pub pieces: Vec<(u64, Vec<u8>)>,
+    /// With `finished`: everything the attempt printed, kept or not.
+    pub total: u64,
+}
+
+/// Which finished jobs `clean` (or retention) deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanRequest {
+    /// Among [`JobState::FINISHED`]; empty means all of them.
+    pub states: Vec<JobState>,
+    /// Only jobs that finished at least this long ago (by the store's clock).
+    pub older_than: Option<Duration>,
+    /// At most this many jobs in one call (retention deletes in small batches).
+    pub limit: Option<usize>,
+}
+
+/// What `clean` deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cleaned {
+    pub jobs: u64,
+    /// Stopped and lost worker rows that ended over a day ago.
+    pub workers: u64,
+}
+
 /// A finished (or interrupted) run to record, fenced by its lease.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
@@ -129,6 +193,9 @@ pub struct Finished {
     pub outcome: AttemptOutcome,
     pub transition: Transition,
     pub output_tail: Option<String>,
+    /// The attempt's whole kept output; replaces any chunks shipped while it ran.
+    pub output: Option<KeptOutput>,
+    pub facts: AttemptFacts,
     /// Only apply if the lease has expired by the store's clock (used by recovery, so
     /// a slow but live worker that renewed in the meantime keeps its job).
     pub only_if_expired: bool,
@@ -146,6 +213,9 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     /// The last few KiB of the attempt's output.
     pub output_tail: Option<String>,
+    pub facts: AttemptFacts,
+    /// Bytes the attempt printed in all (its kept output may be shorter).
+    pub output_total: Option<i64>,
 }
 
 /// A job with its whole attempt history: what `export` reads and `import` writes.
@@ -316,6 +386,9 @@ pub struct RunningJob {
     pub interruptions: i64,
     pub worker: Option<WorkerInfo>,
     pub lease_expired: bool,
+    /// A user cancelled the job while it ran: recovery ends it `cancelled` instead
+    /// of running it again.
+    pub cancel_requested: bool,
 }
 
 /// Job counts per state and the oldest pending job.
@@ -361,6 +434,10 @@ pub struct Exchange<'a> {
     /// Running jobs that moved to another worker of this process: the store records
     /// the worker that runs them (fenced like every write about a run).
     pub reassign: &'a [(Lease, String)],
+    /// New output of long-running attempts.
+    pub output: &'a [OutputChunk],
+    /// Whether this process runs anything: only then are cancel requests read.
+    pub check_cancels: bool,
     pub lease_timeout: Duration,
 }
 
@@ -374,6 +451,7 @@ impl Exchange<'_> {
             || !self.renew.is_empty()
             || self.beat
             || !self.claim_for.is_empty()
+            || !self.output.is_empty()
     }
 }
 
@@ -391,6 +469,9 @@ pub struct ExchangeReply {
     /// When fewer jobs were claimed than asked: how long until the next `failed` job
     /// becomes claimable, if any.
     pub next_due_in: Option<Duration>,
+    /// With [`Exchange::check_cancels`]: every running job a user cancelled (the
+    /// worker stops those it runs; usually none).
+    pub cancel: Vec<Lease>,
 }
 
 /// Called when the store may have new work (a cross-process wake-up).
@@ -433,6 +514,30 @@ pub trait Store: Send {
     /// retries every dead job. Returns the ids retried, in the order given (for
     /// `None`: creation order).
     fn retry_dead(&mut self, ids: Option<&[String]>) -> Result<Vec<String>>;
+
+    /// `retry`: puts finished jobs (`completed`, `dead`, `cancelled`) back to
+    /// `pending`, applying [`crate::job::after_retry`] to each, all or nothing. With
+    /// `ids` `None`, every job in one of `states` (all finished states when empty;
+    /// an unfinished state is refused with [`StoreError::Conflict`]), in creation
+    /// order. History and output stay. Wakes workers. Returns the ids retried.
+    fn retry(&mut self, ids: Option<&[String]>, states: &[JobState]) -> Result<Vec<String>>;
+
+    /// `cancel`: decides with [`crate::job::plan_cancel`] (all or nothing, refusing
+    /// unknown and finished ids), then cancels `pending`/`failed` jobs at once and
+    /// marks `processing` ones for their worker. Wakes workers. Returns the plan.
+    fn cancel(&mut self, ids: &[String]) -> Result<Vec<(String, crate::job::Cancel)>>;
+
+    /// Deletes finished jobs with their attempts and output, and worker rows that
+    /// ended over a day ago. Never an unfinished job: an unfinished state in
+    /// `request.states` is refused with [`StoreError::Conflict`]. With a `limit`, the
+    /// oldest jobs (by creation) go first.
+    fn clean(&mut self, request: &CleanRequest) -> Result<Cleaned>;
+
+    /// The output of attempt `lease_token` of `job_id` from byte `from` on: the kept
+    /// output of a finished attempt, or the chunks shipped so far by a running one.
+    /// An attempt with no row in the history yet (running, or not started) reads as
+    /// not `finished`; an unknown job is [`StoreError::NotFound`].
+    fn output(&mut self, job_id: &str, lease_token: i64, from: u64) -> Result<OutputRead>;
 
     fn register_workers(&mut self, workers: &[WorkerInfo]) -> Result<()>;
     /// Marks workers as ended (`stopped` or `lost`).

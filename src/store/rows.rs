@@ -8,7 +8,7 @@
 
 use crate::error::InputError;
 use crate::job::{Job, JobState};
-use crate::store::AttemptRecord;
+use crate::store::{AttemptFacts, AttemptRecord};
 
 /// The columns of `jobs` that [`job_from_row`] reads, in its order. A macro so that
 /// backends can build `&'static str` statements with `concat!` (PostgreSQL's
@@ -17,18 +17,19 @@ macro_rules! job_columns {
     () => {
         "id, command, cwd, state, attempts, max_retries, interruptions, created_at, \
          updated_at, next_run_at, lease_token, lease_expires_at, worker_id, started_at, \
-         finished_at, exit_code, last_error"
+         finished_at, exit_code, last_error, timeout_ms, deadline_at, cancel_requested"
     };
 }
 pub(crate) use job_columns;
 
 /// How many columns [`job_columns!`] names: what follows them in a row starts here.
-pub(crate) const JOB_COLUMN_COUNT: usize = 17;
+pub(crate) const JOB_COLUMN_COUNT: usize = 20;
 
 /// The columns of `attempts` that [`attempt_from_row`] reads, in its order.
 macro_rules! attempt_columns {
     () => {
-        "lease_token, worker_id, started_at, finished_at, outcome, exit_code, error, output_tail"
+        "lease_token, worker_id, started_at, finished_at, outcome, exit_code, error, \
+         output_tail, host, pid, signal, max_rss_kb, cpu_ms, output_total"
     };
 }
 pub(crate) use attempt_columns;
@@ -51,6 +52,7 @@ pub(crate) trait Columns {
     fn opt_int(&self, at: usize) -> Result<Option<i64>, Self::Error>;
     fn text(&self, at: usize) -> Result<String, Self::Error>;
     fn opt_text(&self, at: usize) -> Result<Option<String>, Self::Error>;
+    fn flag(&self, at: usize) -> Result<bool, Self::Error>;
     /// Column `at` holds a value queuectl does not know (a state or outcome written
     /// by a newer release, or by hand).
     fn invalid(&self, at: usize, problem: InputError) -> Self::Error;
@@ -77,6 +79,9 @@ pub(crate) fn job_from_row<R: Columns>(r: &R) -> Result<Job, R::Error> {
         finished_at: r.opt_int(14)?,
         exit_code: r.opt_int(15)?,
         last_error: r.opt_text(16)?,
+        timeout_ms: r.opt_int(17)?,
+        deadline_at: r.opt_int(18)?,
+        cancel_requested: r.flag(19)?,
         output_tail: None,
     })
 }
@@ -93,5 +98,13 @@ pub(crate) fn attempt_from_row<R: Columns>(r: &R, at: usize) -> Result<AttemptRe
         exit_code: r.opt_int(at + 5)?,
         error: r.opt_text(at + 6)?,
         output_tail: r.opt_text(at + 7)?,
+        facts: AttemptFacts {
+            host: r.opt_text(at + 8)?,
+            pid: r.opt_int(at + 9)?,
+            signal: r.opt_int(at + 10)?,
+            max_rss_kb: r.opt_int(at + 11)?,
+            cpu_ms: r.opt_int(at + 12)?,
+        },
+        output_total: r.opt_int(at + 13)?,
     })
 }

@@ -11,9 +11,10 @@
 //!   slot's run marker in the spool names the running attempt's group, so a surviving
 //!   grandchild can be killed by whoever recovers the job on this host.
 //!
-//! Each slot reuses one output file and one marker file, so a job that prints
-//! nothing costs no file creation: output is moved to its own file in `out/` only
-//! when there is some.
+//! Each slot reuses one output file and one marker file, so an attempt costs no file
+//! creation. The output file is only a working area: when the attempt ends its kept
+//! output ([`attempt_output::read_kept`]) goes to the store with the result and the
+//! file is emptied, so the spool holds nothing of finished attempts.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
@@ -24,10 +25,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::Mutex;
 
+use crate::job::output::{KeptOutput, tail_text};
 use crate::job::{Job, OUTPUT_TAIL_BYTES, Outcome};
-use crate::worker::{platform, spawn};
+use crate::store::AttemptFacts;
+use crate::worker::{attempt_output, platform, spawn};
 
-/// The per-store directory for attempt output (`out/`) and run markers (`run/`).
+/// The per-store directory for running attempts' output (`out/`) and run markers
+/// (`run/`).
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
@@ -44,13 +48,6 @@ impl Spool {
             DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         }
         Ok(())
-    }
-
-    /// Where the output of attempt `token` of `job_id` is kept.
-    pub fn output_path(&self, job_id: &str, token: i64) -> PathBuf {
-        self.root
-            .join("out")
-            .join(format!("{}.{token}.log", file_safe(job_id)))
     }
 
     fn marker_path(&self, worker_id: &str) -> PathBuf {
@@ -93,7 +90,6 @@ impl Spool {
             .open(self.marker_path(worker_id))?;
         Ok(SlotFiles {
             output: open_output(&output_path)?,
-            output_path,
             marker,
         })
     }
@@ -123,7 +119,6 @@ impl Marker {
 #[derive(Debug)]
 pub struct SlotFiles {
     output: File,
-    output_path: PathBuf,
     marker: File,
 }
 
@@ -143,25 +138,25 @@ impl SlotFiles {
         let _ = self.marker.set_len(0);
     }
 
+    /// A second handle on the output file, for the supervisor to ship and cap the
+    /// output of a running attempt. The file is reused, never replaced, so the
+    /// handle stays valid for every attempt of the slot.
+    pub fn output_handle(&self) -> io::Result<File> {
+        self.output.try_clone()
+    }
+
     /// Empties the output file for the next attempt.
     fn reset_output(&mut self) -> io::Result<()> {
         self.output.set_len(0)?;
         self.output.seek(SeekFrom::Start(0)).map(|_| ())
     }
 
-    /// Reads the output's tail, and if there was output, moves the file to `keep`
-    /// and starts a fresh one for the next attempt.
-    fn collect_output(&mut self, keep: &Path) -> io::Result<Option<String>> {
-        let len = self.output.metadata()?.len();
-        if len == 0 {
-            return Ok(None);
-        }
-        let start = len.saturating_sub(OUTPUT_TAIL_BYTES as u64);
-        let mut bytes = vec![0u8; usize::try_from(len - start).unwrap_or(0)];
-        self.output.read_exact_at(&mut bytes, start)?;
-        fs::rename(&self.output_path, keep)?;
-        self.output = open_output(&self.output_path)?;
-        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    /// The attempt's kept output, read before the file is emptied (the spool holds
+    /// nothing of a finished attempt).
+    fn take_output(&mut self, limit: u64) -> io::Result<KeptOutput> {
+        let kept = attempt_output::read_kept(&self.output, limit)?;
+        self.reset_output()?;
+        Ok(kept)
     }
 }
 
@@ -204,16 +199,21 @@ impl RunHandle {
 pub struct Execution {
     pub outcome: Outcome,
     pub output_tail: Option<String>,
+    /// Everything kept of the attempt's output; `None` if it never started.
+    pub output: Option<KeptOutput>,
+    /// What the worker saw of the attempt's process (the supervisor adds the host).
+    pub facts: AttemptFacts,
 }
 
-/// Runs attempt `token` of `job` and waits for it. `spawned` is called once the
-/// process has started.
+/// Runs attempt `token` of `job` and waits for it, keeping at most about
+/// `output_limit` bytes of its output. `spawned` is called once the process has
+/// started.
 pub fn run_shell(
     job: &Job,
     token: i64,
-    spool: &Spool,
     files: &mut SlotFiles,
     handle: &RunHandle,
+    output_limit: u64,
     spawned: &dyn Fn(),
 ) -> Execution {
     let failed = |error: String| Execution {
@@ -222,6 +222,8 @@ pub fn run_shell(
             error,
         },
         output_tail: None,
+        output: None,
+        facts: AttemptFacts::default(),
     };
     if !Path::new(&job.cwd).is_dir() {
         return failed(format!(
@@ -232,16 +234,36 @@ pub fn run_shell(
     if let Err(e) = files.reset_output() {
         return failed(format!("cannot prepare the output file: {e}"));
     }
-    let status = match spawn_and_wait(job, token, files, handle, spawned) {
-        Ok(status) => status,
+    let (pid, reaped) = match spawn_and_wait(job, token, files, handle, spawned) {
+        Ok(ended) => ended,
         Err(e) => return failed(format!("could not start /bin/sh: {e}")),
     };
-    let output_tail = files
-        .collect_output(&spool.output_path(&job.id, token))
-        .unwrap_or_else(|e| Some(format!("(output lost: {e})")));
+    let status = ExitStatus::from_raw(reaped.status);
+    let output = files.take_output(output_limit).unwrap_or_else(|e| {
+        let lost = format!("(output lost: {e})\n").into_bytes();
+        KeptOutput {
+            total: lost.len() as u64,
+            bytes: lost,
+        }
+    });
     Execution {
         outcome: outcome_of(status),
-        output_tail,
+        output_tail: tail_text(&output.bytes, OUTPUT_TAIL_BYTES),
+        output: Some(output),
+        facts: facts_of(pid, status, reaped.usage.as_ref()),
+    }
+}
+
+/// The history's facts about the shell `pid` that ended with `status`.
+fn facts_of(pid: i32, status: ExitStatus, usage: Option<&libc::rusage>) -> AttemptFacts {
+    let millis = |t: &libc::timeval| t.tv_sec * 1000 + t.tv_usec / 1000;
+    AttemptFacts {
+        host: None,
+        pid: Some(i64::from(pid)),
+        signal: status.signal().map(i64::from),
+        // Linux reports ru_maxrss in KiB.
+        max_rss_kb: usage.map(|u| u.ru_maxrss),
+        cpu_ms: usage.map(|u| millis(&u.ru_utime) + millis(&u.ru_stime)),
     }
 }
 
@@ -261,7 +283,7 @@ fn spawn_and_wait(
     files: &SlotFiles,
     handle: &RunHandle,
     spawned: &dyn Fn(),
-) -> io::Result<ExitStatus> {
+) -> io::Result<(i32, spawn::Reaped)> {
     let attempt = (job.attempts + 1).to_string();
     let request = spawn::SpawnRequest::shell(
         &job.command,
@@ -280,7 +302,7 @@ fn spawn_and_wait(
     let _ = platform::signal_group(pgid, libc::SIGKILL);
     handle.set(None);
     files.unmark();
-    Ok(ExitStatus::from_raw(spawn::reap(pgid)))
+    Ok((pgid, spawn::reap(pgid)))
 }
 
 /// Blocks until `pid` has exited, leaving it unreaped.
@@ -346,6 +368,7 @@ mod tests {
             command: command.into(),
             cwd: cwd.into(),
             max_retries: None,
+            timeout_ms: None,
         };
         Job {
             state: crate::job::JobState::Processing,
@@ -362,8 +385,10 @@ mod tests {
         (dir, spool, files)
     }
 
-    fn run(spool: &Spool, files: &mut SlotFiles, job: &Job, token: i64) -> Execution {
-        run_shell(job, token, spool, files, &RunHandle::default(), &|| {})
+    const LIMIT: u64 = 1 << 20;
+
+    fn run(_spool: &Spool, files: &mut SlotFiles, job: &Job, token: i64) -> Execution {
+        run_shell(job, token, files, &RunHandle::default(), LIMIT, &|| {})
     }
 
     #[test]
@@ -374,8 +399,14 @@ mod tests {
         assert_eq!(ok.outcome, Outcome::Succeeded);
         let tail = ok.output_tail.unwrap_or_default();
         assert!(tail.contains("hello") && tail.contains(&cwd), "{tail}");
-        let kept = fs::read_to_string(spool.output_path("t/1", 1)).unwrap_or_default();
-        assert!(kept.contains("hello"), "full output kept: {kept}");
+        let kept = ok.output.expect("output kept");
+        assert!(kept.bytes.starts_with(b"hello\n"), "{kept:?}");
+        assert_eq!(kept.total, kept.bytes.len() as u64);
+        assert_eq!(
+            files.output.metadata().map(|m| m.len()).ok(),
+            Some(0),
+            "the working file is emptied as the attempt ends"
+        );
         let bad = run(&spool, &mut files, &job("no-such-command-xyz", &cwd), 2);
         assert!(matches!(
             bad.outcome,
@@ -389,7 +420,37 @@ mod tests {
             (quiet.outcome, quiet.output_tail),
             (Outcome::Succeeded, None)
         );
-        assert!(!spool.output_path("t/1", 3).exists());
+        assert_eq!(quiet.output.map(|o| o.total), Some(0));
+    }
+
+    #[test]
+    fn the_history_learns_the_pid_the_signal_and_the_resources_used() {
+        let (dir, spool, mut files) = spool();
+        let cwd = dir.path().to_string_lossy().into_owned();
+        let busy = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; kill -KILL $$";
+        let done = run(&spool, &mut files, &job(busy, &cwd), 1);
+        assert!(done.facts.pid.is_some_and(|pid| pid > 1));
+        assert_eq!(done.facts.signal, Some(i64::from(libc::SIGKILL)));
+        assert!(done.facts.max_rss_kb.is_some_and(|kb| kb > 0));
+        assert!(done.facts.cpu_ms.is_some(), "{:?}", done.facts);
+    }
+
+    #[test]
+    fn output_past_the_limit_keeps_head_marker_and_tail() {
+        let (dir, _spool, mut files) = spool();
+        let cwd = dir.path().to_string_lossy().into_owned();
+        let job = job(
+            "echo first; head -c 100000 /dev/zero | tr '\\0' x; echo; echo last",
+            &cwd,
+        );
+        let done = run_shell(&job, 1, &mut files, &RunHandle::default(), 1000, &|| {});
+        let kept = done.output.expect("output kept");
+        assert_eq!(kept.total, 6 + 100_001 + 5);
+        let text = String::from_utf8_lossy(&kept.bytes);
+        assert!(text.starts_with("first\nxxx"), "{text}");
+        assert!(text.contains("bytes omitted ...]\n"), "{text}");
+        assert!(text.ends_with("xxx\nlast\n"), "{text}");
+        assert!(kept.bytes.len() < 1100);
     }
 
     #[test]

@@ -6,19 +6,25 @@
 //! they are committed, rides out store outages with [`store_retry`], hands jobs to
 //! each slot's [`slot_thread`], learns from [`run_report`] what a run's end means, and
 //! waits on one inbox of [`events`]. [`exec`] runs one attempt as a child process,
-//! [`spawn`] starts a job's shell, [`recovery`] releases jobs whose worker is gone,
-//! and [`platform`] holds the operating-system details they share.
+//! [`spawn`] starts a job's shell, [`attempt_output`] turns its output into what the
+//! store keeps (and what is shipped while it runs), [`stopping`] decides what a
+//! timeout or a cancel makes of a run, [`recovery`] releases jobs whose worker is
+//! gone, [`retention`] deletes old finished jobs in the background, and [`platform`]
+//! holds the operating-system details they share.
 
+pub mod attempt_output;
 pub mod events;
 pub mod exec;
 pub mod options;
 pub mod outbox;
 pub mod platform;
 pub mod recovery;
+pub mod retention;
 pub mod run_report;
 pub mod slot_thread;
 pub mod slots;
 pub mod spawn;
+pub mod stopping;
 pub mod store_retry;
 pub mod supervisor;
 

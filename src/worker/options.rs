@@ -68,7 +68,9 @@ impl Summary {
     pub fn count(&mut self, end: AttemptOutcome) {
         match end {
             AttemptOutcome::Succeeded => self.succeeded += 1,
-            AttemptOutcome::Failed => self.failed += 1,
+            AttemptOutcome::Failed | AttemptOutcome::TimedOut | AttemptOutcome::Cancelled => {
+                self.failed += 1
+            }
             AttemptOutcome::Interrupted | AttemptOutcome::Released => self.interrupted += 1,
         }
     }

@@ -100,6 +100,8 @@ mod tests {
             outcome: AttemptOutcome::Interrupted,
             transition: after_interruption(0, 0, "test"),
             output_tail: None,
+            output: None,
+            facts: crate::store::AttemptFacts::default(),
             only_if_expired: false,
         }
     }

@@ -7,14 +7,15 @@
 //! at once. Before a job is released, what is left of its attempt on this host is
 //! killed. Every release is fenced by the lease token, and expiry-based releases also
 //! re-check the expiry inside the store, so a worker that renewed in the meantime
-//! keeps its job. Interruptions do not use up attempts; see [`crate::job`].
+//! keeps its job. Interruptions do not use up attempts; see [`crate::job`]. A job a
+//! user cancelled while it ran is not run again: it ends `cancelled`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::job::AttemptOutcome;
-use crate::job::after_interruption;
-use crate::store::{Exchange, Finished, Result, Store, WorkerState};
+use crate::job::{AttemptOutcome, Outcome, Transition, after_interruption};
+use crate::store::RunningJob;
+use crate::store::{AttemptFacts, Exchange, Finished, Result, Store, WorkerState};
 use crate::worker::exec::Spool;
 use crate::worker::platform;
 
@@ -51,11 +52,14 @@ pub fn recover(
         if let Some(w) = worker.filter(|_| local) {
             spool.kill_leftovers(&w.id, &job.lease.job_id, job.lease.token);
         }
+        let (outcome, transition) = settle(&job, &reason);
         finished.push(Finished {
-            transition: after_interruption(job.attempts, job.interruptions, &reason),
+            transition,
             worker_id: worker.map(|w| w.id.clone()),
-            outcome: AttemptOutcome::Interrupted,
+            outcome,
             output_tail: None,
+            output: None,
+            facts: AttemptFacts::default(),
             only_if_expired: !dead_here,
             lease: job.lease,
         });
@@ -83,4 +87,59 @@ pub fn recover(
         store.end_workers(&ids, WorkerState::Lost)?;
     }
     Ok(released)
+}
+
+/// How the attempt of a job whose worker is gone ends: interrupted (run again), or
+/// cancelled if a user cancelled it meanwhile.
+fn settle(job: &RunningJob, reason: &str) -> (AttemptOutcome, Transition) {
+    if !job.cancel_requested {
+        let transition = after_interruption(job.attempts, job.interruptions, reason);
+        return (AttemptOutcome::Interrupted, transition);
+    }
+    let transition = Transition {
+        state: crate::job::JobState::Cancelled,
+        attempts: job.attempts,
+        interruptions: job.interruptions,
+        run_after: Duration::ZERO,
+        exit_code: None,
+        last_error: Some(format!("cancelled; {reason}")),
+    };
+    (AttemptOutcome::of(&Outcome::Cancelled), transition)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobState;
+    use crate::store::Lease;
+
+    fn running(cancel_requested: bool) -> RunningJob {
+        RunningJob {
+            lease: Lease {
+                job_id: "j".into(),
+                token: 3,
+            },
+            attempts: 1,
+            interruptions: 0,
+            worker: None,
+            lease_expired: true,
+            cancel_requested,
+        }
+    }
+
+    #[test]
+    fn a_job_of_a_dead_worker_runs_again_unless_it_was_cancelled() {
+        let (outcome, next) = settle(&running(false), "worker w died");
+        assert_eq!(
+            (outcome, next.state),
+            (AttemptOutcome::Interrupted, JobState::Pending)
+        );
+        let (outcome, next) = settle(&running(true), "worker w died");
+        assert_eq!(
+            (outcome, next.state),
+            (AttemptOutcome::Cancelled, JobState::Cancelled)
+        );
+        assert_eq!(next.attempts, 1);
+        assert_eq!(next.last_error.as_deref(), Some("cancelled; worker w died"));
+    }
 }

@@ -35,11 +35,7 @@ pub fn settle(
         let transition = after_forced_stop(job.attempts, job.interruptions, FORCED_STOP);
         return (AttemptOutcome::Interrupted, transition);
     }
-    let end = match outcome {
-        Outcome::Succeeded => AttemptOutcome::Succeeded,
-        Outcome::Failed { .. } => AttemptOutcome::Failed,
-        Outcome::Interrupted { .. } => AttemptOutcome::Interrupted,
-    };
+    let end = AttemptOutcome::of(outcome);
     let transition = after_attempt(
         job.attempts,
         job.max_retries,
@@ -68,16 +64,26 @@ pub fn end_line(
     took: Duration,
     next: &Transition,
 ) -> String {
+    let timed_out;
     let result = match outcome {
         Outcome::Succeeded => "exit 0",
         Outcome::Failed { error, .. } => error,
         Outcome::Interrupted { reason } => reason,
+        Outcome::TimedOut { after } => {
+            timed_out = format!("timed out after {}", crate::duration::human(*after));
+            &timed_out
+        }
+        Outcome::Cancelled => "cancelled",
+    };
+    // "timed out after 30s after 31s" would read badly.
+    let took = match outcome {
+        Outcome::TimedOut { .. } => format!(" (ran {})", crate::duration::human(took)),
+        _ => format!(" after {}", crate::duration::human(took)),
     };
     format!(
-        "[{worker_id}] end job {} (attempt {}): {result} after {} ms; now {}",
+        "[{worker_id}] end job {} (attempt {}): {result}{took}; now {}",
         job.id,
         job.attempts + 1,
-        took.as_millis(),
         next.state
     )
 }
@@ -103,6 +109,7 @@ mod tests {
             command: "false".into(),
             cwd: "/".into(),
             max_retries: None,
+            timeout_ms: None,
         };
         Job {
             state: JobState::Processing,
@@ -176,7 +183,27 @@ mod tests {
         );
         assert_eq!(
             line,
-            "[w-1] end job j (attempt 1): exit 1 after 12 ms; now dead"
+            "[w-1] end job j (attempt 1): exit 1 after 12ms; now dead"
+        );
+    }
+
+    #[test]
+    fn the_end_line_of_a_stopped_run_says_why() {
+        let after = Duration::from_secs(30);
+        let timed_out = Outcome::TimedOut { after };
+        let (_, next) = settle(&job(0, 0), false, &timed_out, &backoff());
+        let line = end_line("w-1", &job(0, 0), &timed_out, after, &next);
+        assert_eq!(
+            line,
+            "[w-1] end job j (attempt 1): timed out after 30s (ran 30s); now dead"
+        );
+        let (end, next) = settle(&job(0, 3), false, &Outcome::Cancelled, &backoff());
+        assert_eq!(end, AttemptOutcome::Cancelled);
+        let took = Duration::from_millis(1500);
+        let line = end_line("w-1", &job(0, 3), &Outcome::Cancelled, took, &next);
+        assert_eq!(
+            line,
+            "[w-1] end job j (attempt 1): cancelled after 1.5s; now cancelled"
         );
     }
 

@@ -3,8 +3,10 @@
 //!
 //! The thread never touches the store. It ends when the supervisor drops its job
 //! channel ([`SlotThread::stop`]) or stops listening for results. An attempt the
-//! supervisor kills gets SIGTERM first and SIGKILL [`KILL_GRACE`] later.
+//! supervisor kills gets SIGTERM first and SIGKILL a grace period later: `kill-grace`
+//! for a timeout or a cancel, [`KILL_GRACE`] for a forced stop or a lost lease.
 
+use std::fs::File;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Sender};
 use std::thread::{self, JoinHandle};
@@ -12,20 +14,30 @@ use std::time::{Duration, Instant};
 
 use crate::error::WorkerError;
 use crate::job::{Job, Outcome};
-use crate::store::WorkerInfo;
+use crate::store::{AttemptFacts, WorkerInfo};
 use crate::worker::events::Event;
 use crate::worker::exec::{self, Execution, RunHandle, Spool};
 use crate::worker::options::{Executor, Options};
 use crate::worker::slots::Run;
 
-/// Time a killed job's group gets between SIGTERM and SIGKILL.
+/// Time the group of a job killed by a forced stop or a lost lease gets between
+/// SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// A job for the thread to run, with the output limit in force when it was handed
+/// over (settings are re-read while the worker runs).
+struct Attempt {
+    job: Job,
+    output_limit: u64,
+}
 
 /// The supervisor's end of a slot thread.
 pub struct SlotThread {
-    jobs: Option<Sender<Job>>,
+    jobs: Option<Sender<Attempt>>,
     /// Signals the running attempt's process group.
     handle: Arc<RunHandle>,
+    /// The slot's output working file, read by the supervisor while an attempt runs.
+    output: File,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -38,20 +50,22 @@ impl SlotThread {
         spool: &Spool,
         events: &Sender<Event>,
     ) -> Result<SlotThread, WorkerError> {
-        let (jobs, inbox) = mpsc::channel::<Job>();
+        let (jobs, inbox) = mpsc::channel::<Attempt>();
         let handle = Arc::new(RunHandle::default());
         let thread_handle = Arc::clone(&handle);
-        let spool = spool.clone();
         let events = events.clone();
         let executor = options.executor;
         let on_spawn = options.on_spawn.clone();
         let mut files = spool
             .slot_files(&info.id)
             .map_err(|e| WorkerError::io("cannot create files in the spool", e))?;
+        let output = files
+            .output_handle()
+            .map_err(|e| WorkerError::io("cannot open the output file in the spool", e))?;
         let thread = thread::Builder::new()
             .name(info.id.clone())
             .spawn(move || {
-                while let Ok(job) = inbox.recv() {
+                while let Ok(Attempt { job, output_limit }) = inbox.recv() {
                     let spawned = || {
                         if let Some(hook) = &on_spawn {
                             hook(&job);
@@ -61,9 +75,9 @@ impl SlotThread {
                         Executor::Shell => exec::run_shell(
                             &job,
                             job.lease_token,
-                            &spool,
                             &mut files,
                             &thread_handle,
+                            output_limit,
                             &spawned,
                         ),
                         Executor::Noop => {
@@ -71,6 +85,8 @@ impl SlotThread {
                             Execution {
                                 outcome: Outcome::Succeeded,
                                 output_tail: None,
+                                output: None,
+                                facts: AttemptFacts::default(),
                             }
                         }
                     };
@@ -89,22 +105,31 @@ impl SlotThread {
         Ok(SlotThread {
             jobs: Some(jobs),
             handle,
+            output,
             thread: Some(thread),
         })
     }
 
-    /// Hands `job` to the thread to run now.
-    pub fn run(&self, job: Job) {
+    /// Hands `job` to the thread to run now, keeping about `output_limit` bytes of
+    /// its output.
+    pub fn run(&self, job: Job, output_limit: u64) {
         if let Some(jobs) = &self.jobs {
-            let _ = jobs.send(job);
+            let _ = jobs.send(Attempt { job, output_limit });
         }
     }
 
+    /// The output working file of the slot's running attempt.
+    pub fn output(&self) -> &File {
+        &self.output
+    }
+
     /// Asks the attempt of `run` to end now (SIGTERM to its group); it gets SIGKILL
-    /// if it is still running after [`KILL_GRACE`] ([`SlotThread::escalate`]).
-    pub fn terminate(&self, run: &mut Run) {
+    /// if it is still running `grace` later ([`SlotThread::escalate`]). A run already
+    /// being killed keeps its earlier SIGKILL time.
+    pub fn terminate(&self, run: &mut Run, grace: Duration) {
         self.handle.signal(libc::SIGTERM);
-        run.kill_at = Some(Instant::now() + KILL_GRACE);
+        let kill_at = Instant::now() + grace;
+        run.kill_at = Some(run.kill_at.map_or(kill_at, |at| at.min(kill_at)));
     }
 
     /// Sends SIGKILL to the attempt of `run` if its grace after SIGTERM is over.

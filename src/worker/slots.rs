@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use crate::job::AttemptOutcome;
 use crate::job::{Job, after_release};
-use crate::store::{Finished, Lease};
+use crate::store::{AttemptFacts, Finished, Lease};
+use crate::worker::attempt_output::Progress;
+use crate::worker::stopping::{Deadline, Ending};
 
 /// A worker claims its next job while the current one runs, so short jobs follow
 /// each other without waiting for a store round trip. If the current job is still
@@ -45,6 +47,13 @@ pub struct Run {
     pub lost: bool,
     /// When a job sent SIGTERM gets SIGKILL.
     pub kill_at: Option<Instant>,
+    /// When the job's time is up, if it has a timeout.
+    pub deadline: Option<Deadline>,
+    /// Why the supervisor is stopping the run, if it is.
+    pub ending: Option<Ending>,
+    /// How much of its output has been shipped to the store and punched out of the
+    /// spool while it runs.
+    pub output: Progress,
 }
 
 /// One slot's books: its running job and the jobs claimed ahead for it.
@@ -85,7 +94,10 @@ impl Slot {
     /// enough to fill its queue. A slot whose job has run long claims nothing.
     pub fn wanted(&self, now: Instant) -> usize {
         if let Some(run) = &self.run
-            && (run.forced || run.lost || now.duration_since(run.started) >= PREFETCH_HOLD)
+            && (run.forced
+                || run.lost
+                || run.ending.is_some()
+                || now.duration_since(run.started) >= PREFETCH_HOLD)
         {
             return 0;
         }
@@ -124,6 +136,8 @@ impl Slot {
             outcome: AttemptOutcome::Released,
             transition: after_release(&job),
             output_tail: None,
+            output: None,
+            facts: AttemptFacts::default(),
             only_if_expired: false,
         })
     }
@@ -136,6 +150,9 @@ impl Slot {
             forced: false,
             lost: false,
             kill_at: None,
+            deadline: None,
+            ending: None,
+            output: Progress::default(),
         });
     }
 
@@ -255,6 +272,7 @@ mod tests {
             command: "true".into(),
             cwd: "/".into(),
             max_retries: None,
+            timeout_ms: None,
         };
         Job {
             state: JobState::Processing,
@@ -317,7 +335,11 @@ mod tests {
         slot.begin(job("a"), start);
         assert!(slot.wanted(start) > 0);
         assert_eq!(slot.wanted(start + PREFETCH_HOLD), 0);
-        let marks: [fn(&mut Run); 2] = [|r| r.forced = true, |r| r.lost = true];
+        let marks: [fn(&mut Run); 3] = [
+            |r| r.forced = true,
+            |r| r.lost = true,
+            |r| r.ending = Some(Ending::Cancelled),
+        ];
         for mark in marks {
             slot.begin(job("a"), start);
             mark(slot.run.as_mut().expect("running"));

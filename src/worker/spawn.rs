@@ -147,14 +147,37 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
-/// Waits for `pid` and returns its raw wait status.
-pub fn reap(pid: libc::pid_t) -> i32 {
+/// What the kernel reports about a reaped child.
+pub struct Reaped {
+    /// The raw wait status.
+    pub status: i32,
+    /// The child's resource usage, its own plus that of the descendants it waited
+    /// for: what `show` reports as peak memory and CPU time.
+    pub usage: Option<libc::rusage>,
+}
+
+/// Waits for `pid` and returns its wait status and resource usage (`wait4`).
+pub fn reap(pid: libc::pid_t) -> Reaped {
     let mut status = 0;
     loop {
-        // SAFETY: waitpid only writes the status integer.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return status;
+        // SAFETY: rusage is plain data; wait4 only writes the status integer and the
+        // rusage struct, both owned by this frame.
+        let (rc, usage) = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            let rc = libc::wait4(pid, &mut status, 0, &mut usage);
+            (rc, usage)
+        };
+        if rc >= 0 {
+            return Reaped {
+                status,
+                usage: (rc == pid).then_some(usage),
+            };
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Reaped {
+                status,
+                usage: None,
+            };
         }
     }
 }

@@ -13,9 +13,17 @@
 //! This module is the round loop. What it asks and delegates lives beside it, in
 //! `worker::`: which jobs to claim for which slot (`slots`), what waits for a commit
 //! (`outbox`), when to retry the store (`store_retry`), what a run's end means
-//! (`run_report`), and the threads that run the jobs (`slot_thread`).
+//! (`run_report`, `stopping`), the threads that run the jobs (`slot_thread`) and
+//! background cleaning (`retention`). Parts of the round have files of their own:
+//! stopping runs at their deadline or on a cancel ([`stops`]), shipping the output
+//! of long runs ([`shipping`]) and waiting for the next event or timer ([`waiting`]).
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+mod shipping;
+mod stops;
+mod waiting;
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,15 +32,17 @@ use crate::error::WorkerError;
 use crate::job::Job;
 use crate::log;
 use crate::store::{
-    Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store, WorkerInfo,
-    WorkerState,
+    AttemptFacts, Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store,
+    WorkerInfo, WorkerState,
 };
 use crate::worker::events::{self, Event};
 use crate::worker::exec::{Execution, Spool};
 use crate::worker::options::{Options, Summary};
 use crate::worker::outbox::Outbox;
-use crate::worker::slot_thread::SlotThread;
+use crate::worker::retention::Retention;
+use crate::worker::slot_thread::{KILL_GRACE, SlotThread};
 use crate::worker::slots::{Slots, lease_of};
+use crate::worker::stopping::{self, Deadline};
 use crate::worker::store_retry::StoreRetry;
 use crate::worker::{platform, recovery, run_report};
 
@@ -95,6 +105,9 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Work
         next_beat: Instant::now(),
         next_recovery: Instant::now(),
         next_due: None,
+        next_ship: Instant::now(),
+        deadlines: HashMap::new(),
+        retention: Retention::new(Instant::now()),
         store_retry: StoreRetry::default(),
         summary: Summary::default(),
     };
@@ -124,6 +137,12 @@ struct Supervisor {
     next_beat: Instant,
     next_recovery: Instant,
     next_due: Option<Instant>,
+    /// Output of long runs is shipped with the first round trip after this.
+    next_ship: Instant,
+    /// The local deadlines of jobs claimed but not yet started (a run takes its own
+    /// when it starts).
+    deadlines: HashMap<Lease, Deadline>,
+    retention: Retention,
     store_retry: StoreRetry,
     summary: Summary,
 }
@@ -144,12 +163,15 @@ impl Supervisor {
                     self.recover();
                     self.next_recovery = now + RECOVERY_INTERVAL;
                 }
+                self.retention
+                    .clean_if_due(self.store.as_mut(), self.config.retention, now);
                 if self.options.burst && claimed_all == Some(false) && self.burst_done() {
                     log::info("no job left to run (--burst); stopping");
                     self.stop = self.stop.max(StopRequest::Graceful);
                     continue;
                 }
             }
+            self.enforce_deadlines(now);
             self.escalate_kills(now);
             self.wait();
         }
@@ -167,13 +189,19 @@ impl Supervisor {
             Vec::new()
         };
         let commit_due = self.outbox.commit_due(now, self.stop != StopRequest::None);
-        if !commit_due && !beat && claim_for.is_empty() && !self.woken {
+        let ship_due = self.ship_due(now);
+        if !commit_due && !beat && claim_for.is_empty() && !self.woken && !ship_due {
             return None;
         }
         let renew: Vec<Lease> = if beat {
             self.slots.leases_held()
         } else {
             Vec::new()
+        };
+        let (output, shipped) = if ship_due {
+            self.collect_output(now)
+        } else {
+            Default::default()
         };
         let result = self.store.exchange(&Exchange {
             finished: self.outbox.finished(),
@@ -182,12 +210,18 @@ impl Supervisor {
             beat,
             claim_for: &claim_for,
             reassign: self.outbox.reassigned(),
+            output: &output,
+            // Read-only round trips (wake-ups) ask too: a cancel wakes workers.
+            check_cancels: !self.slots.all_idle(),
             lease_timeout: self.config.lease_timeout,
         });
         match result {
             Ok(reply) => {
                 self.store_retry.succeeded(now);
                 self.woken = false;
+                if ship_due {
+                    self.mark_shipped(shipped, now);
+                }
                 let recorded = self.outbox.committed();
                 if self.options.timings {
                     let committed = Instant::now();
@@ -208,7 +242,7 @@ impl Supervisor {
                 }
                 let claimed_all = reply.claimed.len() == claim_for.len();
                 self.want_claim = !claim_for.is_empty() && claimed_all;
-                self.apply(reply, !claim_for.is_empty());
+                self.apply(reply, !claim_for.is_empty(), now);
                 (!claim_for.is_empty()).then_some(claimed_all)
             }
             Err(e) => {
@@ -218,7 +252,8 @@ impl Supervisor {
         }
     }
 
-    fn apply(&mut self, reply: ExchangeReply, claimed: bool) {
+    /// Acts on the store's answer to a round trip that started at `sent`.
+    fn apply(&mut self, reply: ExchangeReply, claimed: bool, sent: Instant) {
         for lease in &reply.rejected {
             log::warn(&format!(
                 "job {}: result not recorded, the lease was taken over by another worker",
@@ -234,7 +269,13 @@ impl Supervisor {
         if claimed {
             self.next_due = reply.next_due_in.map(|d| Instant::now() + d);
         }
+        for lease in &reply.cancel {
+            self.cancel(lease);
+        }
         for (worker_id, job) in reply.claimed {
+            if let Some(deadline) = stopping::local_deadline(sent, &job) {
+                self.deadlines.insert(lease_of(&job), deadline);
+            }
             self.dispatch(&worker_id, job);
         }
         self.rebalance();
@@ -253,15 +294,21 @@ impl Supervisor {
     }
 
     /// Hands `job`, already running in the slot's books, to the slot's thread.
-    fn hand_over(&self, index: usize, job: Job) {
+    fn hand_over(&mut self, index: usize, job: Job) {
         if self.options.log_jobs {
             log::info(&run_report::start_line(&self.slots[index].worker_id, &job));
         }
-        self.threads[index].run(job);
+        let limit = self.config.output_limit;
+        if let Some(run) = self.slots[index].run.as_mut() {
+            run.deadline = self.deadlines.remove(&lease_of(&job));
+            run.output.limit = limit;
+        }
+        self.threads[index].run(job, limit);
     }
 
     /// Another worker owns this job now: stop our copy of it at once.
     fn lose(&mut self, lease: &Lease) {
+        self.deadlines.remove(lease);
         for (slot, thread) in self.slots.iter_mut().zip(&self.threads) {
             slot.queued.retain(|j| lease_of(j) != *lease);
             let Some(run) = slot.run.as_mut() else {
@@ -273,7 +320,7 @@ impl Supervisor {
                     lease.job_id
                 ));
                 run.lost = true;
-                thread.terminate(run);
+                thread.terminate(run, KILL_GRACE);
             }
         }
     }
@@ -291,7 +338,7 @@ impl Supervisor {
                 for (slot, thread) in self.slots.iter_mut().zip(&self.threads) {
                     if let Some(run) = slot.run.as_mut().filter(|r| !r.forced) {
                         run.forced = true;
-                        thread.terminate(run);
+                        thread.terminate(run, KILL_GRACE);
                     }
                 }
             }
@@ -326,6 +373,7 @@ impl Supervisor {
     fn release_queued(&mut self, index: usize) {
         let now = Instant::now();
         for released in self.slots[index].release_queued() {
+            self.deadlines.remove(&released.lease);
             self.outbox.record(released, now);
         }
     }
@@ -370,77 +418,6 @@ impl Supervisor {
         }
     }
 
-    /// Waits for the next event or timer, then handles everything that arrived.
-    fn wait(&mut self) {
-        let now = Instant::now();
-        let mut store_timers = vec![self.next_beat, self.next_recovery];
-        store_timers.extend(self.next_due);
-        store_timers.extend(self.outbox.commit_deadline());
-        let mut kill_timers = Vec::new();
-        for slot in self.slots.iter() {
-            let Some(run) = slot.run.as_ref() else {
-                continue;
-            };
-            kill_timers.extend(run.kill_at);
-            store_timers.extend(slot.prefetch_deadline());
-        }
-        let mut deadline = now + self.poll;
-        for at in store_timers {
-            deadline = deadline.min(self.store_retry.when_possible(at));
-        }
-        for at in kill_timers.into_iter().chain(self.store_retry.retry_at()) {
-            deadline = deadline.min(at);
-        }
-        let first = match self
-            .inbox
-            .recv_timeout(deadline.saturating_duration_since(now))
-        {
-            Ok(event) => Some(event),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => {
-                self.stop = StopRequest::Force;
-                None
-            }
-        };
-        if first.is_none() {
-            // A timer fired: a retry may be due, or a wake-up was missed.
-            self.want_claim = true;
-            if self.next_due.is_some_and(|at| Instant::now() >= at) {
-                self.next_due = None;
-            }
-        }
-        let rest = std::iter::from_fn(|| self.inbox.try_recv().ok());
-        let events: Vec<Event> = first.into_iter().chain(rest).collect();
-        for event in events {
-            self.handle(event);
-        }
-    }
-
-    fn handle(&mut self, event: Event) {
-        match event {
-            Event::Done { slot, execution } => self.finish(slot, execution),
-            Event::Wake => {
-                // Our own commits wake us too. While every slot is busy those wake-ups
-                // are skipped unless another connection committed. With a slot free
-                // every wake-up is taken: the event can arrive while another
-                // process's commit is still in flight, before it is visible.
-                let slot_free = self.slots.any_idle();
-                if slot_free || self.store.changed_elsewhere() {
-                    self.woken = true;
-                    self.want_claim = true;
-                }
-            }
-            Event::Signal => {
-                let next = if self.stop == StopRequest::None {
-                    StopRequest::Graceful
-                } else {
-                    StopRequest::Force
-                };
-                self.request_stop(next, "signal received");
-            }
-        }
-    }
-
     /// Slot `index` reports that its run ended: the slot takes its next job, and the
     /// result goes to the outbox (unless the lease was lost).
     fn finish(&mut self, index: usize, execution: Execution) {
@@ -463,15 +440,15 @@ impl Supervisor {
             self.summary.interrupted += 1;
             return;
         }
-        if run_report::reads_backoff(run.forced, &execution.outcome) {
+        let (forced, ended) = stopping::decide(run.forced, run.ending, execution.outcome);
+        if run_report::reads_backoff(forced, &ended) {
             // backoff-base is read when a failure happens.
             self.refresh_config();
         }
-        let (outcome, transition) =
-            run_report::settle(job, run.forced, &execution.outcome, &self.config.backoff);
+        let (outcome, transition) = run_report::settle(job, forced, &ended, &self.config.backoff);
         self.summary.count(outcome);
         if self.options.log_jobs {
-            let line = run_report::end_line(&worker_id, job, &execution.outcome, took, &transition);
+            let line = run_report::end_line(&worker_id, job, &ended, took, &transition);
             log::info(&line);
         }
         let finished = Finished {
@@ -480,6 +457,11 @@ impl Supervisor {
             outcome,
             transition,
             output_tail: execution.output_tail,
+            output: execution.output,
+            facts: AttemptFacts {
+                host: Some(self.process.host.clone()),
+                ..execution.facts
+            },
             only_if_expired: false,
         };
         self.outbox.record(finished, Instant::now());

@@ -16,14 +16,18 @@
 use std::time::{Duration, Instant};
 
 use queuectl::backoff::Backoff;
+use queuectl::error::StoreError;
 use queuectl::job::{AttemptOutcome, Job, NewJob, Outcome, Transition, after_attempt};
 use queuectl::store::{self, Exchange, ExchangeReply, Finished, Lease, Location, OpenFor, Store};
 
 mod claims;
+mod control;
 mod dead_letters;
 mod leases;
+mod output;
 mod settings;
 mod transfer;
+mod upgrade;
 mod workers;
 
 /// Which backend a test variant runs on.
@@ -63,6 +67,15 @@ pub struct TestStore {
 impl TestStore {
     /// A new, empty store on `backend`, or `None` when PostgreSQL is not configured.
     pub fn new(backend: Backend) -> Option<TestStore> {
+        let test_store = TestStore::unopened(backend)?;
+        // Create the schema now, so concurrent first opens are not part of any test.
+        drop(test_store.open());
+        Some(test_store)
+    }
+
+    /// A place for a store on `backend` that nothing has opened yet: no file (SQLite)
+    /// or no schema (PostgreSQL), for tests that build a store by hand with [`Raw`].
+    pub fn unopened(backend: Backend) -> Option<TestStore> {
         let (location, dir) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("create a temporary directory");
@@ -77,14 +90,42 @@ impl TestStore {
                 (location, None)
             }
         };
-        let test_store = TestStore {
+        Some(TestStore {
             backend,
             location,
             _dir: dir,
-        };
-        // Create the schema now, so concurrent first opens are not part of any test.
-        drop(test_store.open());
-        Some(test_store)
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Opens the store as queuectl does, returning its error instead of panicking.
+    pub fn try_open(&self) -> Result<Box<dyn Store>, StoreError> {
+        store::open(&self.location, OpenFor::Worker)
+    }
+
+    /// A plain SQL connection to this store, beside queuectl: to build old stores,
+    /// age rows and look at tables no [`Store`] method shows.
+    pub fn raw(&self) -> Raw {
+        match &self.location {
+            Location::Sqlite(path) => {
+                Raw::Sqlite(rusqlite::Connection::open(path).expect("open the SQLite file"))
+            }
+            Location::Postgres(pg) => {
+                let url = postgres_url().expect("a PostgreSQL test has its URL");
+                let mut client = postgres::Client::connect(&url, postgres::NoTls)
+                    .expect("connect to the test PostgreSQL server");
+                client
+                    .batch_execute(&format!(
+                        "CREATE SCHEMA IF NOT EXISTS {0}; SET search_path TO {0}",
+                        pg.schema
+                    ))
+                    .expect("use the test's schema");
+                Raw::Postgres(client)
+            }
+        }
     }
 
     /// Another connection to this store.
@@ -101,11 +142,49 @@ impl TestStore {
 
 impl Drop for TestStore {
     fn drop(&mut self) {
-        if let Location::Postgres(_) = self.location
-            && let Err(e) = store::remove_scratch(&self.location)
-        {
-            // Never panic here: the test may already be panicking.
+        let Location::Postgres(pg) = &self.location else {
+            return;
+        };
+        if store::remove_scratch(&self.location).is_ok() {
+            return;
+        }
+        // A schema queuectl refuses to open (one made "by a newer release") is
+        // dropped by hand. Never panic here: the test may already be panicking.
+        let dropped = postgres_url()
+            .ok_or_else(|| "no URL".to_owned())
+            .and_then(|url| {
+                let mut client =
+                    postgres::Client::connect(&url, postgres::NoTls).map_err(|e| e.to_string())?;
+                let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", pg.schema);
+                client.batch_execute(&sql).map_err(|e| e.to_string())
+            });
+        if let Err(e) = dropped {
             eprintln!("could not drop {}: {e}", self.location.describe());
+        }
+    }
+}
+
+/// Plain SQL on a test's store (see [`TestStore::raw`]). Statements are written to
+/// read the same in both dialects.
+pub enum Raw {
+    Sqlite(rusqlite::Connection),
+    Postgres(postgres::Client),
+}
+
+impl Raw {
+    /// Runs statements that return nothing.
+    pub fn run(&mut self, sql: &str) {
+        match self {
+            Raw::Sqlite(conn) => conn.execute_batch(sql).expect(sql),
+            Raw::Postgres(client) => client.batch_execute(sql).expect(sql),
+        }
+    }
+
+    /// The one integer a query returns (`count(*)`, a version, ...).
+    pub fn number(&mut self, sql: &str) -> i64 {
+        match self {
+            Raw::Sqlite(conn) => conn.query_row(sql, [], |r| r.get(0)).expect(sql),
+            Raw::Postgres(client) => client.query_one(sql, &[]).expect(sql).get(0),
         }
     }
 }
@@ -152,6 +231,7 @@ pub fn new_job(id: &str) -> NewJob {
         command: format!("echo {id}"),
         cwd: "/".to_owned(),
         max_retries: None,
+        timeout_ms: None,
     }
 }
 
@@ -252,6 +332,8 @@ pub fn finished(job: &Job, outcome: AttemptOutcome, transition: Transition) -> F
         outcome,
         transition,
         output_tail: None,
+        output: None,
+        facts: Default::default(),
         only_if_expired: false,
     }
 }

@@ -4,8 +4,9 @@
 use std::ops::ControlFlow;
 
 use queuectl::error::StoreError;
+use queuectl::job::output::KeptOutput;
 use queuectl::job::{JobState, NewJob};
-use queuectl::store::{JobRecord, Store};
+use queuectl::store::{AttemptFacts, JobRecord, Store};
 
 use crate::{
     LONG_LEASE, claim, conformance_test, enqueue, failed, new_job, no_backoff, report, succeeded,
@@ -72,8 +73,9 @@ conformance_test!(import_refuses_a_whole_batch_with_a_duplicate_id, |stores| {
     assert_eq!(job_ids(&mut *store), ["taken"]);
 });
 
-/// A store with a job that ran three times (two failures, then success), a dead one
-/// and a pending one, created in an order their ids do not sort in.
+/// A store with a job that ran three times (two failures with an output tail only,
+/// then a success with its output and process facts), a dead one and a pending one with a timeout, created in
+/// an order their ids do not sort in.
 fn populate(store: &mut dyn Store) {
     store
         .enqueue(&[NewJob {
@@ -83,14 +85,26 @@ fn populate(store: &mut dyn Store) {
         .expect("enqueue");
     for _ in 0..2 {
         let run = claim(store, "w1", LONG_LEASE).expect("zeta");
-        assert!(
-            report(store, &[failed(&run, &no_backoff())])
-                .rejected
-                .is_empty()
-        );
+        // Only a tail, as a worker from before kept output in the store reported.
+        let mut failure = failed(&run, &no_backoff());
+        failure.output_tail = Some("oops\n".into());
+        assert!(report(store, &[failure]).rejected.is_empty());
     }
     let run = claim(store, "w2", LONG_LEASE).expect("zeta");
-    assert!(report(store, &[succeeded(&run)]).rejected.is_empty());
+    let mut success = succeeded(&run);
+    success.output_tail = Some("done\n".into());
+    success.output = Some(KeptOutput {
+        bytes: b"done\n".to_vec(),
+        total: 5,
+    });
+    success.facts = AttemptFacts {
+        host: Some("box".into()),
+        pid: Some(77),
+        signal: None,
+        max_rss_kb: Some(2048),
+        cpu_ms: Some(12),
+    };
+    assert!(report(store, &[success]).rejected.is_empty());
 
     store
         .enqueue(&[
@@ -98,7 +112,10 @@ fn populate(store: &mut dyn Store) {
                 max_retries: Some(0),
                 ..new_job("alpha")
             },
-            new_job("mid"),
+            NewJob {
+                timeout_ms: Some(7_000),
+                ..new_job("mid")
+            },
         ])
         .expect("enqueue");
     let run = claim(store, "w1", LONG_LEASE).expect("alpha");
@@ -155,4 +172,12 @@ conformance_test!(an_import_of_an_export_exports_back_equal, |stores| {
     let mut store = target.open();
     store.import(&shuffled).expect("import");
     assert_eq!(export_all(&mut *store), exported);
+    let kept = store.output("zeta", 3, 0).expect("output");
+    assert_eq!(kept.pieces, [(0, b"done\n".to_vec())]);
+    // An attempt exported with only its tail keeps that tail as its output.
+    let tail_only = store.output("zeta", 1, 0).expect("output");
+    assert_eq!(
+        (tail_only.pieces, tail_only.total),
+        (vec![(0, b"oops\n".to_vec())], 5)
+    );
 });

@@ -1,4 +1,4 @@
-//! `config set | get | list`: the five keys, their defaults, decimal and unit
+//! `config set | get | list`: the keys, their defaults, decimal and unit
 //! handling, persistence, and bad keys or values refused without any change.
 
 use serde_json::json;
@@ -12,6 +12,10 @@ backend_test!(defaults, |env| {
             "backoff-max": 3600,
             "lease-timeout": 10,
             "heartbeat-interval": 2,
+            "output-limit": 1048576,
+            "kill-grace": 5,
+            "job-timeout": null,
+            "retention": null,
         })
     );
     let table = env.ok(&["config", "list"]);
@@ -21,6 +25,10 @@ backend_test!(defaults, |env| {
         "backoff-max",
         "lease-timeout",
         "heartbeat-interval",
+        "output-limit",
+        "kill-grace",
+        "job-timeout",
+        "retention",
     ] {
         assert!(table.contains(key), "{table}");
     }
@@ -33,6 +41,10 @@ backend_test!(set_get_and_list_agree_and_persist, |env| {
     env.ok(&["config", "set", "backoff-max", "90"]);
     env.ok(&["config", "set", "heartbeat-interval", "0.5"]);
     env.ok(&["config", "set", "lease-timeout", "3"]);
+    env.ok(&["config", "set", "output-limit", "64KiB"]);
+    env.ok(&["config", "set", "kill-grace", "1s"]);
+    env.ok(&["config", "set", "job-timeout", "2m"]);
+    env.ok(&["config", "set", "retention", "7d"]);
     assert_eq!(
         env.json(&["config", "list"]),
         json!({
@@ -41,6 +53,10 @@ backend_test!(set_get_and_list_agree_and_persist, |env| {
             "backoff-max": 90,
             "lease-timeout": 3,
             "heartbeat-interval": 0.5,
+            "output-limit": 65536,
+            "kill-grace": 1,
+            "job-timeout": 120,
+            "retention": 604800,
         })
     );
     assert_eq!(env.ok(&["config", "get", "backoff-base"]).trim(), "1.5");

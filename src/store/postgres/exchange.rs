@@ -1,13 +1,15 @@
 //! One worker round trip ([`Store::exchange`](crate::store::Store::exchange)) in one
-//! transaction: record finished runs, reassign moved jobs, renew leases, heartbeat and
-//! read stop requests, then claim.
+//! transaction: record finished runs, reassign moved jobs, renew leases, store output
+//! of running attempts, heartbeat and read stop and cancel requests, then claim.
 //!
 //! Invariants: the steps run in the same order as on SQLite; every write about a run
 //! is fenced by its lease token and `state = 'processing'`, so a worker that lost its
 //! lease cannot overwrite a newer result; a claim is one statement, where
 //! `FOR UPDATE SKIP LOCKED` in a materialized CTE picks at most one job per idle
-//! worker and the `UPDATE` marks exactly those `processing` under a new lease token;
-//! each step is one statement, however many runs it covers.
+//! worker and the `UPDATE` marks exactly those `processing` under a new lease token
+//! (and sets each run's deadline); each step is one statement, however many runs it
+//! covers; a finished run's kept output replaces the chunks shipped while it ran, in
+//! the same statement.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -15,7 +17,7 @@ use std::time::Duration;
 use postgres::{GenericClient, Transaction};
 
 use super::listen::notify;
-use super::{Db, Step, millis};
+use super::{Db, Step, millis, output};
 use crate::job::{AttemptOutcome, Job, JobState};
 use crate::store::rows::{job_columns, job_from_row};
 use crate::store::{Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest};
@@ -29,37 +31,49 @@ const HEARTBEAT: &str = "UPDATE workers SET heartbeat_at = now_ms() \
 const NEXT_DUE_IN: &str =
     "SELECT min(next_run_at) - now_ms() FROM jobs WHERE state IN ('pending', 'failed')";
 
-/// Applies each finished run's transition (arrays `$1`..`$13`, one element per run)
+/// Applies each finished run's transition (arrays `$1`..`$20`, one element per run)
 /// where the job is still `processing` under that lease (and, for runs flagged
-/// `only_if_expired`, the lease expired), records the attempt unless the run was
-/// released unstarted, and returns the `(id, lease_token, state)` of the jobs it
-/// changed.
+/// `only_if_expired`, the lease expired), records the attempt with its kept output
+/// and facts unless the run was released unstarted, deletes the run's output chunks,
+/// and returns the `(id, lease_token, state)` of the jobs it changed.
 const RECORD_FINISHED: &str = "WITH f AS ( \
         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], \
             $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::boolean[], \
-            $10::text[], $11::text[], $12::text[], $13::text[]) \
+            $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], \
+            $15::bigint[], $16::text[], $17::bigint[], $18::bigint[], $19::bigint[], \
+            $20::bigint[]) \
         AS f(job_id, token, state, attempts, interruptions, run_after, exit_code, \
-            last_error, only_if_expired, worker_id, outcome, error, output_tail) \
+            last_error, only_if_expired, worker_id, outcome, error, output_tail, output, \
+            output_total, host, pid, signal, max_rss_kb, cpu_ms) \
     ), done AS ( \
         UPDATE jobs j SET state = f.state, attempts = f.attempts, \
             interruptions = f.interruptions, next_run_at = now_ms() + f.run_after, \
             exit_code = f.exit_code, last_error = f.last_error, finished_at = now_ms(), \
-            updated_at = now_ms(), lease_expires_at = NULL \
+            updated_at = now_ms(), lease_expires_at = NULL, deadline_at = NULL, \
+            cancel_requested = false \
         FROM f \
         WHERE j.id = f.job_id AND j.lease_token = f.token AND j.state = 'processing' \
             AND (NOT f.only_if_expired OR coalesce(j.lease_expires_at, 0) < now_ms()) \
         RETURNING j.id, j.lease_token, j.started_at, j.state \
     ), recorded AS ( \
         INSERT INTO attempts (job_id, lease_token, worker_id, started_at, finished_at, \
-            outcome, exit_code, error, output_tail) \
+            outcome, exit_code, error, output_tail, output, output_total, host, pid, \
+            signal, max_rss_kb, cpu_ms) \
         SELECT d.id, d.lease_token, f.worker_id, d.started_at, now_ms(), f.outcome, \
-            f.exit_code, f.error, f.output_tail \
+            f.exit_code, f.error, f.output_tail, f.output, f.output_total, f.host, f.pid, \
+            f.signal, f.max_rss_kb, f.cpu_ms \
         FROM done d JOIN f ON f.job_id = d.id AND f.token = d.lease_token \
         WHERE f.outcome <> 'released' \
         ON CONFLICT (job_id, lease_token) DO UPDATE SET worker_id = excluded.worker_id, \
             started_at = excluded.started_at, finished_at = excluded.finished_at, \
             outcome = excluded.outcome, exit_code = excluded.exit_code, \
-            error = excluded.error, output_tail = excluded.output_tail \
+            error = excluded.error, output_tail = excluded.output_tail, \
+            output = excluded.output, output_total = excluded.output_total, \
+            host = excluded.host, pid = excluded.pid, signal = excluded.signal, \
+            max_rss_kb = excluded.max_rss_kb, cpu_ms = excluded.cpu_ms \
+    ), forgotten AS ( \
+        DELETE FROM output_chunks c USING done d \
+        WHERE c.job_id = d.id AND c.lease_token = d.lease_token \
     ) \
     SELECT id, lease_token, state FROM done";
 
@@ -77,7 +91,8 @@ const RENEW_LEASES: &str = "UPDATE jobs j SET lease_expires_at = now_ms() + $3 \
     RETURNING j.id, j.lease_token";
 
 /// Claims up to `$1` due jobs in run order, one for each worker in `$3`, each under
-/// a new lease of `$2` ms; returns the claimed jobs.
+/// a new lease of `$2` ms and with its run's deadline (none without a timeout);
+/// returns the claimed jobs.
 const CLAIM_NEXT: &str = concat!(
     "WITH picked AS MATERIALIZED ( \
         SELECT seq FROM jobs \
@@ -88,7 +103,8 @@ const CLAIM_NEXT: &str = concat!(
      ) \
      UPDATE jobs j SET state = 'processing', lease_token = j.lease_token + 1, \
         lease_expires_at = now_ms() + $2, worker_id = ($3::text[])[n.rn], \
-        started_at = now_ms(), updated_at = now_ms() \
+        started_at = now_ms(), updated_at = now_ms(), \
+        deadline_at = now_ms() + j.timeout_ms \
      FROM numbered n WHERE j.seq = n.seq \
      RETURNING ",
     job_columns!()
@@ -97,6 +113,10 @@ const CLAIM_NEXT: &str = concat!(
 /// The strongest stop request of the live workers of process (`$1` host, `$2` pid).
 const READ_STOP: &str = "SELECT coalesce(max(stop_requested), 0) FROM workers \
     WHERE host = $1 AND pid = $2 AND ended_at IS NULL";
+
+/// The running jobs a user cancelled, through the partial index `jobs_cancel`
+/// that holds only them: asking on every round trip costs next to nothing.
+const READ_CANCELS: &str = "SELECT id, lease_token FROM jobs WHERE cancel_requested";
 
 /// The body of one worker round trip, in one transaction, in SQLite's order: record
 /// finished runs, renew leases, heartbeat and read stop requests, then claim.
@@ -110,11 +130,15 @@ pub(super) fn exchange_in(
     let requeued = record_finished(db, ex.finished, &mut reply.rejected)?;
     reassign(db, ex.reassign)?;
     reply.lost = renew(db, ex.renew, lease_ms)?;
+    output::store_chunks(db, ex.output)?;
     if let Some(process) = ex.process {
         if ex.beat {
             db.execute(HEARTBEAT, &[&process.host, &process.pid])?;
         }
         reply.stop = read_stop(db, process)?;
+    }
+    if ex.check_cancels {
+        reply.cancel = read_cancels(db)?;
     }
     if !ex.claim_for.is_empty() {
         reply.claimed = claim(db, ex.claim_for, lease_ms)?;
@@ -179,6 +203,21 @@ fn record_finished(
         })
         .collect();
     let tails: Vec<Option<&str>> = batch.iter().map(|f| f.output_tail.as_deref()).collect();
+    let outputs: Vec<Option<&[u8]>> = batch
+        .iter()
+        .map(|f| f.output.as_ref().map(|k| k.bytes.as_slice()))
+        .map(|bytes| bytes.filter(|b| !b.is_empty()))
+        .collect();
+    let totals: Vec<Option<i64>> = batch
+        .iter()
+        .map(|f| f.output.as_ref())
+        .map(|k| k.map(|k| i64::try_from(k.total).unwrap_or(i64::MAX)))
+        .collect();
+    let hosts: Vec<Option<&str>> = batch.iter().map(|f| f.facts.host.as_deref()).collect();
+    let pids: Vec<Option<i64>> = batch.iter().map(|f| f.facts.pid).collect();
+    let signals: Vec<Option<i64>> = batch.iter().map(|f| f.facts.signal).collect();
+    let rss: Vec<Option<i64>> = batch.iter().map(|f| f.facts.max_rss_kb).collect();
+    let cpu: Vec<Option<i64>> = batch.iter().map(|f| f.facts.cpu_ms).collect();
     let rows = db.query(
         RECORD_FINISHED,
         &[
@@ -195,6 +234,13 @@ fn record_finished(
             &outcomes,
             &errors,
             &tails,
+            &outputs,
+            &totals,
+            &hosts,
+            &pids,
+            &signals,
+            &rss,
+            &cpu,
         ],
     )?;
     let mut recorded = HashSet::new();
@@ -271,4 +317,17 @@ pub(super) fn read_stop<C: GenericClient>(
 ) -> Step<StopRequest> {
     let row = db.query_one(READ_STOP, &[&process.host, &process.pid])?;
     Ok(StopRequest::from_code(row.try_get(0)?))
+}
+
+/// Every running job a user cancelled (usually none).
+pub(super) fn read_cancels<C: GenericClient>(db: &mut Db<'_, C>) -> Step<Vec<Lease>> {
+    let rows = db.query(READ_CANCELS, &[])?;
+    rows.iter()
+        .map(|r| {
+            Ok(Lease {
+                job_id: r.try_get(0)?,
+                token: r.try_get(1)?,
+            })
+        })
+        .collect()
 }

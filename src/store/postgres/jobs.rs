@@ -26,14 +26,15 @@ use crate::store::{AttemptRecord, Counts};
 pub(super) const ENQUEUE_CHUNK: usize = 5000;
 
 /// Inserts `pending` jobs (`$1` ids, `$2` commands, `$3` directories, `$4` retry
-/// limits) in array order; returns the database time used and how many went in.
+/// limits, `$5` timeouts) in array order; returns the database time used and how
+/// many went in.
 const INSERT_JOBS: &str = "WITH new AS ( \
         INSERT INTO jobs (id, command, cwd, state, max_retries, created_at, updated_at, \
-            next_run_at) \
+            next_run_at, timeout_ms) \
         SELECT t.id, t.command, t.cwd, 'pending', t.max_retries, now_ms(), now_ms(), \
-            now_ms() \
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY \
-            AS t(id, command, cwd, max_retries, ord) \
+            now_ms(), t.timeout_ms \
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) \
+            WITH ORDINALITY AS t(id, command, cwd, max_retries, timeout_ms, ord) \
         ORDER BY t.ord \
         RETURNING 1 \
     ) SELECT now_ms(), count(*) FROM new";
@@ -117,10 +118,10 @@ pub(super) fn enqueue_in(
     jobs: &[NewJob],
     channel: &str,
 ) -> Step<i64> {
-    let default_retries = Config::from_stored(&read_settings(db)?).max_retries;
+    let defaults = Config::from_stored(&read_settings(db)?);
     let mut now = None;
     for chunk in jobs.chunks(ENQUEUE_CHUNK) {
-        now = Some(insert_jobs(db, chunk, default_retries)?);
+        now = Some(insert_jobs(db, chunk, &defaults)?);
     }
     let now = match now {
         Some(now) => now,
@@ -131,20 +132,22 @@ pub(super) fn enqueue_in(
 }
 
 /// Inserts one chunk of jobs in one statement, in the given order (`seq` follows it);
-/// returns the database time used as their `created_at`.
-fn insert_jobs(
-    db: &mut Db<'_, Transaction<'_>>,
-    jobs: &[NewJob],
-    default_retries: i64,
-) -> Step<i64> {
+/// a job without its own retry limit or timeout gets the one in `defaults`. Returns
+/// the database time used as their `created_at`.
+fn insert_jobs(db: &mut Db<'_, Transaction<'_>>, jobs: &[NewJob], defaults: &Config) -> Step<i64> {
     let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     let commands: Vec<&str> = jobs.iter().map(|j| j.command.as_str()).collect();
     let cwds: Vec<&str> = jobs.iter().map(|j| j.cwd.as_str()).collect();
     let retries: Vec<i64> = jobs
         .iter()
-        .map(|j| j.max_retries.unwrap_or(default_retries))
+        .map(|j| j.max_retries.unwrap_or(defaults.max_retries))
         .collect();
-    let result = db.query_one(INSERT_JOBS, &[&ids, &commands, &cwds, &retries]);
+    let default_timeout = defaults.job_timeout.map(millis);
+    let timeouts: Vec<Option<i64>> = jobs
+        .iter()
+        .map(|j| j.timeout_ms.or(default_timeout))
+        .collect();
+    let result = db.query_one(INSERT_JOBS, &[&ids, &commands, &cwds, &retries, &timeouts]);
     match result {
         Ok(row) => Ok(row.try_get(0)?),
         Err(e) if is_unique_violation(&e) => {

@@ -14,8 +14,11 @@
 //!   scrubbing passwords from messages, and opening a connection;
 //! - `schema`: migrations (`0001_init.sql` beside it) and dropping a scratch schema;
 //! - `listen`: LISTEN/NOTIFY wake-ups;
-//! - `exchange`: a worker's round trip (record finished runs, renew, claim, stop);
+//! - `exchange`: a worker's round trip (record finished runs, renew, output, claim,
+//!   stop and cancel requests);
 //! - `jobs`: enqueue, reading, listing and counting jobs, `dlq retry`;
+//! - `control`: `retry`, `cancel` and `clean`;
+//! - `output`: output chunks of running attempts, and reading output back;
 //! - `workers`: registering, listing and stopping workers, running jobs;
 //! - `transfer`: `export` and `import`.
 //!
@@ -51,17 +54,19 @@ use postgres::{Client, GenericClient, Row, Statement, Transaction};
 
 use super::rows::Columns;
 use super::{
-    AttemptRecord, Counts, Emit, Exchange, ExchangeReply, JobRecord, Result, RunningJob,
-    StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+    AttemptRecord, CleanRequest, Cleaned, Counts, Emit, Exchange, ExchangeReply, JobRecord,
+    OutputRead, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
 };
 use crate::error::{InputError, StoreError};
-use crate::job::{Job, JobState, NewJob};
+use crate::job::{Cancel, Job, JobState, NewJob};
 
 mod connect;
+mod control;
 mod exchange;
 mod jobs;
 mod listen;
 mod location;
+mod output;
 mod schema;
 mod transfer;
 mod workers;
@@ -394,6 +399,24 @@ impl Store for PgStore {
         })
     }
 
+    fn retry(&mut self, ids: Option<&[String]>, states: &[JobState]) -> Result<Vec<String>> {
+        let channel = self.channel.clone();
+        self.write(|db| control::retry_in(db, ids, states, &channel))
+    }
+
+    fn cancel(&mut self, ids: &[String]) -> Result<Vec<(String, Cancel)>> {
+        let channel = self.channel.clone();
+        self.write(|db| control::cancel_in(db, ids, &channel))
+    }
+
+    fn clean(&mut self, request: &CleanRequest) -> Result<Cleaned> {
+        self.write(|db| control::clean_in(db, request))
+    }
+
+    fn output(&mut self, job_id: &str, lease_token: i64, from: u64) -> Result<OutputRead> {
+        self.read(|db| output::read(db, job_id, lease_token, from))
+    }
+
     fn register_workers(&mut self, workers: &[WorkerInfo]) -> Result<()> {
         self.write(|db| workers::register_workers(db, workers))
     }
@@ -413,15 +436,21 @@ impl Store for PgStore {
 
     fn exchange(&mut self, ex: &Exchange<'_>) -> Result<ExchangeReply> {
         if !ex.writes() {
-            // Only the stop request to read: no transaction, no write, so wake-ups
-            // caused by our own commits cause no more commits.
+            // Only the stop and cancel requests to read: no transaction, no write, so
+            // wake-ups caused by our own commits cause no more commits.
             return self.read(|db| {
                 let stop = match ex.process {
                     Some(process) => exchange::read_stop(db, process)?,
                     None => StopRequest::None,
                 };
+                let cancel = if ex.check_cancels {
+                    exchange::read_cancels(db)?
+                } else {
+                    Vec::new()
+                };
                 Ok(ExchangeReply {
                     stop,
+                    cancel,
                     ..ExchangeReply::default()
                 })
             });
@@ -462,6 +491,10 @@ impl Columns for Row {
     }
 
     fn opt_text(&self, at: usize) -> Step<Option<String>> {
+        Ok(self.try_get(at)?)
+    }
+
+    fn flag(&self, at: usize) -> Step<bool> {
         Ok(self.try_get(at)?)
     }
 

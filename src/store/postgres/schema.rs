@@ -15,7 +15,10 @@ use crate::error::StoreError;
 use crate::store::{Result, Store};
 
 /// Migrations, applied in order; the `schema_version` row counts the applied ones.
-const MIGRATIONS: &[&str] = &[include_str!("0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("0001_init.sql"),
+    include_str!("0002_control.sql"),
+];
 
 /// First key of the migration advisory lock ("QCTL"); the second is the schema's hash,
 /// so queues in different schemas do not wait for each other.

@@ -35,30 +35,39 @@ fn export_jobs() -> String {
     )
 }
 
-/// Inserts jobs exactly as exported (arrays `$1`..`$17`, in [`job_columns!`] order)
+/// Inserts jobs exactly as exported (arrays `$1`..`$18`, in [`job_columns!`] order)
 /// in array order.
 const IMPORT_JOBS: &str = "\
     INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, interruptions, \
         created_at, updated_at, next_run_at, lease_token, lease_expires_at, worker_id, \
-        started_at, finished_at, exit_code, last_error) \
+        started_at, finished_at, exit_code, last_error, timeout_ms) \
     SELECT t.id, t.command, t.cwd, t.state, t.attempts, t.max_retries, t.interruptions, \
         t.created_at, t.updated_at, t.next_run_at, t.lease_token, t.lease_expires_at, \
-        t.worker_id, t.started_at, t.finished_at, t.exit_code, t.last_error \
+        t.worker_id, t.started_at, t.finished_at, t.exit_code, t.last_error, t.timeout_ms \
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
         $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], \
         $11::bigint[], $12::bigint[], $13::text[], $14::bigint[], $15::bigint[], \
-        $16::bigint[], $17::text[]) WITH ORDINALITY \
+        $16::bigint[], $17::text[], $18::bigint[]) WITH ORDINALITY \
         AS t(id, command, cwd, state, attempts, max_retries, interruptions, created_at, \
         updated_at, next_run_at, lease_token, lease_expires_at, worker_id, started_at, \
-        finished_at, exit_code, last_error, ord) \
+        finished_at, exit_code, last_error, timeout_ms, ord) \
     ORDER BY t.ord";
 
-/// Inserts attempts exactly as exported (arrays `$1`..`$9`).
+/// Inserts attempts exactly as exported (arrays `$1`..`$15`). An export carries the
+/// output's tail, not all of it: the tail becomes the kept output, as for attempts
+/// from before version 2.
 const IMPORT_ATTEMPTS: &str = "\
     INSERT INTO attempts (job_id, lease_token, worker_id, started_at, finished_at, \
-        outcome, exit_code, error, output_tail) \
-    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], \
-        $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::text[])";
+        outcome, exit_code, error, output_tail, output, output_total, host, pid, signal, \
+        max_rss_kb, cpu_ms) \
+    SELECT t.job_id, t.lease_token, t.worker_id, t.started_at, t.finished_at, t.outcome, \
+        t.exit_code, t.error, t.output_tail, convert_to(t.output_tail, 'UTF8'), \
+        t.output_total, t.host, t.pid, t.signal, t.max_rss_kb, t.cpu_ms \
+    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], \
+        $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::bigint[], \
+        $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[]) \
+        AS t(job_id, lease_token, worker_id, started_at, finished_at, outcome, exit_code, \
+        error, output_tail, output_total, host, pid, signal, max_rss_kb, cpu_ms)";
 
 /// Streams `export`: one statement (so one snapshot) read through a portal,
 /// [`EXPORT_BATCH`] rows per round trip. Never retried: part of it may already be
@@ -127,6 +136,7 @@ fn import_chunk(db: &mut Db<'_, Transaction<'_>>, chunk: &[JobRecord]) -> Step<(
     let finished: Vec<Option<i64>> = jobs.iter().map(|j| j.finished_at).collect();
     let exit_codes: Vec<Option<i64>> = jobs.iter().map(|j| j.exit_code).collect();
     let errors: Vec<Option<&str>> = jobs.iter().map(|j| j.last_error.as_deref()).collect();
+    let timeouts: Vec<Option<i64>> = jobs.iter().map(|j| j.timeout_ms).collect();
     let inserted = db.execute(
         IMPORT_JOBS,
         &[
@@ -147,6 +157,7 @@ fn import_chunk(db: &mut Db<'_, Transaction<'_>>, chunk: &[JobRecord]) -> Step<(
             &finished,
             &exit_codes,
             &errors,
+            &timeouts,
         ],
     );
     match inserted {
@@ -175,6 +186,12 @@ fn import_chunk(db: &mut Db<'_, Transaction<'_>>, chunk: &[JobRecord]) -> Step<(
     let exit_codes: Vec<Option<i64>> = all.iter().map(|(_, a)| a.exit_code).collect();
     let errors: Vec<Option<&str>> = all.iter().map(|(_, a)| a.error.as_deref()).collect();
     let tails: Vec<Option<&str>> = all.iter().map(|(_, a)| a.output_tail.as_deref()).collect();
+    let totals: Vec<Option<i64>> = all.iter().map(|(_, a)| a.output_total).collect();
+    let hosts: Vec<Option<&str>> = all.iter().map(|(_, a)| a.facts.host.as_deref()).collect();
+    let pids: Vec<Option<i64>> = all.iter().map(|(_, a)| a.facts.pid).collect();
+    let signals: Vec<Option<i64>> = all.iter().map(|(_, a)| a.facts.signal).collect();
+    let rss: Vec<Option<i64>> = all.iter().map(|(_, a)| a.facts.max_rss_kb).collect();
+    let cpu: Vec<Option<i64>> = all.iter().map(|(_, a)| a.facts.cpu_ms).collect();
     db.execute(
         IMPORT_ATTEMPTS,
         &[
@@ -187,6 +204,12 @@ fn import_chunk(db: &mut Db<'_, Transaction<'_>>, chunk: &[JobRecord]) -> Step<(
             &exit_codes,
             &errors,
             &tails,
+            &totals,
+            &hosts,
+            &pids,
+            &signals,
+            &rss,
+            &cpu,
         ],
     )?;
     Ok(())

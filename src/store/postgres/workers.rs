@@ -43,10 +43,11 @@ const REQUEST_STOP: &str = "UPDATE workers SET stop_requested = greatest(stop_re
     WHERE ended_at IS NULL AND heartbeat_at >= now_ms() - $2 \
     AND ($3::text IS NULL OR host = $3) RETURNING id";
 
-/// Every `processing` job with whether its lease expired and the worker it is
-/// recorded to; read by [`running_from_row`].
+/// Every `processing` job with whether its lease expired, the worker it is recorded
+/// to and whether a user cancelled it; read by [`running_from_row`].
 const LIST_RUNNING_JOBS: &str = "SELECT j.id, j.lease_token, j.attempts, j.interruptions, \
-    coalesce(j.lease_expires_at, 0) < now_ms(), w.id, w.host, w.pid, w.pid_start \
+    coalesce(j.lease_expires_at, 0) < now_ms(), w.id, w.host, w.pid, w.pid_start, \
+    j.cancel_requested \
     FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id \
     WHERE j.state = 'processing'";
 
@@ -143,6 +144,7 @@ fn running_from_row(r: &Row) -> Step<RunningJob> {
         None => None,
     };
     Ok(RunningJob {
+        cancel_requested: r.try_get(9)?,
         lease: Lease {
             job_id: r.try_get(0)?,
             token: r.try_get(1)?,

@@ -1,34 +1,40 @@
 //! One worker round trip ([`exchange`]) in one transaction: record finished runs,
-//! reassign moved jobs, renew leases, heartbeat and read stop requests, then claim.
+//! reassign moved jobs, renew leases, store output of running attempts, heartbeat
+//! and read stop and cancel requests, then claim.
 //!
 //! Invariants kept here:
 //! - Every write about a run is fenced: it applies only while the job is still
 //!   `processing` under the lease token the caller holds.
 //! - A claim is one `UPDATE ... RETURNING` ([`CLAIM_NEXT`]) inside the caller's
-//!   `BEGIN IMMEDIATE` transaction, so no two connections can claim one job.
+//!   `BEGIN IMMEDIATE` transaction, so no two connections can claim one job; it also
+//!   sets the run's deadline, so a timeout costs the claim nothing extra.
+//! - A finished run's kept output replaces the chunks shipped while it ran: the
+//!   attempt row holds it and the chunks are deleted in the same transaction.
 
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{db_error, job_from_row, millis};
+use super::{db_error, job_from_row, millis, output};
 use crate::job::AttemptOutcome;
 use crate::store::rows::job_columns;
-use crate::store::{Exchange, ExchangeReply, Finished, Result, StopRequest};
+use crate::store::{Exchange, ExchangeReply, Finished, Lease, Result, StopRequest};
 
 /// Applies a finished run's transition if its lease still holds (and, for a
 /// recovery, only if it has expired); returns when the run started. With
 /// [`RECORD_ATTEMPT`], what PostgreSQL's `RECORD_FINISHED` does in one statement.
 const FINISH_RUN: &str = "UPDATE jobs SET state = ?3, attempts = ?4, interruptions = ?5, \
      next_run_at = ?6, exit_code = ?7, last_error = ?8, finished_at = ?9, updated_at = ?9, \
-     lease_expires_at = NULL \
+     lease_expires_at = NULL, deadline_at = NULL, cancel_requested = 0 \
      WHERE id = ?1 AND lease_token = ?2 AND state = 'processing' \
      AND (?10 = 0 OR coalesce(lease_expires_at, 0) < ?9) RETURNING started_at";
 
-/// Keeps the history of one finished run.
+/// Keeps the history of one finished run, with its kept output and what its
+/// process did.
 const RECORD_ATTEMPT: &str = "INSERT OR REPLACE INTO attempts (job_id, lease_token, worker_id, \
-     started_at, finished_at, outcome, exit_code, error, output_tail) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+     started_at, finished_at, outcome, exit_code, error, output_tail, output, output_total, \
+     host, pid, signal, max_rss_kb, cpu_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 /// Records which worker of this process now runs a job.
 const REASSIGN_WORKER: &str = "UPDATE jobs SET worker_id = ?3 \
@@ -46,14 +52,21 @@ const HEARTBEAT: &str = "UPDATE workers SET heartbeat_at = ?3 \
 const READ_STOP: &str = "SELECT max(stop_requested) FROM workers \
      WHERE host = ?1 AND pid = ?2 AND ended_at IS NULL";
 
-/// Leases the job due first to worker `?3` until `?1 + ?2`.
+/// Leases the job due first to worker `?3` until `?1 + ?2`; its run must end by
+/// `?1 + timeout_ms` (no deadline without a timeout).
 const CLAIM_NEXT: &str = concat!(
     "UPDATE jobs SET state = 'processing', lease_token = lease_token + 1, \
-     lease_expires_at = ?1 + ?2, worker_id = ?3, started_at = ?1, updated_at = ?1 \
+     lease_expires_at = ?1 + ?2, worker_id = ?3, started_at = ?1, updated_at = ?1, \
+     deadline_at = ?1 + timeout_ms \
      WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_ready \
      WHERE state IN ('pending', 'failed') AND next_run_at <= ?1 ORDER BY next_run_at, seq LIMIT 1) RETURNING ",
     job_columns!()
 );
+
+/// The running jobs a user cancelled: the partial index `jobs_cancel` holds only
+/// them, so asking on every round trip costs next to nothing.
+const READ_CANCELS: &str = "SELECT id, lease_token FROM jobs INDEXED BY jobs_cancel \
+     WHERE cancel_requested <> 0";
 
 /// When the next waiting job becomes due, by the store's clock; the round trip
 /// subtracts `now` (PostgreSQL's `NEXT_DUE_IN` subtracts its own clock).
@@ -84,6 +97,9 @@ pub(super) fn exchange(tx: &Transaction<'_>, now: i64, ex: &Exchange<'_>) -> Res
             reply.lost.push(held.clone());
         }
     }
+    for chunk in ex.output {
+        output::store_chunk(tx, chunk)?;
+    }
     if let Some(process) = ex.process {
         if ex.beat {
             tx.prepare_cached(HEARTBEAT)
@@ -95,6 +111,18 @@ pub(super) fn exchange(tx: &Transaction<'_>, now: i64, ex: &Exchange<'_>) -> Res
             .and_then(|mut s| s.query_row(params![process.host, process.pid], |r| r.get(0)))
             .map_err(db_error)?;
         reply.stop = StopRequest::from_code(stop.unwrap_or(0));
+    }
+    if ex.check_cancels {
+        let mut stmt = tx.prepare_cached(READ_CANCELS).map_err(db_error)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Lease {
+                    job_id: r.get(0)?,
+                    token: r.get(1)?,
+                })
+            })
+            .map_err(db_error)?;
+        reply.cancel = rows.collect::<rusqlite::Result<_>>().map_err(db_error)?;
     }
     for worker in ex.claim_for {
         let job = tx
@@ -147,9 +175,12 @@ fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished) -> Result<bool>
     let Some(started_at) = started_at else {
         return Ok(false);
     };
+    output::forget_chunks(tx, &f.lease)?;
     if f.outcome == AttemptOutcome::Released {
         return Ok(true);
     }
+    let kept = f.output.as_ref();
+    let facts = &f.facts;
     tx.prepare_cached(RECORD_ATTEMPT)
         .and_then(|mut s| {
             s.execute(params![
@@ -166,6 +197,13 @@ fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished) -> Result<bool>
                     t.last_error.as_deref()
                 },
                 f.output_tail,
+                kept.map(|k| k.bytes.as_slice()).filter(|b| !b.is_empty()),
+                kept.map(|k| i64::try_from(k.total).unwrap_or(i64::MAX)),
+                facts.host,
+                facts.pid,
+                facts.signal,
+                facts.max_rss_kb,
+                facts.cpu_ms,
             ])
         })
         .map_err(db_error)?;

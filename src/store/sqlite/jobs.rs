@@ -2,8 +2,9 @@
 //! and retrying the dead letter queue.
 //!
 //! Every read of a set of jobs goes through the partial index of its state
-//! (`jobs_ready`, `jobs_running`, `jobs_dead`; see `0001_init.sql`), named with
-//! `INDEXED BY` so that the planner cannot fall back to scanning the whole history.
+//! (`jobs_ready`, `jobs_running`, `jobs_dead`, `jobs_cancelled`; see the schema
+//! files), named with `INDEXED BY` so that the planner cannot fall back to scanning
+//! the whole history.
 
 use std::collections::BTreeMap;
 
@@ -16,12 +17,14 @@ use crate::job::{self, Job, JobState, NewJob};
 use crate::store::rows::{JOB_COLUMN_COUNT, attempt_columns, job_columns};
 use crate::store::{AttemptRecord, Counts, Result};
 
-/// The stored default for `max_retries`, for jobs enqueued without their own.
-const READ_MAX_RETRIES: &str = "SELECT value FROM settings WHERE key = 'max-retries'";
+/// The stored defaults for `max_retries` and `timeout_ms`, for jobs enqueued without
+/// their own.
+const READ_ENQUEUE_DEFAULTS: &str =
+    "SELECT key, value FROM settings WHERE key IN ('max-retries', 'job-timeout')";
 
 /// Adds one new job, waiting to run now.
 const INSERT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, max_retries, created_at, \
-     updated_at, next_run_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?5)";
+     updated_at, next_run_at, timeout_ms) VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?5, ?6)";
 
 /// One job by id, followed by the output tail of its latest attempt.
 const READ_JOB: &str = concat!(
@@ -68,6 +71,14 @@ const LIST_DEAD: &str = concat!(
     " FROM jobs INDEXED BY jobs_dead WHERE state = 'dead' AND state = ?1 ORDER BY seq LIMIT ?2"
 );
 
+/// Cancelled jobs, oldest first.
+const LIST_CANCELLED: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs INDEXED BY jobs_cancelled WHERE state = 'cancelled' AND state = ?1 \
+     ORDER BY seq LIMIT ?2"
+);
+
 /// The jobs in a state without an index of its own (completed), oldest first.
 const LIST_IN_STATE: &str = concat!(
     "SELECT ",
@@ -87,6 +98,9 @@ const COUNT_PROCESSING: &str =
     "SELECT count(*) FROM jobs INDEXED BY jobs_running WHERE state = 'processing'";
 
 const COUNT_DEAD: &str = "SELECT count(*) FROM jobs INDEXED BY jobs_dead WHERE state = 'dead'";
+
+const COUNT_CANCELLED: &str =
+    "SELECT count(*) FROM jobs INDEXED BY jobs_cancelled WHERE state = 'cancelled'";
 
 const COUNT_ALL: &str = "SELECT count(*) FROM jobs";
 
@@ -112,32 +126,42 @@ const RETRY_DEAD: &str = "UPDATE jobs SET state = ?2, attempts = ?3, interruptio
      next_run_at = ?5, exit_code = ?6, last_error = ?7, updated_at = ?8 \
      WHERE id = ?1 AND state = 'dead'";
 
-/// Adds `jobs`, created at `now`; a job without its own `max_retries` gets the
-/// setting in force when the transaction commits.
+/// Adds `jobs`, created at `now`; a job without its own `max_retries` or
+/// `timeout_ms` gets the setting in force when the transaction commits.
 pub(super) fn enqueue(tx: &Transaction<'_>, now: i64, jobs: &[NewJob]) -> Result<i64> {
-    // Read in the enqueue transaction, so a job gets the setting in force when
+    // Read in the enqueue transaction, so a job gets the settings in force when
     // it was committed.
-    let default_retries = if jobs.iter().any(|j| j.max_retries.is_none()) {
-        let stored: Option<String> = tx
-            .query_row(READ_MAX_RETRIES, [], |r| r.get(0))
-            .optional()
+    let defaults = if jobs
+        .iter()
+        .any(|j| j.max_retries.is_none() || j.timeout_ms.is_none())
+    {
+        let mut stmt = tx.prepare_cached(READ_ENQUEUE_DEFAULTS).map_err(db_error)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(db_error)?;
-        let stored: BTreeMap<String, String> = stored
-            .map(|v| ("max-retries".to_owned(), v))
-            .into_iter()
-            .collect();
-        Config::from_stored(&stored).max_retries
+        let stored: BTreeMap<String, String> =
+            rows.collect::<rusqlite::Result<_>>().map_err(db_error)?;
+        Config::from_stored(&stored)
     } else {
-        0
+        Config::default()
     };
+    let default_timeout = defaults.job_timeout.map(millis);
     let mut stmt = tx.prepare_cached(INSERT_JOBS).map_err(db_error)?;
     for job in jobs {
-        let max_retries = job.max_retries.unwrap_or(default_retries);
-        stmt.execute(params![job.id, job.command, job.cwd, max_retries, now])
-            .map_err(|e| match e.sqlite_error_code() {
-                Some(ErrorCode::ConstraintViolation) => StoreError::DuplicateId(job.id.clone()),
-                _ => db_error(e),
-            })?;
+        let max_retries = job.max_retries.unwrap_or(defaults.max_retries);
+        let timeout_ms = job.timeout_ms.or(default_timeout);
+        stmt.execute(params![
+            job.id,
+            job.command,
+            job.cwd,
+            max_retries,
+            now,
+            timeout_ms
+        ])
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::ConstraintViolation) => StoreError::DuplicateId(job.id.clone()),
+            _ => db_error(e),
+        })?;
     }
     Ok(now)
 }
@@ -172,6 +196,7 @@ pub(super) fn list(
         Some(JobState::Pending | JobState::Failed) => LIST_WAITING,
         Some(JobState::Processing) => LIST_PROCESSING,
         Some(JobState::Dead) => LIST_DEAD,
+        Some(JobState::Cancelled) => LIST_CANCELLED,
         Some(JobState::Completed) => LIST_IN_STATE,
     };
     let mut stmt = conn.prepare_cached(sql).map_err(db_error)?;
@@ -195,18 +220,20 @@ pub(super) fn counts(conn: &mut Connection) -> Result<Counts> {
     let failed = count(COUNT_FAILED)?;
     let processing = count(COUNT_PROCESSING)?;
     let dead = count(COUNT_DEAD)?;
+    let cancelled = count(COUNT_CANCELLED)?;
     let total = count(COUNT_ALL)?;
     let oldest_pending_at: Option<i64> = tx
         .prepare_cached(OLDEST_PENDING)
         .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .map_err(db_error)?;
-    let completed = total - pending - failed - processing - dead;
+    let completed = total - pending - failed - processing - dead - cancelled;
     let by_state = [
         (JobState::Pending, pending),
         (JobState::Processing, processing),
         (JobState::Completed, completed),
         (JobState::Failed, failed),
         (JobState::Dead, dead),
+        (JobState::Cancelled, cancelled),
     ]
     .into_iter()
     .collect();

@@ -20,8 +20,10 @@
 //! owns it:
 //! - `schema`: the private file, the file's identity and the migrations;
 //! - `wal`: holding the file alone, keeping the WAL short, waking on commits;
-//! - `exchange`: the worker round trip (finished runs, renewals, claims);
-//! - `jobs`: enqueueing, reading, listing, counting and retrying jobs;
+//! - `exchange`: the worker round trip (finished runs, renewals, output, claims);
+//! - `jobs`: enqueueing, reading, listing, counting and retrying dead jobs;
+//! - `control`: `retry`, `cancel` and `clean`;
+//! - `output`: output chunks of running attempts, and reading output back;
 //! - `workers`: the worker rows, stop requests, and the running jobs recovery reads;
 //! - `transfer`: export and import.
 //!
@@ -43,16 +45,19 @@ use rusqlite::{Connection, ErrorCode, Row, TransactionBehavior, params};
 
 use super::rows::{self, Columns};
 use super::{
-    AttemptRecord, Counts, Emit, Exchange, ExchangeReply, JobRecord, OpenFor, Result, RunningJob,
-    StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+    AttemptRecord, CleanRequest, Cleaned, Counts, Emit, Exchange, ExchangeReply, JobRecord,
+    OpenFor, OutputRead, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow,
+    WorkerState,
 };
 use crate::config::Config;
 use crate::error::InputError;
 use crate::error::StoreError;
-use crate::job::{Job, JobState, NewJob};
+use crate::job::{Cancel, Job, JobState, NewJob};
 
+mod control;
 mod exchange;
 mod jobs;
+mod output;
 mod schema;
 mod transfer;
 mod wal;
@@ -230,6 +235,24 @@ impl Store for SqliteStore {
         self.write(|tx, now| jobs::retry_dead(tx, now, ids))
     }
 
+    fn retry(&mut self, ids: Option<&[String]>, states: &[JobState]) -> Result<Vec<String>> {
+        self.write(|tx, now| control::retry(tx, now, ids, states))
+    }
+
+    fn cancel(&mut self, ids: &[String]) -> Result<Vec<(String, Cancel)>> {
+        self.write(|tx, now| control::cancel(tx, now, ids))
+    }
+
+    fn clean(&mut self, request: &CleanRequest) -> Result<Cleaned> {
+        self.write(|tx, now| control::clean(tx, now, request))
+    }
+
+    fn output(&mut self, job_id: &str, lease_token: i64, from: u64) -> Result<OutputRead> {
+        self.transact(TransactionBehavior::Deferred, |tx, _| {
+            output::read(tx, job_id, lease_token, from)
+        })
+    }
+
     fn register_workers(&mut self, started: &[WorkerInfo]) -> Result<()> {
         self.write(|tx, now| workers::register(tx, now, started))
     }
@@ -297,6 +320,10 @@ impl Columns for Row<'_> {
     }
 
     fn opt_text(&self, at: usize) -> rusqlite::Result<Option<String>> {
+        self.get(at)
+    }
+
+    fn flag(&self, at: usize) -> rusqlite::Result<bool> {
         self.get(at)
     }
 

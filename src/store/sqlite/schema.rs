@@ -27,7 +27,10 @@ use crate::store::Result;
 const APPLICATION_ID: i64 = 0x5143_544C;
 
 /// Migrations, applied in order; `PRAGMA user_version` counts the applied ones.
-const MIGRATIONS: &[&str] = &[include_str!("0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("0001_init.sql"),
+    include_str!("0002_control.sql"),
+];
 
 /// Whether the file holds any schema at all: a file without our `application_id`
 /// may still be migrated if it is empty.

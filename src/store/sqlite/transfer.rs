@@ -30,14 +30,17 @@ static EXPORT_JOBS: LazyLock<String> = LazyLock::new(|| {
 /// Writes back one exported job, every column as it was.
 const IMPORT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, \
      interruptions, created_at, updated_at, next_run_at, lease_token, \
-     lease_expires_at, worker_id, started_at, finished_at, exit_code, last_error) \
+     lease_expires_at, worker_id, started_at, finished_at, exit_code, last_error, timeout_ms) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-     ?16, ?17)";
+     ?16, ?17, ?18)";
 
-/// Writes back one exported attempt.
+/// Writes back one exported attempt. An export carries the output's tail, not all
+/// of it: the tail becomes the kept output, as for attempts from before version 2.
 const IMPORT_ATTEMPTS: &str = "INSERT INTO attempts (job_id, lease_token, worker_id, started_at, \
-     finished_at, outcome, exit_code, error, output_tail) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+     finished_at, outcome, exit_code, error, output_tail, output, output_total, host, pid, \
+     signal, max_rss_kb, cpu_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, CAST(?9 AS BLOB), ?10, ?11, ?12, ?13, ?14, \
+     ?15)";
 
 /// Streams the jobs (of `state`, or all) with their attempts to `emit`, until it
 /// asks to stop.
@@ -89,6 +92,7 @@ pub(super) fn import(tx: &Transaction<'_>, jobs: &[JobRecord]) -> Result<()> {
                 j.finished_at,
                 j.exit_code,
                 j.last_error,
+                j.timeout_ms,
             ])
             .map_err(|e| match e.sqlite_error_code() {
                 Some(ErrorCode::ConstraintViolation) => StoreError::DuplicateId(j.id.clone()),
@@ -106,6 +110,12 @@ pub(super) fn import(tx: &Transaction<'_>, jobs: &[JobRecord]) -> Result<()> {
                     a.exit_code,
                     a.error,
                     a.output_tail,
+                    a.output_total,
+                    a.facts.host,
+                    a.facts.pid,
+                    a.facts.signal,
+                    a.facts.max_rss_kb,
+                    a.facts.cpu_ms,
                 ])
                 .map_err(db_error)?;
         }

@@ -186,6 +186,7 @@ mod tests {
             command: "true".into(),
             cwd: "/".into(),
             max_retries: None,
+            timeout_ms: None,
         }
     }
 

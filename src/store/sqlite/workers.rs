@@ -32,11 +32,16 @@ const REQUEST_STOP: &str = "UPDATE workers SET stop_requested = max(stop_request
      WHERE ended_at IS NULL AND heartbeat_at >= ?2 AND (?3 IS NULL OR host = ?3) \
      RETURNING id";
 
-/// Every running job, with whether its lease has expired and the worker holding it.
+/// Every running job, with whether its lease has expired, the worker holding it and
+/// whether a user cancelled it.
 const LIST_RUNNING_JOBS: &str = "SELECT j.id, j.lease_token, j.attempts, j.interruptions, \
-     coalesce(j.lease_expires_at, 0) < ?1, w.id, w.host, w.pid, w.pid_start \
+     coalesce(j.lease_expires_at, 0) < ?1, w.id, w.host, w.pid, w.pid_start, \
+     j.cancel_requested \
      FROM jobs j INDEXED BY jobs_running LEFT JOIN workers w ON w.id = j.worker_id \
      WHERE j.state = 'processing'";
+
+/// Deletes the rows of workers that ended before `?1`.
+const FORGET_ENDED_WORKERS: &str = "DELETE FROM workers WHERE ended_at < ?1";
 
 pub(super) fn register(tx: &Transaction<'_>, now: i64, workers: &[WorkerInfo]) -> Result<()> {
     let mut stmt = tx.prepare_cached(REGISTER_WORKERS).map_err(db_error)?;
@@ -132,6 +137,7 @@ pub(super) fn running_jobs(conn: &Connection, now: i64) -> Result<Vec<RunningJob
                 None => None,
             };
             Ok(RunningJob {
+                cancel_requested: r.get(9)?,
                 lease: Lease {
                     job_id: r.get(0)?,
                     token: r.get(1)?,
@@ -144,4 +150,13 @@ pub(super) fn running_jobs(conn: &Connection, now: i64) -> Result<Vec<RunningJob
         })
         .map_err(db_error)?;
     rows.collect::<rusqlite::Result<_>>().map_err(db_error)
+}
+
+/// Deletes the rows of workers that ended before `ended_before`; returns how many.
+pub(super) fn forget_ended(tx: &Transaction<'_>, ended_before: i64) -> Result<u64> {
+    let gone = tx
+        .prepare_cached(FORGET_ENDED_WORKERS)
+        .and_then(|mut s| s.execute([ended_before]))
+        .map_err(db_error)?;
+    Ok(gone as u64)
 }

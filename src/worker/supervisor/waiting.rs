@@ -1,0 +1,87 @@
+//! The supervisor's wait between rounds: it sleeps on its inbox until an event or
+//! the earliest of its timers (heartbeat, recovery, commit delay, the next due
+//! retry, prefetch hold, output shipping, SIGKILL escalation, job deadlines), then
+//! handles everything that arrived. While the store is down, store timers wait for
+//! the retry so an overdue timer cannot spin the CPU.
+
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Instant;
+
+use super::{Supervisor, stops};
+use crate::store::StopRequest;
+use crate::worker::events::Event;
+
+impl Supervisor {
+    /// Waits for the next event or timer, then handles everything that arrived.
+    pub(super) fn wait(&mut self) {
+        let now = Instant::now();
+        let mut store_timers = vec![self.next_beat, self.next_recovery];
+        store_timers.extend(self.next_due);
+        store_timers.extend(self.outbox.commit_deadline());
+        store_timers.extend(self.next_ship_at());
+        let mut kill_timers = Vec::new();
+        for slot in self.slots.iter() {
+            let Some(run) = slot.run.as_ref() else {
+                continue;
+            };
+            kill_timers.extend(run.kill_at);
+            kill_timers.extend(stops::deadline_due(run));
+            store_timers.extend(slot.prefetch_deadline());
+        }
+        let mut deadline = now + self.poll;
+        for at in store_timers {
+            deadline = deadline.min(self.store_retry.when_possible(at));
+        }
+        for at in kill_timers.into_iter().chain(self.store_retry.retry_at()) {
+            deadline = deadline.min(at);
+        }
+        let first = match self
+            .inbox
+            .recv_timeout(deadline.saturating_duration_since(now))
+        {
+            Ok(event) => Some(event),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.stop = StopRequest::Force;
+                None
+            }
+        };
+        if first.is_none() {
+            // A timer fired: a retry may be due, or a wake-up was missed.
+            self.want_claim = true;
+            if self.next_due.is_some_and(|at| Instant::now() >= at) {
+                self.next_due = None;
+            }
+        }
+        let rest = std::iter::from_fn(|| self.inbox.try_recv().ok());
+        let events: Vec<Event> = first.into_iter().chain(rest).collect();
+        for event in events {
+            self.handle(event);
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Done { slot, execution } => self.finish(slot, execution),
+            Event::Wake => {
+                // Our own commits wake us too. While every slot is busy those wake-ups
+                // are skipped unless another connection committed. With a slot free
+                // every wake-up is taken: the event can arrive while another
+                // process's commit is still in flight, before it is visible.
+                let slot_free = self.slots.any_idle();
+                if slot_free || self.store.changed_elsewhere() {
+                    self.woken = true;
+                    self.want_claim = true;
+                }
+            }
+            Event::Signal => {
+                let next = if self.stop == StopRequest::None {
+                    StopRequest::Graceful
+                } else {
+                    StopRequest::Force
+                };
+                self.request_stop(next, "signal received");
+            }
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Upgrades: a store made by the release before schema version 2 opens with this
+//! one, migrated in place with every job and attempt intact; a store of a newer
+//! release is refused and left exactly as it was.
+
+use queuectl::error::StoreError;
+use queuectl::job::{AttemptOutcome, JobState};
+
+use crate::{Backend, LONG_LEASE, Raw, TestStore, claim, conformance_test, job, report, succeeded};
+
+/// The schema version this build writes.
+const CURRENT_VERSION: i64 = 2;
+
+/// Makes the store a version-1 store, as the release before version 2 created it,
+/// holding a completed job with its attempt (output tail `hello`), a dead one whose
+/// attempt printed nothing, and a pending one, all written with plain SQL.
+fn build_version_1(stores: &TestStore, raw: &mut Raw) {
+    match stores.backend() {
+        Backend::Sqlite => raw.run(&format!(
+            "{}\nPRAGMA application_id = {}; PRAGMA user_version = 1;",
+            include_str!("../../src/store/sqlite/0001_init.sql"),
+            0x5143_544C
+        )),
+        Backend::Postgres => raw.run(&format!(
+            "{}\nINSERT INTO schema_version (version) VALUES (1);",
+            include_str!("../../src/store/postgres/0001_init.sql")
+        )),
+    }
+    raw.run(
+        "INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, created_at, \
+             updated_at, next_run_at, lease_token, worker_id, started_at, finished_at, \
+             exit_code, last_error) VALUES \
+         ('done', 'echo hello', '/tmp', 'completed', 1, 3, 1000, 2000, 1000, 1, 'w1', \
+             1500, 2000, 0, NULL), \
+         ('dead', 'exit 3', '/', 'dead', 1, 0, 1100, 2100, 1100, 1, 'w1', 1600, 2100, 3, \
+             'exit code 3'), \
+         ('waiting', 'true', '/', 'pending', 0, 3, 1200, 1200, 1200, 0, NULL, NULL, NULL, \
+             NULL, NULL);
+         INSERT INTO attempts (job_id, lease_token, worker_id, started_at, finished_at, \
+             outcome, exit_code, error, output_tail) VALUES \
+         ('done', 1, 'w1', 1500, 2000, 'succeeded', 0, NULL, 'hello\n'), \
+         ('dead', 1, 'w1', 1600, 2100, 'failed', 3, 'exit code 3', NULL);",
+    );
+}
+
+fn schema_version(stores: &TestStore, raw: &mut Raw) -> i64 {
+    match stores.backend() {
+        Backend::Sqlite => raw.number("PRAGMA user_version"),
+        Backend::Postgres => raw.number("SELECT version FROM schema_version"),
+    }
+}
+
+/// Whether `jobs` has a column only version 2 adds.
+fn has_version_2_columns(stores: &TestStore, raw: &mut Raw) -> bool {
+    let sql = match stores.backend() {
+        Backend::Sqlite => {
+            "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'timeout_ms'"
+        }
+        Backend::Postgres => {
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = \
+             current_schema() AND table_name = 'jobs' AND column_name = 'timeout_ms'"
+        }
+    };
+    raw.number(sql) == 1
+}
+
+fn migrates_in_place(backend: Backend) {
+    let Some(stores) = TestStore::unopened(backend) else {
+        return;
+    };
+    let mut raw = stores.raw();
+    build_version_1(&stores, &mut raw);
+    assert!(!has_version_2_columns(&stores, &mut raw));
+    drop(raw);
+
+    let mut store = stores.try_open().expect("a version-1 store opens");
+    let mut raw = stores.raw();
+    assert_eq!(schema_version(&stores, &mut raw), CURRENT_VERSION);
+
+    let done = job(&mut *store, "done");
+    assert_eq!(
+        (done.state, done.attempts, done.exit_code, done.created_at),
+        (JobState::Completed, 1, Some(0), 1000)
+    );
+    assert_eq!((done.timeout_ms, done.cancel_requested), (None, false));
+    assert_eq!(done.output_tail.as_deref(), Some("hello\n"));
+    let dead = job(&mut *store, "dead");
+    assert_eq!(
+        (dead.state, dead.last_error.as_deref()),
+        (JobState::Dead, Some("exit code 3"))
+    );
+    let attempts = store.attempts("done").expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Succeeded);
+    assert_eq!(attempts[0].output_total, Some(6));
+    let kept = store.output("done", 1, 0).expect("output");
+    assert!(kept.finished);
+    assert_eq!(kept.pieces, [(0, b"hello\n".to_vec())]);
+    let silent = store.output("dead", 1, 0).expect("output");
+    assert!(silent.finished && silent.pieces.is_empty());
+
+    // And it works: the pending job runs, the dead one can be retried.
+    let run = claim(&mut *store, "w2", LONG_LEASE).expect("the pending job");
+    assert_eq!(run.id, "waiting");
+    assert!(report(&mut *store, &[succeeded(&run)]).rejected.is_empty());
+    assert_eq!(job(&mut *store, "waiting").state, JobState::Completed);
+    store.retry(Some(&["dead".to_owned()]), &[]).expect("retry");
+    assert_eq!(job(&mut *store, "dead").state, JobState::Pending);
+    assert_eq!(store.counts().expect("counts").get(JobState::Completed), 2);
+}
+
+#[test]
+fn a_version_1_store_is_migrated_in_place_sqlite() {
+    migrates_in_place(Backend::Sqlite);
+}
+
+#[test]
+fn a_version_1_store_is_migrated_in_place_postgres() {
+    migrates_in_place(Backend::Postgres);
+}
+
+fn refuses_newer(backend: Backend) {
+    let Some(stores) = TestStore::unopened(backend) else {
+        return;
+    };
+    let mut raw = stores.raw();
+    build_version_1(&stores, &mut raw);
+    match backend {
+        Backend::Sqlite => raw.run("PRAGMA user_version = 99"),
+        Backend::Postgres => raw.run("UPDATE schema_version SET version = 99"),
+    }
+    drop(raw);
+
+    let refused = stores.try_open().map(|_| ());
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::TooNew {
+                found: 99,
+                supported: CURRENT_VERSION
+            })
+        ),
+        "{refused:?}"
+    );
+    let mut raw = stores.raw();
+    assert_eq!(schema_version(&stores, &mut raw), 99);
+    assert!(!has_version_2_columns(&stores, &mut raw));
+    assert_eq!(raw.number("SELECT count(*) FROM jobs"), 3);
+    assert_eq!(raw.number("SELECT count(*) FROM attempts"), 2);
+}
+
+#[test]
+fn a_store_of_a_newer_release_is_refused_and_left_unchanged_sqlite() {
+    refuses_newer(Backend::Sqlite);
+}
+
+#[test]
+fn a_store_of_a_newer_release_is_refused_and_left_unchanged_postgres() {
+    refuses_newer(Backend::Postgres);
+}
+
+conformance_test!(a_new_store_starts_at_the_current_version, |stores| {
+    drop(stores.open());
+    let mut raw = stores.raw();
+    assert_eq!(schema_version(stores, &mut raw), CURRENT_VERSION);
+    assert!(has_version_2_columns(stores, &mut raw));
+});
