@@ -78,8 +78,9 @@ const NEXT_DUE: &str = "SELECT min(next_run_at) FROM jobs INDEXED BY jobs_ready 
 pub(super) fn exchange(tx: &Transaction<'_>, now: i64, ex: &Exchange<'_>) -> Result<ExchangeReply> {
     let lease = millis(ex.lease_timeout);
     let mut reply = ExchangeReply::default();
+    let chunks = !ex.finished.is_empty() && output::any_chunks(tx)?;
     for finished in ex.finished {
-        if !record_finished(tx, now, finished)? {
+        if !record_finished(tx, now, finished, chunks)? {
             reply.rejected.push(finished.lease.clone());
         }
     }
@@ -149,7 +150,8 @@ pub(super) fn exchange(tx: &Transaction<'_>, now: i64, ex: &Exchange<'_>) -> Res
 }
 
 /// Applies one finished run if its lease still holds; returns whether it did.
-fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished) -> Result<bool> {
+/// `chunks`: whether any shipped output may be waiting to be replaced.
+fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished, chunks: bool) -> Result<bool> {
     let t = &f.transition;
     let started_at: Option<Option<i64>> = tx
         .prepare_cached(FINISH_RUN)
@@ -175,7 +177,9 @@ fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished) -> Result<bool>
     let Some(started_at) = started_at else {
         return Ok(false);
     };
-    output::forget_chunks(tx, &f.lease)?;
+    if chunks {
+        output::forget_chunks(tx, &f.lease)?;
+    }
     if f.outcome == AttemptOutcome::Released {
         return Ok(true);
     }

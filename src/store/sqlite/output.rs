@@ -31,6 +31,10 @@ const DROP_CHUNKS: &str = "DELETE FROM output_chunks WHERE job_id = ?1 AND lease
 /// Every chunk of a run: its kept output replaces them.
 const FORGET_CHUNKS: &str = "DELETE FROM output_chunks WHERE job_id = ?1 AND lease_token = ?2";
 
+/// Whether any running attempt has shipped output: asked once per round trip, so
+/// finishing the (usual) short jobs that shipped nothing costs no delete each.
+const ANY_CHUNKS: &str = "SELECT EXISTS (SELECT 1 FROM output_chunks)";
+
 /// A finished attempt's kept output and how much it printed in all (an imported
 /// attempt may not say: then what was kept).
 const READ_KEPT_OUTPUT: &str = "SELECT output, coalesce(output_total, length(output), 0) FROM attempts \
@@ -74,6 +78,13 @@ pub(super) fn store_chunk(tx: &Transaction<'_>, chunk: &OutputChunk) -> Result<(
 }
 
 /// Deletes the chunks of a run that ended.
+/// Whether `output_chunks` holds anything at all (see [`ANY_CHUNKS`]).
+pub(super) fn any_chunks(tx: &Transaction<'_>) -> Result<bool> {
+    tx.prepare_cached(ANY_CHUNKS)
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db_error)
+}
+
 pub(super) fn forget_chunks(tx: &Transaction<'_>, lease: &Lease) -> Result<()> {
     tx.prepare_cached(FORGET_CHUNKS)
         .and_then(|mut s| s.execute(params![lease.job_id, lease.token]))
