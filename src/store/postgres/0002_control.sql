@@ -9,8 +9,9 @@ ALTER TABLE jobs ADD COLUMN deadline_at bigint;
 -- true while a cancelled job still runs: its worker stops it.
 ALTER TABLE jobs ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
 -- Every worker round trip looks for cancel requests: this index holds only those
--- (usually none), so looking costs next to nothing.
-CREATE INDEX jobs_cancel ON jobs (lease_token) WHERE cancel_requested;
+-- (usually none), so looking costs next to nothing. Keyed by `seq`, which never
+-- changes, so claims (which bump lease_token) do not touch it.
+CREATE INDEX jobs_cancel ON jobs (seq) WHERE cancel_requested;
 -- Cancelled jobs, for `status` counts and `list --state cancelled`: few, so cheap.
 CREATE INDEX jobs_cancelled ON jobs (seq) WHERE state = 'cancelled';
 

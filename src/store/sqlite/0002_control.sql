@@ -8,8 +8,9 @@ ALTER TABLE jobs ADD COLUMN deadline_at INTEGER;
 -- 1 while a cancelled job still runs: its worker stops it.
 ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 -- Every worker round trip looks for cancel requests: this index holds only those
--- (usually none), so looking costs next to nothing.
-CREATE INDEX jobs_cancel ON jobs (lease_token) WHERE cancel_requested <> 0;
+-- (usually none), so looking costs next to nothing. Keyed by `seq`, which never
+-- changes, so claims (which bump lease_token) do not touch it.
+CREATE INDEX jobs_cancel ON jobs (seq) WHERE cancel_requested <> 0;
 -- Cancelled jobs, for `status` counts and `list --state cancelled`: few, so cheap.
 CREATE INDEX jobs_cancelled ON jobs (seq) WHERE state = 'cancelled';
 
