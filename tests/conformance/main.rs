@@ -7,7 +7,8 @@
 //! SQLite file, or a PostgreSQL schema of its own) that any number of connections can
 //! open, and that is deleted when the test ends, panicking or not. The PostgreSQL
 //! variant runs when `QUEUECTL_TEST_POSTGRES_URL` is set; otherwise it prints that it
-//! was skipped, or fails if `CI` is set (the rule of `tests/common/mod.rs`).
+//! was skipped, or fails if `CI` is set (`tests/common/mod.rs`, shared with the
+//! black-box suite).
 //!
 //! Tests drive the store as the worker does: transitions come from
 //! [`queuectl::job`] (`after_attempt`, `after_interruption`, ...), never written by
@@ -30,29 +31,14 @@ mod transfer;
 mod upgrade;
 mod workers;
 
-/// Which backend a test variant runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// The PostgreSQL server for tests, from `QUEUECTL_TEST_POSTGRES_URL`. Without it the
-/// PostgreSQL variant is skipped (and says so), unless `CI` is set: CI must never skip
-/// the PostgreSQL half of the suite silently.
-fn postgres_url() -> Option<String> {
-    match std::env::var("QUEUECTL_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but QUEUECTL_TEST_POSTGRES_URL is not: PostgreSQL tests must run in CI"
-            );
-            eprintln!("skipped: QUEUECTL_TEST_POSTGRES_URL is not set, PostgreSQL test not run");
-            None
-        }
-    }
-}
+/// Which backend a test variant runs on, and the PostgreSQL server for tests: the
+/// same rules as the black-box suite (a skipped PostgreSQL half says so, and fails
+/// when `CI` is set).
+#[path = "../common/mod.rs"]
+#[allow(unused_macros, unused_imports)]
+mod common;
+pub use common::Backend;
+use common::postgres_url;
 
 /// One test's store. Every [`TestStore::open`] is another connection to the same
 /// store, so a test can play several workers at once. Dropping it deletes the store
