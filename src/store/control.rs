@@ -5,12 +5,17 @@
 use std::time::Duration;
 
 use crate::error::StoreError;
-use crate::job::JobState;
+use crate::job::{Job, JobState, Transition};
 use crate::store::{OutputRead, Result};
 
 /// How long the row of a stopped or lost worker stays for `worker list --all`
 /// before `clean` (or retention) deletes it.
 pub(crate) const ENDED_WORKER_KEPT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// What a retry applies to each job it takes: [`crate::job::after_retry`] for
+/// `retry`, [`crate::job::after_dlq_retry`] for `dlq retry`. Both backends run one
+/// retry operation and differ only in this rule.
+pub(crate) type RetryRule = fn(&str, Option<&Job>) -> std::result::Result<Transition, StoreError>;
 
 /// The finished states a `retry` or `clean` by state takes: those named (each once,
 /// in [`JobState::FINISHED`] order), or all of them when none are. An unfinished

@@ -32,7 +32,8 @@ const LOCK_JOBS_IN_STATES: &str = concat!(
     " FROM jobs WHERE state = ANY($1) ORDER BY seq FOR UPDATE"
 );
 
-/// Applies each `retry` transition (arrays `$1`..`$7`) to jobs still finished.
+/// Applies each `retry` (or `dlq retry`) transition (arrays `$1`..`$7`) to jobs still
+/// finished.
 const RETRY_FINISHED: &str = "UPDATE jobs j SET state = t.state, attempts = t.attempts, \
         interruptions = t.interruptions, next_run_at = now_ms() + t.run_after, \
         exit_code = t.exit_code, last_error = t.last_error, updated_at = now_ms() \
@@ -73,12 +74,13 @@ const DELETE_FINISHED_JOBS: &str = "WITH gone AS ( \
 /// Deletes the rows of workers that ended over `$1` ms ago.
 const FORGET_ENDED_WORKERS: &str = "DELETE FROM workers WHERE ended_at < now_ms() - $1";
 
-/// `retry`: starts the finished jobs `ids` (or every job in `states`) over, all or
-/// nothing, and wakes idle workers.
+/// `retry` and `dlq retry`: starts the jobs `ids` (or every job in `states`) over,
+/// each as `rule` decides, all or nothing, and wakes idle workers.
 pub(super) fn retry_in(
     db: &mut Db<'_, Transaction<'_>>,
     ids: Option<&[String]>,
     states: &[JobState],
+    rule: control::RetryRule,
     channel: &str,
 ) -> Step<Vec<String>> {
     let mut decided: Vec<(String, Transition)> = Vec::new();
@@ -86,7 +88,7 @@ pub(super) fn retry_in(
         Some(ids) => {
             let jobs = lock_by_id(db, ids)?;
             for id in ids {
-                decided.push((id.clone(), job::after_retry(id, jobs.get(id.as_str()))?));
+                decided.push((id.clone(), rule(id, jobs.get(id.as_str()))?));
             }
         }
         None => {
@@ -96,7 +98,7 @@ pub(super) fn retry_in(
                 .collect();
             for row in db.query(LOCK_JOBS_IN_STATES, &[&states])? {
                 let found = job_from_row(&row)?;
-                let transition = job::after_retry(&found.id, Some(&found))?;
+                let transition = rule(&found.id, Some(&found))?;
                 decided.push((found.id, transition));
             }
         }

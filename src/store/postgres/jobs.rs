@@ -1,13 +1,10 @@
 //! The jobs table outside a worker's round trip: enqueue, reading jobs and their
-//! attempts, listing, counting, and `dlq retry`.
+//! attempts, listing and counting.
 //!
 //! Invariants: a batch of jobs is inserted in the order given (`seq` follows it), in
 //! array-sized chunks of [`ENQUEUE_CHUNK`], so 100k jobs are a few statements, not
 //! 100k round trips; a duplicate id fails the whole batch with that id's name; waiting
-//! jobs are listed in the order they will run, as on SQLite; `dlq retry` locks the
-//! jobs it decides about, so it is all or nothing.
-
-use std::collections::HashMap;
+//! jobs are listed in the order they will run, as on SQLite.
 
 use postgres::{GenericClient, Transaction};
 
@@ -15,7 +12,7 @@ use super::listen::notify;
 use super::{Db, Step, driver_error, duplicate_id, is_unique_violation, millis, read_settings};
 use crate::config::Config;
 use crate::error::StoreError;
-use crate::job::{self, Job, JobState, NewJob};
+use crate::job::{Job, JobState, NewJob};
 use crate::store::rows::{
     JOB_COLUMN_COUNT, attempt_columns, attempt_from_row, job_columns, job_from_row,
 };
@@ -86,30 +83,6 @@ const READ_NOW_AND_OLDEST_PENDING: &str =
 
 /// How many jobs are in each state (states without jobs are absent).
 const COUNT_BY_STATE: &str = "SELECT state, count(*) FROM jobs GROUP BY state";
-
-/// Locks the jobs whose ids are in `$1` (`dlq retry ID...`).
-const LOCK_JOBS_BY_ID: &str = concat!(
-    "SELECT ",
-    job_columns!(),
-    " FROM jobs WHERE id = ANY($1) FOR UPDATE"
-);
-
-/// Locks every dead job, in enqueue order (`dlq retry --all`).
-const LOCK_DEAD_JOBS: &str = concat!(
-    "SELECT ",
-    job_columns!(),
-    " FROM jobs WHERE state = 'dead' ORDER BY seq FOR UPDATE"
-);
-
-/// Applies each decided transition (arrays `$1`..`$7`, one element per job) to jobs
-/// still `dead`.
-const RETRY_DEAD: &str = "UPDATE jobs j SET state = t.state, attempts = t.attempts, \
-        interruptions = t.interruptions, next_run_at = now_ms() + t.run_after, \
-        exit_code = t.exit_code, last_error = t.last_error, updated_at = now_ms() \
-    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
-        $6::bigint[], $7::text[]) \
-        AS t(id, state, attempts, interruptions, run_after, exit_code, last_error) \
-    WHERE j.id = t.id AND j.state = 'dead'";
 
 /// The body of `enqueue`, in one transaction: inserts every chunk, then wakes idle
 /// workers. Returns the database time used as the jobs' `created_at`.
@@ -207,59 +180,4 @@ pub(super) fn count_jobs<C: GenericClient>(db: &mut Db<'_, C>) -> Step<Counts> {
         }
     }
     Ok(counts)
-}
-
-/// `dlq retry`: locks the jobs, lets [`job::after_dlq_retry`] decide for each (ids in
-/// the order given, so the first refused one is the one reported, as on SQLite) and
-/// applies every transition in one statement. All or nothing.
-pub(super) fn retry_dead_in(
-    db: &mut Db<'_, Transaction<'_>>,
-    ids: Option<&[String]>,
-) -> Step<Vec<String>> {
-    let mut decided: Vec<(String, job::Transition)> = Vec::new();
-    match ids {
-        Some(ids) => {
-            let rows = db.query(LOCK_JOBS_BY_ID, &[&ids])?;
-            let jobs = rows.iter().map(job_from_row).collect::<Step<Vec<Job>>>()?;
-            let by_id: HashMap<&str, &Job> = jobs.iter().map(|j| (j.id.as_str(), j)).collect();
-            for id in ids {
-                let found = by_id.get(id.as_str()).copied();
-                decided.push((id.clone(), job::after_dlq_retry(id, found)?));
-            }
-        }
-        None => {
-            let rows = db.query(LOCK_DEAD_JOBS, &[])?;
-            for row in &rows {
-                let dead = job_from_row(row)?;
-                let transition = job::after_dlq_retry(&dead.id, Some(&dead))?;
-                decided.push((dead.id, transition));
-            }
-        }
-    }
-    if decided.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<&str> = decided.iter().map(|(id, _)| id.as_str()).collect();
-    let states: Vec<&str> = decided.iter().map(|(_, t)| t.state.as_str()).collect();
-    let attempts: Vec<i64> = decided.iter().map(|(_, t)| t.attempts).collect();
-    let interruptions: Vec<i64> = decided.iter().map(|(_, t)| t.interruptions).collect();
-    let run_after: Vec<i64> = decided.iter().map(|(_, t)| millis(t.run_after)).collect();
-    let exit_codes: Vec<Option<i64>> = decided.iter().map(|(_, t)| t.exit_code).collect();
-    let last_errors: Vec<Option<&str>> = decided
-        .iter()
-        .map(|(_, t)| t.last_error.as_deref())
-        .collect();
-    db.execute(
-        RETRY_DEAD,
-        &[
-            &ids,
-            &states,
-            &attempts,
-            &interruptions,
-            &run_after,
-            &exit_codes,
-            &last_errors,
-        ],
-    )?;
-    Ok(decided.into_iter().map(|(id, _)| id).collect())
 }

@@ -16,8 +16,8 @@
 //! - `listen`: LISTEN/NOTIFY wake-ups;
 //! - `exchange`: a worker's round trip (record finished runs, renew, output, claim,
 //!   stop and cancel requests);
-//! - `jobs`: enqueue, reading, listing and counting jobs, `dlq retry`;
-//! - `control`: `retry`, `cancel` and `clean`;
+//! - `jobs`: enqueue, reading, listing and counting jobs;
+//! - `control`: `retry` and `dlq retry` (one operation, two rules), `cancel`, `clean`;
 //! - `output`: output chunks of running attempts, and reading output back;
 //! - `workers`: registering, listing and stopping workers, running jobs;
 //! - `transfer`: `export` and `import`.
@@ -58,7 +58,7 @@ use super::{
     OutputRead, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
 };
 use crate::error::{InputError, StoreError};
-use crate::job::{Cancel, Job, JobState, NewJob};
+use crate::job::{self, Cancel, Job, JobState, NewJob};
 
 mod connect;
 mod control;
@@ -390,18 +390,13 @@ impl Store for PgStore {
 
     fn retry_dead(&mut self, ids: Option<&[String]>) -> Result<Vec<String>> {
         let channel = self.channel.clone();
-        self.write(|db| {
-            let retried = jobs::retry_dead_in(db, ids)?;
-            if !retried.is_empty() {
-                listen::notify(db, &channel)?;
-            }
-            Ok(retried)
-        })
+        let dead = [JobState::Dead];
+        self.write(|db| control::retry_in(db, ids, &dead, job::after_dlq_retry, &channel))
     }
 
     fn retry(&mut self, ids: Option<&[String]>, states: &[JobState]) -> Result<Vec<String>> {
         let channel = self.channel.clone();
-        self.write(|db| control::retry_in(db, ids, states, &channel))
+        self.write(|db| control::retry_in(db, ids, states, job::after_retry, &channel))
     }
 
     fn cancel(&mut self, ids: &[String]) -> Result<Vec<(String, Cancel)>> {

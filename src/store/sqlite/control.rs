@@ -21,14 +21,23 @@ use crate::store::{CleanRequest, Cleaned, Result, control};
 const READ_JOB_BY_ID: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
 
 /// The jobs in any of the (up to three) states `?1`..`?3`, oldest first. Completed
-/// jobs have no index, so this reads the table in creation order.
+/// jobs have no index, so this reads the table in creation order (the dead letter
+/// queue alone goes through its own index: [`READ_DEAD_JOBS`]).
 const READ_JOBS_IN_STATES: &str = concat!(
     "SELECT ",
     job_columns!(),
     " FROM jobs WHERE state IN (?1, ?2, ?3) ORDER BY seq"
 );
 
-/// Applies a `retry` transition to a job that is still finished.
+/// The whole dead letter queue, oldest first, for `dlq retry --all` and
+/// `retry --state dead` (PostgreSQL locks the rows instead: `LOCK_JOBS_IN_STATES`).
+const READ_DEAD_JOBS: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs INDEXED BY jobs_dead WHERE state = 'dead' ORDER BY seq"
+);
+
+/// Applies a `retry` (or `dlq retry`) transition to a job that is still finished.
 const RETRY_FINISHED: &str = "UPDATE jobs SET state = ?2, attempts = ?3, interruptions = ?4, \
      next_run_at = ?5, exit_code = ?6, last_error = ?7, updated_at = ?8 \
      WHERE id = ?1 AND state IN ('completed', 'dead', 'cancelled')";
@@ -56,25 +65,27 @@ const DELETE_ATTEMPTS: &str = "DELETE FROM attempts WHERE job_id = ?1";
 /// Output chunks of a deleted job (normally none: an attempt's end deletes them).
 const DELETE_CHUNKS: &str = "DELETE FROM output_chunks WHERE job_id = ?1";
 
-/// `retry`: starts the finished jobs `ids` (or every job in `states`) over.
+/// `retry` and `dlq retry`: starts the jobs `ids` (or every job in `states`) over,
+/// each as `rule` decides, all or nothing.
 pub(super) fn retry(
     tx: &Transaction<'_>,
     now: i64,
     ids: Option<&[String]>,
     states: &[JobState],
+    rule: control::RetryRule,
 ) -> Result<Vec<String>> {
     let decided: Vec<(String, Transition)> = match ids {
         Some(ids) => {
             let mut decided = Vec::with_capacity(ids.len());
             for id in ids {
                 let found = read_job(tx, id)?;
-                decided.push((id.clone(), job::after_retry(id, found.as_ref())?));
+                decided.push((id.clone(), rule(id, found.as_ref())?));
             }
             decided
         }
         None => jobs_in_states(tx, &control::finished_states(states)?)?
             .iter()
-            .map(|j| Ok((j.id.clone(), job::after_retry(&j.id, Some(j))?)))
+            .map(|j| Ok((j.id.clone(), rule(&j.id, Some(j))?)))
             .collect::<Result<_>>()?,
     };
     let mut apply = tx.prepare_cached(RETRY_FINISHED).map_err(db_error)?;
@@ -165,6 +176,11 @@ fn read_job(tx: &Transaction<'_>, id: &str) -> Result<Option<Job>> {
 }
 
 fn jobs_in_states(tx: &Transaction<'_>, states: &[JobState]) -> Result<Vec<Job>> {
+    if states == [JobState::Dead] {
+        let mut stmt = tx.prepare_cached(READ_DEAD_JOBS).map_err(db_error)?;
+        let rows = stmt.query_map([], job_from_row).map_err(db_error)?;
+        return rows.collect::<rusqlite::Result<_>>().map_err(db_error);
+    }
     let [a, b, c] = state_params(states);
     let mut stmt = tx.prepare_cached(READ_JOBS_IN_STATES).map_err(db_error)?;
     let rows = stmt

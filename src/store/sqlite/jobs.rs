@@ -1,5 +1,4 @@
-//! Jobs outside the worker round trip: enqueueing, reading one, listing, counting,
-//! and retrying the dead letter queue.
+//! Jobs outside the worker round trip: enqueueing, reading one, listing and counting.
 //!
 //! Every read of a set of jobs goes through the partial index of its state
 //! (`jobs_ready`, `jobs_running`, `jobs_dead`, `jobs_cancelled`; see the schema
@@ -13,7 +12,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 use super::{attempt_from_row, db_error, job_from_row, millis, now_ms};
 use crate::config::Config;
 use crate::error::StoreError;
-use crate::job::{self, Job, JobState, NewJob};
+use crate::job::{Job, JobState, NewJob};
 use crate::store::rows::{JOB_COLUMN_COUNT, attempt_columns, job_columns};
 use crate::store::{AttemptRecord, Counts, Result};
 
@@ -107,24 +106,6 @@ const COUNT_ALL: &str = "SELECT count(*) FROM jobs";
 /// When the longest-waiting pending job became due.
 const OLDEST_PENDING: &str = "SELECT min(next_run_at) FROM jobs INDEXED BY jobs_ready \
      WHERE state IN ('pending', 'failed') AND state = 'pending'";
-
-/// One job by id, for `dlq retry` to decide whether it may be retried. PostgreSQL's
-/// `LOCK_JOBS_BY_ID` must lock the rows; here the write transaction already keeps
-/// every other writer out.
-const READ_JOB_BY_ID: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
-
-/// The whole dead letter queue, oldest first, for `dlq retry --all` (PostgreSQL:
-/// `LOCK_DEAD_JOBS`).
-const READ_DEAD_JOBS: &str = concat!(
-    "SELECT ",
-    job_columns!(),
-    " FROM jobs INDEXED BY jobs_dead WHERE state = 'dead' ORDER BY seq"
-);
-
-/// Applies the transition out of the dead letter queue, if the job is still there.
-const RETRY_DEAD: &str = "UPDATE jobs SET state = ?2, attempts = ?3, interruptions = ?4, \
-     next_run_at = ?5, exit_code = ?6, last_error = ?7, updated_at = ?8 \
-     WHERE id = ?1 AND state = 'dead'";
 
 /// Adds `jobs`, created at `now`; a job without its own `max_retries` or
 /// `timeout_ms` gets the setting in force when the transaction commits.
@@ -242,51 +223,4 @@ pub(super) fn counts(conn: &mut Connection) -> Result<Counts> {
         oldest_pending_at,
         now,
     })
-}
-
-/// Moves the dead jobs `ids` (or all of them) back to the queue, each by the
-/// transition [`job::after_dlq_retry`] computes; returns the ids retried.
-pub(super) fn retry_dead(
-    tx: &Transaction<'_>,
-    now: i64,
-    ids: Option<&[String]>,
-) -> Result<Vec<String>> {
-    let dead: Vec<(String, job::Transition)> = match ids {
-        Some(ids) => {
-            let mut read = tx.prepare_cached(READ_JOB_BY_ID).map_err(db_error)?;
-            let mut retried = Vec::with_capacity(ids.len());
-            for id in ids {
-                let found = read
-                    .query_row([id], job_from_row)
-                    .optional()
-                    .map_err(db_error)?;
-                retried.push((id.clone(), job::after_dlq_retry(id, found.as_ref())?));
-            }
-            retried
-        }
-        None => {
-            let mut stmt = tx.prepare(READ_DEAD_JOBS).map_err(db_error)?;
-            let rows = stmt.query_map([], job_from_row).map_err(db_error)?;
-            let jobs: Vec<Job> = rows.collect::<rusqlite::Result<_>>().map_err(db_error)?;
-            jobs.iter()
-                .map(|j| Ok((j.id.clone(), job::after_dlq_retry(&j.id, Some(j))?)))
-                .collect::<Result<_>>()?
-        }
-    };
-    let mut apply = tx.prepare_cached(RETRY_DEAD).map_err(db_error)?;
-    for (id, t) in &dead {
-        apply
-            .execute(params![
-                id,
-                t.state.as_str(),
-                t.attempts,
-                t.interruptions,
-                now + millis(t.run_after),
-                t.exit_code,
-                t.last_error,
-                now
-            ])
-            .map_err(db_error)?;
-    }
-    Ok(dead.into_iter().map(|(id, _)| id).collect())
 }

@@ -21,8 +21,8 @@
 //! - `schema`: the private file, the file's identity and the migrations;
 //! - `wal`: holding the file alone, keeping the WAL short, waking on commits;
 //! - `exchange`: the worker round trip (finished runs, renewals, output, claims);
-//! - `jobs`: enqueueing, reading, listing, counting and retrying dead jobs;
-//! - `control`: `retry`, `cancel` and `clean`;
+//! - `jobs`: enqueueing, reading, listing and counting jobs;
+//! - `control`: `retry` and `dlq retry` (one operation, two rules), `cancel`, `clean`;
 //! - `output`: output chunks of running attempts, and reading output back;
 //! - `workers`: the worker rows, stop requests, and the running jobs recovery reads;
 //! - `transfer`: export and import.
@@ -52,7 +52,7 @@ use super::{
 use crate::config::Config;
 use crate::error::InputError;
 use crate::error::StoreError;
-use crate::job::{Cancel, Job, JobState, NewJob};
+use crate::job::{self, Cancel, Job, JobState, NewJob};
 
 mod control;
 mod exchange;
@@ -232,11 +232,12 @@ impl Store for SqliteStore {
     }
 
     fn retry_dead(&mut self, ids: Option<&[String]>) -> Result<Vec<String>> {
-        self.write(|tx, now| jobs::retry_dead(tx, now, ids))
+        let dead = [JobState::Dead];
+        self.write(|tx, now| control::retry(tx, now, ids, &dead, job::after_dlq_retry))
     }
 
     fn retry(&mut self, ids: Option<&[String]>, states: &[JobState]) -> Result<Vec<String>> {
-        self.write(|tx, now| control::retry(tx, now, ids, states))
+        self.write(|tx, now| control::retry(tx, now, ids, states, job::after_retry))
     }
 
     fn cancel(&mut self, ids: &[String]) -> Result<Vec<(String, Cancel)>> {
