@@ -23,9 +23,13 @@ use std::time::Duration;
 
 use crate::job::output::{KeptOutput, half, keep};
 
-/// Attempts that end sooner ship nothing while they run, and a running attempt
-/// ships at most this often.
+/// A running attempt ships at most this often.
 pub const SHIP_EVERY: Duration = Duration::from_secs(1);
+
+/// An attempt's first output is shipped this long after it started, so `logs -f`
+/// shows the first lines of a long job within about half a second; attempts that
+/// end sooner ship nothing while they run.
+pub const FIRST_SHIP: Duration = Duration::from_millis(500);
 
 /// The most one attempt ships in one round trip, so a round trip stays short even
 /// behind a job that prints fast; what is left goes with the next one.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::job::AttemptOutcome;
 use crate::job::{Job, after_release};
 use crate::store::{AttemptFacts, Finished, Lease};
-use crate::worker::attempt_output::Progress;
+use crate::worker::attempt_output::{FIRST_SHIP, Progress};
 use crate::worker::stopping::{Deadline, Ending};
 
 /// A worker claims its next job while the current one runs, so short jobs follow
@@ -54,6 +54,8 @@ pub struct Run {
     /// How much of its output has been shipped to the store and punched out of the
     /// spool while it runs.
     pub output: Progress,
+    /// The run's output goes with the first round trip at or after this.
+    pub ship_at: Instant,
 }
 
 /// One slot's books: its running job and the jobs claimed ahead for it.
@@ -153,6 +155,7 @@ impl Slot {
             deadline: None,
             ending: None,
             output: Progress::default(),
+            ship_at: now + FIRST_SHIP,
         });
     }
 

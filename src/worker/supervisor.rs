@@ -105,7 +105,7 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Work
         next_beat: Instant::now(),
         next_recovery: Instant::now(),
         next_due: None,
-        next_ship: Instant::now(),
+        ship_grid: Instant::now(),
         deadlines: HashMap::new(),
         retention: Retention::new(Instant::now()),
         store_retry: StoreRetry::default(),
@@ -137,8 +137,9 @@ struct Supervisor {
     next_beat: Instant,
     next_recovery: Instant,
     next_due: Option<Instant>,
-    /// Output of long runs is shipped with the first round trip after this.
-    next_ship: Instant,
+    /// Runs ship again on the ticks of one grid (this instant plus whole
+    /// [`SHIP_EVERY`]s), so all long runs of the process share one round trip.
+    ship_grid: Instant,
     /// The local deadlines of jobs claimed but not yet started (a run takes its own
     /// when it starts).
     deadlines: HashMap<Lease, Deadline>,

@@ -1,13 +1,14 @@
 //! The supervisor shipping the output of long runs to the store while they run,
 //! and capping their working files in the spool.
 //!
-//! Once a second at most (the [`SHIP_EVERY`] tick, shared by all slots so a busy
-//! process makes one round trip for all its runs), each run that has been going
-//! for a second or more: gets the omitted middle of its working file punched out
-//! once past its limit, and ships what it printed since the last shipped offset,
-//! up to [`MAX_CHUNK`], as [`OutputChunk`]s in that round trip. The shipped offset
-//! only advances once the round trip has committed, so a failed one is shipped
-//! again. Runs that end within a second ship nothing, and cost nothing here.
+//! A run ships first [`FIRST_SHIP`](crate::worker::attempt_output::FIRST_SHIP) after it started, then at most once a second,
+//! on the ticks of one grid shared by all slots ([`SHIP_EVERY`] apart), so a busy
+//! process makes one round trip a second for all its long runs. When it ships, a
+//! run gets the omitted middle of its working file punched out once past its
+//! limit, and ships what it printed since the last shipped offset, up to
+//! [`MAX_CHUNK`], as [`OutputChunk`]s in that round trip. The shipped offset only
+//! advances once the round trip has committed, so a failed one is shipped again.
+//! Runs that end within [`FIRST_SHIP`](crate::worker::attempt_output::FIRST_SHIP) ship nothing, and cost nothing here.
 
 use std::time::Instant;
 
@@ -22,27 +23,32 @@ use crate::worker::slots::{Run, lease_of};
 /// Runs whose output went out in a round trip, and where it now ends.
 pub(super) type Shipped = Vec<(Lease, u64)>;
 
-/// Whether `run` is long enough at `now` to ship its output.
+/// Whether `run` ships its output in a round trip at `now`.
 fn ships(run: &Run, now: Instant) -> bool {
-    !run.lost && now.duration_since(run.started) >= SHIP_EVERY
+    !run.lost && now >= run.ship_at
+}
+
+/// The first tick of the grid that starts at `grid` at or after `at`.
+fn next_tick(grid: Instant, at: Instant) -> Instant {
+    let since = at.saturating_duration_since(grid);
+    let every = SHIP_EVERY.as_nanos();
+    let ticks = since.as_nanos().div_ceil(every);
+    grid + SHIP_EVERY * u32::try_from(ticks).unwrap_or(u32::MAX)
 }
 
 impl Supervisor {
     /// Whether this round trip should carry the output of long runs.
     pub(super) fn ship_due(&self, now: Instant) -> bool {
-        now >= self.next_ship
-            && self
-                .slots
-                .iter()
-                .flat_map(|s| &s.run)
-                .any(|r| ships(r, now))
+        self.slots
+            .iter()
+            .flat_map(|s| &s.run)
+            .any(|r| ships(r, now))
     }
 
-    /// When the next ship tick is due, if any run may be long by then.
+    /// When the next run is due to ship, if any runs.
     pub(super) fn next_ship_at(&self) -> Option<Instant> {
         let runs = self.slots.iter().flat_map(|s| &s.run).filter(|r| !r.lost);
-        let first_long = runs.map(|r| r.started + SHIP_EVERY).min()?;
-        Some(first_long.max(self.next_ship))
+        runs.map(|r| r.ship_at).min()
     }
 
     /// Punches and reads the output of every long run: the chunks to send, and
@@ -101,12 +107,35 @@ impl Supervisor {
 
     /// The round trip that carried `shipped` committed at `now`.
     pub(super) fn mark_shipped(&mut self, shipped: Shipped, now: Instant) {
-        self.next_ship = now + SHIP_EVERY;
+        let again = next_tick(self.ship_grid, now + SHIP_EVERY);
+        for run in self.slots.iter_mut().flat_map(|s| s.run.as_mut()) {
+            if ships(run, now) {
+                run.ship_at = again;
+            }
+        }
         for (lease, end) in shipped {
             let mut runs = self.slots.iter_mut().flat_map(|s| s.run.as_mut());
             if let Some(run) = runs.find(|r| lease_of(&r.job) == lease) {
                 run.output.shipped = end;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn next_tick_is_on_the_grid_at_or_after() {
+        let grid = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(next_tick(grid, grid), grid);
+        assert_eq!(next_tick(grid, grid + ms(1)), grid + SHIP_EVERY);
+        assert_eq!(next_tick(grid, grid + SHIP_EVERY), grid + SHIP_EVERY);
+        assert_eq!(next_tick(grid, grid + ms(2_300)), grid + SHIP_EVERY * 3);
+        // An instant before the grid started rounds up to its start.
+        assert_eq!(next_tick(grid + ms(5), grid), grid + ms(5));
     }
 }
