@@ -114,6 +114,14 @@ const CLAIM_NEXT: &str = concat!(
 const READ_STOP: &str = "SELECT coalesce(max(stop_requested), 0) FROM workers \
     WHERE host = $1 AND pid = $2 AND ended_at IS NULL";
 
+/// [`READ_STOP`] and, when `$3`, [`READ_CANCELS`] in one statement, so asking for
+/// cancels costs a worker round trip no extra trip to the server: the first row
+/// (`id` NULL, which no job has) holds the stop request, each further row a
+/// cancelled job's `(id, lease_token)`.
+const READ_STOP_AND_CANCELS: &str = "SELECT NULL::text, coalesce(max(stop_requested), 0)::bigint \
+    FROM workers WHERE host = $1 AND pid = $2 AND ended_at IS NULL \
+    UNION ALL SELECT id, lease_token FROM jobs WHERE cancel_requested AND $3";
+
 /// The running jobs a user cancelled, through the partial index `jobs_cancel`
 /// that holds only them: asking on every round trip costs next to nothing.
 const READ_CANCELS: &str = "SELECT id, lease_token FROM jobs WHERE cancel_requested";
@@ -135,9 +143,20 @@ pub(super) fn exchange_in(
         if ex.beat {
             db.execute(HEARTBEAT, &[&process.host, &process.pid])?;
         }
-        reply.stop = read_stop(db, process)?;
-    }
-    if ex.check_cancels {
+        let rows = db.query(
+            READ_STOP_AND_CANCELS,
+            &[&process.host, &process.pid, &ex.check_cancels],
+        )?;
+        for row in &rows {
+            match row.try_get::<_, Option<String>>(0)? {
+                None => reply.stop = StopRequest::from_code(row.try_get(1)?),
+                Some(job_id) => reply.cancel.push(Lease {
+                    job_id,
+                    token: row.try_get(1)?,
+                }),
+            }
+        }
+    } else if ex.check_cancels {
         reply.cancel = read_cancels(db)?;
     }
     if !ex.claim_for.is_empty() {
