@@ -113,11 +113,8 @@ fn in_use(location: &Location) -> Result<bool, StoreError> {
 fn jobs_for(count: usize, command: &str, cwd: &str) -> Vec<NewJob> {
     (0..count)
         .map(|_| NewJob {
-            id: generate_id(),
-            command: command.to_owned(),
-            cwd: cwd.to_owned(),
             max_retries: Some(0),
-            timeout_ms: None,
+            ..NewJob::new(generate_id(), command.to_owned(), cwd.to_owned())
         })
         .collect()
 }
@@ -146,6 +143,7 @@ fn burn_down(
         "jobs/s",
     );
     let options = Options {
+        queues: None,
         count: plan.workers,
         burst: true,
         executor,
@@ -174,6 +172,7 @@ fn latency(plan: &Plan, location: &Location, report: &mut Report) -> Result<(), 
     let (spawned_tx, spawned_rx) = mpsc::channel::<(String, Instant)>();
     let spawned_tx = Mutex::new(spawned_tx);
     let options = Options {
+        queues: None,
         count: plan.workers,
         burst: false,
         executor: Executor::Shell,

@@ -43,6 +43,12 @@ pub enum StoreError {
     DuplicateId(String),
     #[error("no job with id '{0}'; `queuectl list` shows the ids")]
     NotFound(String),
+    /// `after` names jobs the store does not hold: nothing was enqueued.
+    #[error(
+        "after: no job with id {}; give the ids of existing jobs (`queuectl list` shows them)",
+        .0.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ")
+    )]
+    UnknownAfter(Vec<String>),
     /// The request does not fit the job's current state.
     #[error("{0}")]
     Conflict(String),
@@ -157,9 +163,10 @@ impl From<InputError> for Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Failure {
         let code = match e {
-            StoreError::BadLocation(_) | StoreError::TooNew { .. } | StoreError::DuplicateId(_) => {
-                2
-            }
+            StoreError::BadLocation(_)
+            | StoreError::TooNew { .. }
+            | StoreError::DuplicateId(_)
+            | StoreError::UnknownAfter(_) => 2,
             StoreError::NotFound(_)
             | StoreError::Conflict(_)
             | StoreError::Unavailable { .. }

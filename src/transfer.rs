@@ -15,6 +15,8 @@
 //!   token (token + 1) never collides with an imported attempt.
 //! - No lease is imported: `lease_expires_at` is always empty.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::InputError;
@@ -49,7 +51,24 @@ struct Line {
     /// Absent in exports made before timeouts existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     timeout_ms: Option<i64>,
+    // The scheduling options (issue 11); absent in older exports, which had none.
+    #[serde(default)]
+    priority: i64,
+    #[serde(default = "default_queue")]
+    queue: String,
+    #[serde(default)]
+    run_at: Option<String>,
+    #[serde(default)]
+    after: Vec<String>,
+    #[serde(default)]
+    unique_key: Option<String>,
+    #[serde(default)]
+    env: Option<BTreeMap<String, String>>,
     attempts_history: Vec<AttemptLine>,
+}
+
+fn default_queue() -> String {
+    job::options::DEFAULT_QUEUE.to_owned()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -99,6 +118,12 @@ pub fn to_line(record: &JobRecord) -> String {
         finished_at: j.finished_at.map(timestamp),
         lease_token: j.lease_token,
         timeout_ms: j.timeout_ms,
+        priority: j.priority,
+        queue: j.queue.clone(),
+        run_at: j.run_at.map(timestamp),
+        after: j.after.clone(),
+        unique_key: j.unique_key.clone(),
+        env: j.env.clone(),
         attempts_history: record
             .attempts
             .iter()
@@ -212,6 +237,17 @@ pub fn from_line(text: &str) -> Result<(JobRecord, bool), InputError> {
             timeout_ms: line.timeout_ms,
             deadline_at: None,
             cancel_requested: false,
+            priority: job::options::validate_priority(line.priority)?,
+            queue: job::options::validate_queue(&line.queue)?,
+            run_at: line.run_at.as_deref().map(millis).transpose()?,
+            unique_key: line
+                .unique_key
+                .as_deref()
+                .map(job::options::validate_unique_key)
+                .transpose()?,
+            env: line.env.map(job::options::validate_env).transpose()?,
+            blocked_by: 0,
+            after: job::options::validate_after(line.after)?,
             output_tail: None,
         },
         attempts,

@@ -3,11 +3,15 @@
 
 use serde_json::Value;
 
+use std::collections::BTreeMap;
+
 use super::output::job_json;
 use super::{Context, printed};
 use crate::error::{Failure, InputError};
+use crate::job::options::parse_env_pair;
 use crate::job::spec::DurationSpec;
-use crate::job::{Job, JobSpec};
+use crate::job::{Job, JobSpec, NewJob};
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -43,6 +47,45 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", conflicts_with = "file")]
     timeout: Option<String>,
 
+    /// Higher runs first: an integer from -1000 to 1000 (default 0)
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        conflicts_with = "file"
+    )]
+    priority: Option<i64>,
+
+    /// Do not start before TIME: RFC 3339 (2026-12-01T09:00:00Z) or local
+    /// "2026-12-01 09:00[:SS]"
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["file", "delay"])]
+    run_at: Option<String>,
+
+    /// Do not start before DURATION from now (30s, 5m, 2h)
+    #[arg(long, value_name = "DURATION", conflicts_with = "file")]
+    delay: Option<String>,
+
+    /// The queue to put the job in (default: default)
+    #[arg(long, value_name = "NAME", conflicts_with = "file")]
+    queue: Option<String>,
+
+    /// Run only once job ID has completed (repeatable); if it ends dead or
+    /// cancelled, this job is cancelled
+    #[arg(long, value_name = "ID", conflicts_with = "file")]
+    after: Vec<String>,
+
+    /// Create nothing while an unfinished job has this key (prints `Exists: ID`)
+    #[arg(long, value_name = "KEY", conflicts_with = "file")]
+    unique_key: Option<String>,
+
+    /// Set an environment variable for the command (repeatable)
+    #[arg(long, value_name = "KEY=VALUE", conflicts_with = "file")]
+    env: Vec<String>,
+
+    /// Run the command in DIR (default: the current directory)
+    #[arg(long, value_name = "DIR", conflicts_with = "file")]
+    cwd: Option<String>,
+
     /// Enqueue one JSON job per line from FILE (- for stdin), all or none
     #[arg(long, value_name = "FILE")]
     file: Option<String>,
@@ -68,7 +111,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
     }
     let job = single_job(args)?.validate(&cwd)?;
     let mut store = ctx.open_to_watch(wait)?;
-    let created_at = store.enqueue(std::slice::from_ref(&job))?;
+    let enqueued = store.enqueue(std::slice::from_ref(&job))?;
+    if let Some(Some(existing)) = enqueued.existing.first() {
+        return print_existing(ctx, store.as_mut(), existing);
+    }
     if wait {
         // stdout carries only the job's output (or, with --json, the job at the
         // end), so `enqueue --wait -- cmd | grep` sees what cmd printed.
@@ -89,21 +135,48 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         // job-timeout) in the enqueue transaction.
         let stored = match store.job(&job.id)? {
             Some(stored) => stored,
-            None => Job::pending(job, 0, created_at),
+            None => Job::pending(job, 0, enqueued.created_at),
         };
         return printed(ctx.printer.json(&job_json(&stored)));
     }
     printed(ctx.printer.line(&format!("Enqueued: {}", job.id)))
 }
 
+/// A unique key matched the unfinished job `id`: nothing was created; says which
+/// job holds the key (`--json`: that job, marked `"duplicate": true`), exit 0.
+fn print_existing(ctx: &Context, store: &mut dyn Store, id: &str) -> Result<(), Failure> {
+    if ctx.printer.json {
+        let existing = super::jobs::find(store, id)?;
+        let mut json = job_json(&existing);
+        json["duplicate"] = Value::Bool(true);
+        return printed(ctx.printer.json(&json));
+    }
+    printed(ctx.printer.line(&format!("Exists: {id}")))
+}
+
+/// Whether any per-job flag was given (they go with --command or --, not JSON).
+fn has_job_flags(args: &Args) -> bool {
+    args.id.is_some()
+        || args.max_retries.is_some()
+        || args.timeout.is_some()
+        || args.priority.is_some()
+        || args.run_at.is_some()
+        || args.delay.is_some()
+        || args.queue.is_some()
+        || !args.after.is_empty()
+        || args.unique_key.is_some()
+        || !args.env.is_empty()
+        || args.cwd.is_some()
+}
+
 /// Turns the three single-job forms into one [`JobSpec`].
 fn single_job(args: Args) -> Result<JobSpec, InputError> {
     let words = (!args.words.is_empty()).then(|| args.words.join(" "));
-    match (args.job, args.command, words) {
+    match (args.job.clone(), args.command.clone(), words) {
         (Some(json), None, None) => {
-            if args.id.is_some() || args.max_retries.is_some() || args.timeout.is_some() {
+            if has_job_flags(&args) {
                 return Err(InputError::Invalid(
-                    "--id, --max-retries and --timeout go with --command or --; put \"id\", \"max_retries\" and \"timeout\" inside the JSON instead".into(),
+                    "job options such as --id, --priority or --env go with --command or --; put them inside the JSON instead (\"id\", \"priority\", \"env\", ...)".into(),
                 ));
             }
             if !json.trim_start().starts_with('{') {
@@ -114,12 +187,28 @@ fn single_job(args: Args) -> Result<JobSpec, InputError> {
             }
             JobSpec::from_json(&json)
         }
-        (None, Some(command), None) | (None, None, Some(command)) => Ok(JobSpec {
-            id: args.id,
-            command,
-            max_retries: args.max_retries,
-            timeout: args.timeout.map(DurationSpec::Text),
-        }),
+        (None, Some(command), None) | (None, None, Some(command)) => {
+            let env = if args.env.is_empty() {
+                None
+            } else {
+                let pairs = args.env.iter().map(|pair| parse_env_pair(pair));
+                Some(pairs.collect::<Result<BTreeMap<_, _>, _>>()?)
+            };
+            Ok(JobSpec {
+                id: args.id,
+                command,
+                max_retries: args.max_retries,
+                timeout: args.timeout.map(DurationSpec::Text),
+                priority: args.priority,
+                run_at: args.run_at,
+                delay: args.delay.map(DurationSpec::Text),
+                queue: args.queue,
+                after: args.after,
+                unique_key: args.unique_key,
+                env,
+                cwd: args.cwd,
+            })
+        }
         (None, None, None) => Err(InputError::Invalid(
             "nothing to enqueue; give a JSON job, --command '...', --file FILE, or a command after --".into(),
         )),
@@ -137,11 +226,23 @@ fn enqueue_file(ctx: &Context, file: &str, cwd: &str, wait: bool) -> Result<(), 
         |job| &job.id,
     )?;
     let mut store = ctx.open_to_watch(wait)?;
-    store.enqueue(&jobs).map_err(|e| {
+    let enqueued = store.enqueue(&jobs).map_err(|e| {
         let mut failure = Failure::from(e);
         failure.message.push_str("; nothing was enqueued");
         failure
     })?;
+    // A job whose unique key an unfinished job holds is that job from here on.
+    let jobs: Vec<NewJob> = jobs
+        .into_iter()
+        .zip(enqueued.existing.iter().chain(std::iter::repeat(&None)))
+        .map(|(job, existing)| match existing {
+            Some(id) => NewJob {
+                id: id.clone(),
+                ..job
+            },
+            None => job,
+        })
+        .collect();
     if wait {
         if !ctx.printer.json {
             let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();

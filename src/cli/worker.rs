@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::output::{age, timestamp, worker_json};
 use super::{Context, printed};
 use crate::error::Failure;
+use crate::job::options::validate_queue;
 use crate::store::{OpenFor, StopRequest, WorkerRow};
 use crate::worker::{self, Executor, Options, platform};
 
@@ -26,6 +27,9 @@ pub enum Command {
         /// Exit once no job is pending, processing or failed
         #[arg(long)]
         burst: bool,
+        /// Serve only these queues, comma-separated (default: all)
+        #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+        queue: Vec<String>,
     },
     /// Ask running workers to finish their current job and exit; waits for them
     Stop {
@@ -48,7 +52,11 @@ pub enum Command {
 
 pub fn run(ctx: &Context, command: Command) -> Result<(), Failure> {
     match command {
-        Command::Start { count, burst } => start(ctx, usize::from(count), burst),
+        Command::Start {
+            count,
+            burst,
+            queue,
+        } => start(ctx, usize::from(count), burst, queue),
         Command::Stop {
             force,
             host,
@@ -58,9 +66,16 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), Failure> {
     }
 }
 
-fn start(ctx: &Context, count: usize, burst: bool) -> Result<(), Failure> {
+fn start(ctx: &Context, count: usize, burst: bool, queues: Vec<String>) -> Result<(), Failure> {
+    let queues = if queues.is_empty() {
+        None
+    } else {
+        let valid = queues.iter().map(|q| validate_queue(q.trim()));
+        Some(valid.collect::<Result<Vec<_>, _>>()?)
+    };
     let store = ctx.open_for(OpenFor::Worker)?;
     let options = Options {
+        queues,
         count,
         burst,
         executor: Executor::Shell,

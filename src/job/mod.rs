@@ -9,9 +9,12 @@
 //!   decide a job's next state themselves, so SQLite and PostgreSQL cannot drift apart.
 //! - [`output`]: what an attempt's output becomes when kept (capped, byte-exact).
 //! - [`spec`]: what `enqueue` and `import` accept, validated once ([`JobSpec`], ids).
+//! - [`options`]: the scheduling options (priority, start time, queue, `after`,
+//!   unique key, environment) and their rules.
 //!
 //! Nothing here knows about SQL, processes or the terminal.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,14 +23,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InputError;
 
+pub mod options;
 pub mod output;
 pub mod spec;
 pub mod transition;
 
 pub use spec::{JobSpec, generate_id, validate_command, validate_id, validate_max_retries};
 pub use transition::{
-    Cancel, Transition, after_attempt, after_dlq_retry, after_forced_stop, after_interruption,
-    after_release, after_retry, plan_cancel,
+    Cancel, DependencyEnd, Transition, after_attempt, after_dependency_ended, after_dlq_retry,
+    after_forced_stop, after_interruption, after_release, after_retry, plan_cancel,
 };
 
 /// How many times a job may be interrupted (its worker vanished, its lease expired)
@@ -164,6 +168,18 @@ pub struct Job {
     pub deadline_at: Option<i64>,
     /// Set by `cancel` while the job runs: its worker must stop it.
     pub cancel_requested: bool,
+    /// Higher runs first (-1000..=1000).
+    pub priority: i64,
+    pub queue: String,
+    /// The start time asked for with `--run-at` or `--delay`, if any.
+    pub run_at: Option<i64>,
+    pub unique_key: Option<String>,
+    /// Extra environment variables for the command.
+    pub env: Option<BTreeMap<String, String>>,
+    /// How many of the jobs it runs after have not completed yet.
+    pub blocked_by: i64,
+    /// The jobs it runs after (read for one job, `show` and `export`; empty in lists).
+    pub after: Vec<String>,
     /// The last few KiB of the newest attempt's output.
     pub output_tail: Option<String>,
 }
@@ -171,6 +187,7 @@ pub struct Job {
 impl Job {
     /// A job as it stands right after enqueue: `pending`, never run.
     pub fn pending(job: NewJob, max_retries: i64, created_at: i64) -> Job {
+        let run_at = job.start.resolve(created_at);
         Job {
             id: job.id,
             command: job.command,
@@ -181,7 +198,7 @@ impl Job {
             interruptions: 0,
             created_at,
             updated_at: created_at,
-            next_run_at: created_at,
+            next_run_at: run_at.unwrap_or(created_at),
             lease_token: 0,
             lease_expires_at: None,
             worker_id: None,
@@ -192,6 +209,13 @@ impl Job {
             timeout_ms: job.timeout_ms,
             deadline_at: None,
             cancel_requested: false,
+            priority: job.priority,
+            queue: job.queue,
+            run_at,
+            unique_key: job.unique_key,
+            env: job.env,
+            blocked_by: 0,
+            after: job.after,
             output_tail: None,
         }
     }
@@ -208,6 +232,33 @@ pub struct NewJob {
     /// `None`: the store's `job-timeout` setting, read in the enqueue transaction
     /// (which may be no limit either).
     pub timeout_ms: Option<i64>,
+    pub priority: i64,
+    pub queue: String,
+    pub start: options::Start,
+    /// Ids of jobs that must complete first (each listed once).
+    pub after: Vec<String>,
+    pub unique_key: Option<String>,
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+impl NewJob {
+    /// A job with every scheduling option at its default: priority 0, queue
+    /// `default`, start now, no `after`, no unique key, no extra environment.
+    pub fn new(id: String, command: String, cwd: String) -> NewJob {
+        NewJob {
+            id,
+            command,
+            cwd,
+            max_retries: None,
+            timeout_ms: None,
+            priority: 0,
+            queue: options::DEFAULT_QUEUE.to_owned(),
+            start: options::Start::Now,
+            after: Vec::new(),
+            unique_key: None,
+            env: None,
+        }
+    }
 }
 
 /// How one attempt ended, as seen by the worker that ran it.

@@ -2,17 +2,20 @@
 //! ids, commands and retry counts, checked before anything reaches a store so bad
 //! input never changes it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::NewJob;
+use super::options;
 use crate::duration;
 use crate::error::InputError;
 use crate::job::MAX_RETRIES_LIMIT;
 
-/// What `enqueue` accepts as JSON: exactly these fields, nothing else.
-#[derive(Debug, Deserialize)]
+/// What `enqueue` accepts as JSON: exactly these fields, nothing else. The flags of
+/// `enqueue` fill the same struct, so both forms obey the same rules.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     pub id: Option<String>,
@@ -20,6 +23,17 @@ pub struct JobSpec {
     pub max_retries: Option<i64>,
     /// Seconds (`30`, `0.5`) or a duration with units (`"30s"`, `"5m"`).
     pub timeout: Option<DurationSpec>,
+    pub priority: Option<i64>,
+    /// RFC 3339 with an offset, or a local `YYYY-MM-DD HH:MM[:SS]`.
+    pub run_at: Option<String>,
+    pub delay: Option<DurationSpec>,
+    pub queue: Option<String>,
+    #[serde(default)]
+    pub after: Vec<String>,
+    pub unique_key: Option<String>,
+    pub env: Option<BTreeMap<String, String>>,
+    /// Default: the directory `enqueue` ran in.
+    pub cwd: Option<String>,
 }
 
 /// A duration in job JSON: a number of seconds or a string with units.
@@ -53,13 +67,48 @@ impl JobSpec {
         let command = validate_command(&self.command)?;
         let max_retries = self.max_retries.map(validate_max_retries).transpose()?;
         let timeout_ms = self.timeout.map(validate_timeout).transpose()?;
+        let run_at = self
+            .run_at
+            .as_deref()
+            .map(options::parse_run_at)
+            .transpose()?;
+        let delay = self.delay.map(validate_delay).transpose()?;
+        let cwd = match self.cwd {
+            Some(dir) => options::validate_cwd(&dir)?,
+            None => cwd.to_owned(),
+        };
         Ok(NewJob {
             id,
             command,
-            cwd: cwd.to_owned(),
+            cwd,
             max_retries,
             timeout_ms,
+            priority: self
+                .priority
+                .map(options::validate_priority)
+                .transpose()?
+                .unwrap_or(0),
+            queue: match self.queue {
+                Some(queue) => options::validate_queue(&queue)?,
+                None => options::DEFAULT_QUEUE.to_owned(),
+            },
+            start: options::start(run_at, delay)?,
+            after: options::validate_after(self.after)?,
+            unique_key: self
+                .unique_key
+                .as_deref()
+                .map(options::validate_unique_key)
+                .transpose()?,
+            env: self.env.map(options::validate_env).transpose()?,
         })
+    }
+}
+
+/// Checks a job's `delay` (from `--delay` or JSON).
+fn validate_delay(spec: DurationSpec) -> Result<Duration, InputError> {
+    match spec {
+        DurationSpec::Seconds(secs) => options::parse_delay(&secs.to_string()),
+        DurationSpec::Text(text) => options::parse_delay(&text),
     }
 }
 

@@ -150,6 +150,38 @@ fn started_over(job: &Job) -> Transition {
     }
 }
 
+/// Why a waiting job can no longer run: a job it runs after ended `dead` or
+/// `cancelled`, itself perhaps because of a job further up the chain (`origin`).
+#[derive(Debug, Clone, Copy)]
+pub struct DependencyEnd<'a> {
+    /// The job the waiting job names in `after`.
+    pub after: &'a str,
+    /// The job whose end started the chain, and how it ended.
+    pub origin: (&'a str, JobState),
+}
+
+/// A waiting job whose `after` job ended without completing: it is cancelled (it
+/// would wait forever), saying which job it ran after and which job's end started it.
+pub fn after_dependency_ended(job: &Job, cause: &DependencyEnd<'_>) -> Transition {
+    let (origin, ended) = cause.origin;
+    let why = if origin == cause.after {
+        format!("cancelled: it runs after job '{origin}', which ended {ended}")
+    } else {
+        format!(
+            "cancelled: it runs after job '{}', cancelled because job '{origin}' ended {ended}",
+            cause.after
+        )
+    };
+    Transition {
+        state: JobState::Cancelled,
+        attempts: job.attempts,
+        interruptions: job.interruptions,
+        run_after: Duration::ZERO,
+        exit_code: job.exit_code,
+        last_error: Some(why),
+    }
+}
+
 /// What `cancel` does to one job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cancel {
@@ -307,13 +339,7 @@ mod tests {
 
     fn stored(state: JobState) -> Job {
         let mut job = Job::pending(
-            NewJob {
-                id: state.as_str().into(),
-                command: "sleep 9".into(),
-                cwd: "/".into(),
-                max_retries: None,
-                timeout_ms: None,
-            },
+            NewJob::new(state.as_str().into(), "sleep 9".into(), "/".into()),
             3,
             0,
         );
@@ -384,17 +410,7 @@ mod tests {
 
     #[test]
     fn dlq_retry_takes_only_dead_jobs_and_resets_their_counters() {
-        let mut job = Job::pending(
-            NewJob {
-                id: "a".into(),
-                command: "false".into(),
-                cwd: "/".into(),
-                max_retries: None,
-                timeout_ms: None,
-            },
-            3,
-            0,
-        );
+        let mut job = Job::pending(NewJob::new("a".into(), "false".into(), "/".into()), 3, 0);
         assert!(matches!(
             after_dlq_retry("a", None),
             Err(StoreError::NotFound(_))

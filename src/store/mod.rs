@@ -23,6 +23,7 @@ use crate::job::{AttemptOutcome, Job, JobState, NewJob, Transition};
 pub(crate) mod control;
 pub mod postgres;
 pub(crate) mod rows;
+pub mod schedule;
 pub mod sqlite;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -114,6 +115,18 @@ pub fn open(location: &Location, purpose: OpenFor) -> Result<Box<dyn Store>> {
 /// A duration as the whole milliseconds stores add to their clock (saturating).
 pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub use schedule::{QueueChange, QueueRow};
+
+/// What `enqueue` did, all or nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Enqueued {
+    /// When the jobs were created, by the store's clock.
+    pub created_at: i64,
+    /// For each job given, in order: `Some(id)` when nothing was created because the
+    /// unfinished job `id` holds the same unique key.
+    pub existing: Vec<Option<String>>,
 }
 
 /// Identifies one run of a job: the fencing token every write about the run carries.
@@ -439,6 +452,8 @@ pub struct Exchange<'a> {
     /// Whether this process runs anything: only then are cancel requests read.
     pub check_cancels: bool,
     pub lease_timeout: Duration,
+    /// The queues this process serves (`worker start --queue`); `None`: all.
+    pub queues: Option<&'a [String]>,
 }
 
 impl Exchange<'_> {
@@ -501,7 +516,7 @@ pub trait Store: Send {
 
     /// Inserts all jobs or none (a duplicate id fails the whole batch). Returns the
     /// store time used as their `created_at`.
-    fn enqueue(&mut self, jobs: &[NewJob]) -> Result<i64>;
+    fn enqueue(&mut self, jobs: &[NewJob]) -> Result<Enqueued>;
 
     fn job(&mut self, id: &str) -> Result<Option<Job>>;
     fn attempts(&mut self, id: &str) -> Result<Vec<AttemptRecord>>;
@@ -565,4 +580,10 @@ pub trait Store: Send {
     /// and made `lease_token` at least the newest attempt's, so future claims get
     /// fresh tokens. Wakes idle workers like `enqueue`. For `import`.
     fn import(&mut self, jobs: &[JobRecord]) -> Result<()>;
+
+    /// Every queue that has jobs or settings, by name, with its counts by state.
+    fn queues(&mut self) -> Result<Vec<QueueRow>>;
+    /// Pauses, resumes or limits queue `name` (which need not have jobs yet), and
+    /// wakes idle workers.
+    fn set_queue(&mut self, name: &str, change: QueueChange) -> Result<()>;
 }

@@ -6,6 +6,8 @@
 //! ([`Columns`]). So a column added to one backend's statements cannot be read at
 //! another position by the other.
 
+use std::collections::BTreeMap;
+
 use crate::error::InputError;
 use crate::job::{Job, JobState};
 use crate::store::{AttemptFacts, AttemptRecord};
@@ -17,13 +19,14 @@ macro_rules! job_columns {
     () => {
         "id, command, cwd, state, attempts, max_retries, interruptions, created_at, \
          updated_at, next_run_at, lease_token, lease_expires_at, worker_id, started_at, \
-         finished_at, exit_code, last_error, timeout_ms, deadline_at, cancel_requested"
+         finished_at, exit_code, last_error, timeout_ms, deadline_at, cancel_requested, \
+         priority, queue, run_at, unique_key, env, blocked_by"
     };
 }
 pub(crate) use job_columns;
 
 /// How many columns [`job_columns!`] names: what follows them in a row starts here.
-pub(crate) const JOB_COLUMN_COUNT: usize = 20;
+pub(crate) const JOB_COLUMN_COUNT: usize = 26;
 
 /// The columns of `attempts` that [`attempt_from_row`] reads, in its order.
 macro_rules! attempt_columns {
@@ -82,8 +85,33 @@ pub(crate) fn job_from_row<R: Columns>(r: &R) -> Result<Job, R::Error> {
         timeout_ms: r.opt_int(17)?,
         deadline_at: r.opt_int(18)?,
         cancel_requested: r.flag(19)?,
+        priority: r.int(20)?,
+        queue: r.text(21)?,
+        run_at: r.opt_int(22)?,
+        unique_key: r.opt_text(23)?,
+        env: match r.opt_text(24)? {
+            None => None,
+            Some(text) => Some(env_from_text(&text).map_err(|e| r.invalid(24, e))?),
+        },
+        blocked_by: r.int(25)?,
+        after: Vec::new(),
         output_tail: None,
     })
+}
+
+/// A job's environment as stored (a JSON object of strings).
+pub(crate) fn env_from_text(text: &str) -> Result<BTreeMap<String, String>, InputError> {
+    serde_json::from_str(text).map_err(|e| {
+        InputError::Invalid(format!(
+            "a job's stored env is not a JSON object of strings: {e}"
+        ))
+    })
+}
+
+/// A job's environment as stored: `None` when it has none.
+pub(crate) fn env_to_text(env: Option<&BTreeMap<String, String>>) -> Option<String> {
+    env.filter(|e| !e.is_empty())
+        .and_then(|e| serde_json::to_string(e).ok())
 }
 
 /// The attempt whose [`attempt_columns!`] start at column `at`.

@@ -363,13 +363,7 @@ mod tests {
     use super::*;
 
     fn job(command: &str, cwd: &str) -> Job {
-        let new = crate::job::NewJob {
-            id: "t/1".into(),
-            command: command.into(),
-            cwd: cwd.into(),
-            max_retries: None,
-            timeout_ms: None,
-        };
+        let new = crate::job::NewJob::new("t/1".into(), command.into(), cwd.into());
         Job {
             state: crate::job::JobState::Processing,
             lease_token: 1,

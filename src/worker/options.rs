@@ -35,6 +35,8 @@ pub struct Options {
     pub timings: bool,
     /// Called by the slot thread as soon as a job's process has started.
     pub on_spawn: Option<SpawnHook>,
+    /// Serve only these queues (`worker start --queue`); `None`: all.
+    pub queues: Option<Vec<String>>,
 }
 
 /// See [`Options::on_spawn`].

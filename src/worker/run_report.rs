@@ -104,13 +104,7 @@ mod tests {
     use crate::job::{JobState, NewJob};
 
     fn job(attempts: i64, max_retries: i64) -> Job {
-        let new = NewJob {
-            id: "j".into(),
-            command: "false".into(),
-            cwd: "/".into(),
-            max_retries: None,
-            timeout_ms: None,
-        };
+        let new = NewJob::new("j".into(), "false".into(), "/".into());
         Job {
             state: JobState::Processing,
             attempts,

@@ -270,13 +270,7 @@ mod tests {
     use crate::job::{JobState, NewJob};
 
     fn job(id: &str) -> Job {
-        let new = NewJob {
-            id: id.into(),
-            command: "true".into(),
-            cwd: "/".into(),
-            max_retries: None,
-            timeout_ms: None,
-        };
+        let new = NewJob::new(id.into(), "true".into(), "/".into());
         Job {
             state: JobState::Processing,
             lease_token: 7,

@@ -77,11 +77,8 @@ mod tests {
 
     fn claimed(started_at: i64, deadline_at: Option<i64>, timeout_ms: Option<i64>) -> Job {
         let new = NewJob {
-            id: "j".into(),
-            command: "sleep 100".into(),
-            cwd: "/".into(),
-            max_retries: None,
             timeout_ms,
+            ..NewJob::new("j".into(), "sleep 100".into(), "/".into())
         };
         Job {
             state: JobState::Processing,

@@ -215,6 +215,7 @@ impl Supervisor {
             // Read-only round trips (wake-ups) ask too: a cancel wakes workers.
             check_cancels: !self.slots.all_idle(),
             lease_timeout: self.config.lease_timeout,
+            queues: self.options.queues.as_deref(),
         });
         match result {
             Ok(reply) => {

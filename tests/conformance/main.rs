@@ -212,13 +212,7 @@ pub const LONG_LEASE: Duration = Duration::from_secs(60);
 
 /// A job to enqueue with id `id` and the store's default `max_retries`.
 pub fn new_job(id: &str) -> NewJob {
-    NewJob {
-        id: id.to_owned(),
-        command: format!("echo {id}"),
-        cwd: "/".to_owned(),
-        max_retries: None,
-        timeout_ms: None,
-    }
+    NewJob::new(id.to_owned(), format!("echo {id}"), "/".to_owned())
 }
 
 /// Enqueues `ids` as one batch.

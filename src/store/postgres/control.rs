@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use postgres::Transaction;
 
 use super::listen::notify;
-use super::{Db, Step, millis};
+use super::{Db, Step, is_unique_violation, millis, schedule};
 use crate::job::{self, Cancel, Job, JobState, Transition};
 use crate::store::rows::{job_columns, job_from_row};
 use crate::store::{CleanRequest, Cleaned, control};
@@ -36,19 +36,30 @@ const LOCK_JOBS_IN_STATES: &str = concat!(
 /// finished.
 const RETRY_FINISHED: &str = "UPDATE jobs j SET state = t.state, attempts = t.attempts, \
         interruptions = t.interruptions, next_run_at = now_ms() + t.run_after, \
-        exit_code = t.exit_code, last_error = t.last_error, updated_at = now_ms() \
+        exit_code = t.exit_code, last_error = t.last_error, updated_at = now_ms(), \
+        scheduled = t.run_after > 0, blocked_by = (SELECT count(*) \
+            FROM job_dependencies d JOIN jobs a ON a.id = d.after_id \
+            WHERE d.job_id = j.id AND a.state <> 'completed') \
     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
         $6::bigint[], $7::text[]) \
         AS t(id, state, attempts, interruptions, run_after, exit_code, last_error) \
     WHERE j.id = t.id AND j.state IN ('completed', 'dead', 'cancelled')";
 
+/// The unfinished job other than `$2` that holds unique key `$1`.
+const FIND_UNIQUE_HOLDER: &str = "SELECT id FROM jobs WHERE unique_key = $1 \
+    AND unique_key IS NOT NULL AND state IN ('pending', 'processing', 'failed') AND id <> $2";
+
 /// Cancels each job (arrays `$1`..`$6`) still waiting.
+/// Cancels each job (arrays `$1`..`$6`) still waiting; returns those that other
+/// jobs run after.
 const CANCEL_WAITING: &str = "UPDATE jobs j SET state = t.state, attempts = t.attempts, \
         interruptions = t.interruptions, exit_code = t.exit_code, \
-        last_error = t.last_error, finished_at = now_ms(), updated_at = now_ms() \
+        last_error = t.last_error, finished_at = now_ms(), updated_at = now_ms(), \
+        blocked_by = 0 \
     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
         $6::text[]) AS t(id, state, attempts, interruptions, exit_code, last_error) \
-    WHERE j.id = t.id AND j.state IN ('pending', 'failed')";
+    WHERE j.id = t.id AND j.state IN ('pending', 'failed') \
+    RETURNING j.id, j.has_dependents";
 
 /// Asks the workers running jobs `$1` (under leases `$2`) to stop them.
 const REQUEST_CANCEL: &str = "UPDATE jobs j SET cancel_requested = true, updated_at = now_ms() \
@@ -84,11 +95,17 @@ pub(super) fn retry_in(
     channel: &str,
 ) -> Step<Vec<String>> {
     let mut decided: Vec<(String, Transition)> = Vec::new();
+    // The unique keys of the jobs to retry: another unfinished job may hold one.
+    let mut keys: Vec<(String, String)> = Vec::new();
     match ids {
         Some(ids) => {
             let jobs = lock_by_id(db, ids)?;
             for id in ids {
-                decided.push((id.clone(), rule(id, jobs.get(id.as_str()))?));
+                let found = jobs.get(id.as_str());
+                decided.push((id.clone(), rule(id, found)?));
+                if let Some(key) = found.and_then(|j| j.unique_key.clone()) {
+                    keys.push((id.clone(), key));
+                }
             }
         }
         None => {
@@ -99,12 +116,21 @@ pub(super) fn retry_in(
             for row in db.query(LOCK_JOBS_IN_STATES, &[&states])? {
                 let found = job_from_row(&row)?;
                 let transition = rule(&found.id, Some(&found))?;
+                if let Some(key) = found.unique_key.clone() {
+                    keys.push((found.id.clone(), key));
+                }
                 decided.push((found.id, transition));
             }
         }
     }
     if decided.is_empty() {
         return Ok(Vec::new());
+    }
+    for (id, key) in &keys {
+        if let Some(row) = db.query_opt(FIND_UNIQUE_HOLDER, &[key, id])? {
+            let holder: String = row.try_get(0)?;
+            return Err(control::unique_key_taken(id, Some(&holder)));
+        }
     }
     let ids: Vec<&str> = decided.iter().map(|(id, _)| id.as_str()).collect();
     let states: Vec<&str> = decided.iter().map(|(_, t)| t.state.as_str()).collect();
@@ -116,7 +142,7 @@ pub(super) fn retry_in(
         .iter()
         .map(|(_, t)| t.last_error.as_deref())
         .collect();
-    db.execute(
+    let retried = db.execute(
         RETRY_FINISHED,
         &[
             &ids,
@@ -127,7 +153,14 @@ pub(super) fn retry_in(
             &exit_codes,
             &last_errors,
         ],
-    )?;
+    );
+    match retried {
+        Err(e) if is_unique_violation(&e) => {
+            let id = keys.first().map_or("", |(id, _)| id.as_str());
+            return Err(control::unique_key_taken(id, None));
+        }
+        other => other?,
+    };
     notify(db, channel)?;
     Ok(decided.into_iter().map(|(id, _)| id).collect())
 }
@@ -156,7 +189,7 @@ pub(super) fn cancel_in(
         let exit_codes: Vec<Option<i64>> = now.iter().map(|(_, t)| t.exit_code).collect();
         let last_errors: Vec<Option<&str>> =
             now.iter().map(|(_, t)| t.last_error.as_deref()).collect();
-        db.execute(
+        let rows = db.query(
             CANCEL_WAITING,
             &[
                 &ids,
@@ -167,6 +200,12 @@ pub(super) fn cancel_in(
                 &last_errors,
             ],
         )?;
+        for row in &rows {
+            if row.try_get::<_, bool>(1)? {
+                let id: String = row.try_get(0)?;
+                schedule::settle(db, &id, JobState::Cancelled)?;
+            }
+        }
     }
     let (running, tokens): (Vec<&str>, Vec<i64>) = plan
         .iter()

@@ -17,7 +17,8 @@ use std::time::Duration;
 use postgres::{GenericClient, Transaction};
 
 use super::listen::notify;
-use super::{Db, Step, millis, output};
+use super::{Db, Step, millis, output, schedule};
+use crate::error::StoreError;
 use crate::job::{AttemptOutcome, Job, JobState};
 use crate::store::rows::{job_columns, job_from_row};
 use crate::store::{Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest};
@@ -28,8 +29,10 @@ const HEARTBEAT: &str = "UPDATE workers SET heartbeat_at = now_ms() \
 
 /// Milliseconds until the next waiting job is due (negative if one is overdue,
 /// NULL if none waits).
-const NEXT_DUE_IN: &str =
-    "SELECT min(next_run_at) - now_ms() FROM jobs WHERE state IN ('pending', 'failed')";
+/// Only jobs waiting for their time count: ready jobs left unclaimed (paused or
+/// full queues) are not due at any time, and a change to their queue NOTIFYs.
+const NEXT_DUE_IN: &str = "SELECT min(next_run_at) - now_ms() FROM jobs \
+    WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled";
 
 /// Applies each finished run's transition (arrays `$1`..`$20`, one element per run)
 /// where the job is still `processing` under that lease (and, for runs flagged
@@ -50,11 +53,11 @@ const RECORD_FINISHED: &str = "WITH f AS ( \
             interruptions = f.interruptions, next_run_at = now_ms() + f.run_after, \
             exit_code = f.exit_code, last_error = f.last_error, finished_at = now_ms(), \
             updated_at = now_ms(), lease_expires_at = NULL, deadline_at = NULL, \
-            cancel_requested = false \
+            cancel_requested = false, scheduled = f.run_after > 0 \
         FROM f \
         WHERE j.id = f.job_id AND j.lease_token = f.token AND j.state = 'processing' \
             AND (NOT f.only_if_expired OR coalesce(j.lease_expires_at, 0) < now_ms()) \
-        RETURNING j.id, j.lease_token, j.started_at, j.state \
+        RETURNING j.id, j.lease_token, j.started_at, j.state, j.has_dependents \
     ), recorded AS ( \
         INSERT INTO attempts (job_id, lease_token, worker_id, started_at, finished_at, \
             outcome, exit_code, error, output_tail, output, output_total, host, pid, \
@@ -75,7 +78,7 @@ const RECORD_FINISHED: &str = "WITH f AS ( \
         DELETE FROM output_chunks c USING done d \
         WHERE c.job_id = d.id AND c.lease_token = d.lease_token \
     ) \
-    SELECT id, lease_token, state FROM done";
+    SELECT id, lease_token, state, has_dependents FROM done";
 
 /// Sets the worker of each job (`$1` ids, `$2` tokens, `$3` workers) still running
 /// under that lease.
@@ -93,13 +96,32 @@ const RENEW_LEASES: &str = "UPDATE jobs j SET lease_expires_at = now_ms() + $3 \
 /// Claims up to `$1` due jobs in run order, one for each worker in `$3`, each under
 /// a new lease of `$2` ms and with its run's deadline (none without a timeout);
 /// returns the claimed jobs.
+///
+/// Run order: highest priority, then ready longest, then enqueue order; only the
+/// queues in `$4` (NULL: all), none paused or already at its concurrency limit. A
+/// pick may hold more of a limited queue's jobs than it has room for: `ranked`
+/// keeps only as many as fit (the rest stay pending, unlocked at commit). The
+/// running counts are exact because every claimer first locks the limited queues'
+/// rows ([`READ_STOP_AND_CANCELS`]) and this statement's snapshot is taken after.
 const CLAIM_NEXT: &str = concat!(
     "WITH picked AS MATERIALIZED ( \
-        SELECT seq FROM jobs \
-        WHERE state IN ('pending', 'failed') AND next_run_at <= now_ms() \
-        ORDER BY next_run_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED \
+        SELECT seq, queue, priority, next_run_at FROM jobs \
+        WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND NOT scheduled \
+            AND ($4::text[] IS NULL OR queue = ANY($4)) \
+            AND queue NOT IN (SELECT name FROM queues WHERE paused OR concurrency <= \
+                (SELECT count(*) FROM jobs r WHERE r.state = 'processing' \
+                 AND r.queue = queues.name)) \
+        ORDER BY priority DESC, next_run_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED \
+     ), ranked AS ( \
+        SELECT p.seq, p.priority, p.next_run_at, row_number() OVER (PARTITION BY p.queue \
+            ORDER BY p.priority DESC, p.next_run_at, p.seq) AS in_queue, \
+            (SELECT q.concurrency - (SELECT count(*) FROM jobs r \
+                WHERE r.state = 'processing' AND r.queue = q.name) \
+             FROM queues q WHERE q.name = p.queue) AS room \
+        FROM picked p \
      ), numbered AS ( \
-        SELECT seq, row_number() OVER () AS rn FROM picked \
+        SELECT seq, row_number() OVER (ORDER BY priority DESC, next_run_at, seq) AS rn \
+        FROM ranked WHERE room IS NULL OR in_queue <= room \
      ) \
      UPDATE jobs j SET state = 'processing', lease_token = j.lease_token + 1, \
         lease_expires_at = now_ms() + $2, worker_id = ($3::text[])[n.rn], \
@@ -118,9 +140,23 @@ const READ_STOP: &str = "SELECT coalesce(max(stop_requested), 0) FROM workers \
 /// cancels costs a worker round trip no extra trip to the server: the first row
 /// (`id` NULL, which no job has) holds the stop request, each further row a
 /// cancelled job's `(id, lease_token)`.
-const READ_STOP_AND_CANCELS: &str = "SELECT NULL::text, coalesce(max(stop_requested), 0)::bigint \
+///
+/// When `$4` (the round trip claims), it also moves the jobs whose time has come
+/// to the ready index (what SQLite's `PROMOTE_DUE` does) and locks the rows of the
+/// queues with a concurrency limit until the round trip commits, so that claims
+/// of limited queues take turns and each counts the others' running jobs (the
+/// claim is a later statement, with a later snapshot). Without limited queues
+/// the lock takes nothing and costs nothing.
+const READ_STOP_AND_CANCELS: &str = "WITH limited AS ( \
+        SELECT name FROM queues WHERE $4 AND concurrency IS NOT NULL ORDER BY name FOR UPDATE \
+    ), promoted AS ( \
+        UPDATE jobs SET scheduled = false WHERE $4 AND state IN ('pending', 'failed') \
+            AND blocked_by = 0 AND scheduled AND next_run_at <= now_ms() RETURNING 1 \
+    ) \
+    SELECT NULL::text, coalesce(max(stop_requested), 0)::bigint \
     FROM workers WHERE host = $1 AND pid = $2 AND ended_at IS NULL \
-    UNION ALL SELECT id, lease_token FROM jobs WHERE cancel_requested AND $3";
+    UNION ALL SELECT id, lease_token FROM jobs WHERE cancel_requested AND $3 \
+    UNION ALL SELECT NULL::text, -1 FROM limited, promoted WHERE false";
 
 /// The running jobs a user cancelled, through the partial index `jobs_cancel`
 /// that holds only them: asking on every round trip costs next to nothing.
@@ -143,9 +179,10 @@ pub(super) fn exchange_in(
         if ex.beat {
             db.execute(HEARTBEAT, &[&process.host, &process.pid])?;
         }
+        let claiming = !ex.claim_for.is_empty();
         let rows = db.query(
             READ_STOP_AND_CANCELS,
-            &[&process.host, &process.pid, &ex.check_cancels],
+            &[&process.host, &process.pid, &ex.check_cancels, &claiming],
         )?;
         for row in &rows {
             match row.try_get::<_, Option<String>>(0)? {
@@ -160,7 +197,10 @@ pub(super) fn exchange_in(
         reply.cancel = read_cancels(db)?;
     }
     if !ex.claim_for.is_empty() {
-        reply.claimed = claim(db, ex.claim_for, lease_ms)?;
+        if ex.process.is_none() {
+            db.query(READ_STOP_AND_CANCELS, &[&"", &0i64, &false, &true])?;
+        }
+        reply.claimed = claim(db, ex.claim_for, lease_ms, ex.queues)?;
     }
     if reply.claimed.len() < ex.claim_for.len() {
         let row = db.query_one(NEXT_DUE_IN, &[])?;
@@ -264,9 +304,23 @@ fn record_finished(
     )?;
     let mut recorded = HashSet::new();
     let mut requeued = false;
+    let mut settle = Vec::new();
     for row in &rows {
-        recorded.insert((row.try_get::<_, String>(0)?, row.try_get::<_, i64>(1)?));
-        requeued |= row.try_get::<_, &str>(2)? == JobState::Pending.as_str();
+        let id: String = row.try_get(0)?;
+        let state: JobState = row
+            .try_get::<_, &str>(2)?
+            .parse()
+            .map_err(|e: crate::error::InputError| StoreError::unavailable(e.to_string()))?;
+        requeued |= state == JobState::Pending;
+        if row.try_get::<_, bool>(3)? {
+            // Released dependents are new work for idle workers everywhere.
+            requeued |= state == JobState::Completed;
+            settle.push((id.clone(), state));
+        }
+        recorded.insert((id, row.try_get::<_, i64>(1)?));
+    }
+    for (id, state) in settle {
+        schedule::settle(db, &id, state)?;
     }
     for f in batch {
         if !recorded.contains(&(f.lease.job_id.clone(), f.lease.token)) {
@@ -317,9 +371,10 @@ fn claim(
     db: &mut Db<'_, Transaction<'_>>,
     workers: &[String],
     lease_ms: i64,
+    queues: Option<&[String]>,
 ) -> Step<Vec<(String, Job)>> {
     let limit = i64::try_from(workers.len()).unwrap_or(i64::MAX);
-    let rows = db.query(CLAIM_NEXT, &[&limit, &lease_ms, &workers])?;
+    let rows = db.query(CLAIM_NEXT, &[&limit, &lease_ms, &workers, &queues])?;
     rows.iter()
         .map(|row| {
             let job = job_from_row(row)?;

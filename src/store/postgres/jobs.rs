@@ -12,29 +12,57 @@ use super::listen::notify;
 use super::{Db, Step, driver_error, duplicate_id, is_unique_violation, millis, read_settings};
 use crate::config::Config;
 use crate::error::StoreError;
+use crate::job::options::{Admission, admission};
 use crate::job::{Job, JobState, NewJob};
+use crate::store::rows::env_to_text;
 use crate::store::rows::{
     JOB_COLUMN_COUNT, attempt_columns, attempt_from_row, job_columns, job_from_row,
 };
-use crate::store::{AttemptRecord, Counts};
+use crate::store::{AttemptRecord, Counts, Enqueued};
 
 /// Jobs per INSERT statement when enqueuing (and importing): large batches go in
 /// array-sized chunks, so 100k jobs are a few statements, not 100k round trips.
 pub(super) const ENQUEUE_CHUNK: usize = 5000;
 
-/// Inserts `pending` jobs (`$1` ids, `$2` commands, `$3` directories, `$4` retry
-/// limits, `$5` timeouts) in array order; returns the database time used and how
-/// many went in.
-const INSERT_JOBS: &str = "WITH new AS ( \
-        INSERT INTO jobs (id, command, cwd, state, max_retries, created_at, updated_at, \
-            next_run_at, timeout_ms) \
-        SELECT t.id, t.command, t.cwd, 'pending', t.max_retries, now_ms(), now_ms(), \
-            now_ms(), t.timeout_ms \
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) \
-            WITH ORDINALITY AS t(id, command, cwd, max_retries, timeout_ms, ord) \
-        ORDER BY t.ord \
-        RETURNING 1 \
-    ) SELECT now_ms(), count(*) FROM new";
+/// Inserts jobs in array order (`$1` ids, `$2` commands, `$3` directories, `$4`
+/// retry limits, `$5` timeouts, `$6` priorities, `$7` queues, `$8` run_at, `$9`
+/// next_run_at, `$10` env, `$11` unique keys, `$12` blocked_by, `$13` states, `$14`
+/// last errors), each as its admission decided; a job whose unique key an
+/// unfinished job (or an earlier job of the batch) holds is skipped. Returns the
+/// ids inserted.
+const INSERT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, max_retries, \
+        created_at, updated_at, next_run_at, timeout_ms, priority, queue, run_at, env, \
+        unique_key, blocked_by, scheduled, finished_at, last_error) \
+    SELECT t.id, t.command, t.cwd, t.state, t.max_retries, now_ms(), now_ms(), \
+        t.next_run_at, t.timeout_ms, t.priority, t.queue, t.run_at, t.env, t.unique_key, \
+        t.blocked_by, t.state = 'pending' AND t.next_run_at > now_ms(), \
+        CASE WHEN t.state = 'cancelled' THEN now_ms() END, t.last_error \
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], \
+        $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], \
+        $12::bigint[], $13::text[], $14::text[]) \
+        WITH ORDINALITY AS t(id, command, cwd, max_retries, timeout_ms, priority, queue, \
+        run_at, next_run_at, env, unique_key, blocked_by, state, last_error, ord) \
+    ORDER BY t.ord \
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
+        AND state IN ('pending', 'processing', 'failed') DO NOTHING \
+    RETURNING id";
+
+/// The unfinished job holding unique key `$1`.
+const FIND_UNIQUE: &str = "SELECT id FROM jobs WHERE unique_key = $1 \
+    AND unique_key IS NOT NULL AND state IN ('pending', 'processing', 'failed')";
+
+/// Marks the jobs `$1` that a new job runs after, locking them until the enqueue
+/// commits (so none can finish unseen in between), and returns their states.
+const MARK_HAS_DEPENDENTS: &str =
+    "UPDATE jobs SET has_dependents = true WHERE id = ANY($1) RETURNING id, state";
+
+/// Records that job `$1` runs after each of the jobs `$2`.
+const INSERT_DEPENDENCIES: &str = "INSERT INTO job_dependencies (job_id, after_id) \
+    SELECT $1, a FROM unnest($2::text[]) AS a";
+
+/// The jobs one job runs after, by id.
+const READ_AFTER: &str =
+    "SELECT after_id FROM job_dependencies WHERE job_id = $1 ORDER BY after_id";
 
 /// The database's clock, for an enqueue of no jobs.
 const READ_NOW: &str = "SELECT now_ms()";
@@ -55,12 +83,14 @@ const READ_ATTEMPTS: &str = concat!(
 );
 
 /// Up to `$2` jobs waiting in state `$1` (`pending` or `failed`), in the order they
-/// will run.
+/// will run: ready ones (run order), then those waiting for their time, then those
+/// waiting for other jobs.
 const LIST_WAITING: &str = concat!(
     "SELECT ",
     job_columns!(),
     " FROM jobs WHERE state IN ('pending', 'failed') AND state = $1 \
-     ORDER BY next_run_at, seq LIMIT $2"
+     ORDER BY blocked_by > 0, scheduled, \
+     CASE WHEN scheduled THEN 0 ELSE priority END DESC, next_run_at, seq LIMIT $2"
 );
 
 /// Up to `$2` jobs in state `$1`, in enqueue order.
@@ -78,59 +108,155 @@ const LIST_ALL: &str = concat!(
 );
 
 /// The database's clock and when the longest-waiting pending job became due.
-const READ_NOW_AND_OLDEST_PENDING: &str =
-    "SELECT now_ms(), (SELECT min(next_run_at) FROM jobs WHERE state = 'pending')";
+const READ_NOW_AND_OLDEST_PENDING: &str = "SELECT now_ms(), (SELECT min(next_run_at) \
+    FROM jobs WHERE state = 'pending' AND blocked_by = 0 AND NOT scheduled)";
 
 /// How many jobs are in each state (states without jobs are absent).
 const COUNT_BY_STATE: &str = "SELECT state, count(*) FROM jobs GROUP BY state";
 
-/// The body of `enqueue`, in one transaction: inserts every chunk, then wakes idle
-/// workers. Returns the database time used as the jobs' `created_at`.
+/// The body of `enqueue`, in one transaction: inserts the jobs in order (runs of
+/// jobs without `after` as array chunks, each job with `after` alone, after
+/// locking the jobs it names), then wakes idle workers.
 pub(super) fn enqueue_in(
     db: &mut Db<'_, Transaction<'_>>,
     jobs: &[NewJob],
     channel: &str,
-) -> Step<i64> {
+) -> Step<Enqueued> {
     let defaults = Config::from_stored(&read_settings(db)?);
-    let mut now = None;
-    for chunk in jobs.chunks(ENQUEUE_CHUNK) {
-        now = Some(insert_jobs(db, chunk, &defaults)?);
+    // now_ms() is the transaction's start: the same for every statement below.
+    let now: i64 = db.query_one(READ_NOW, &[])?.try_get(0)?;
+    let mut existing = Vec::with_capacity(jobs.len());
+    let mut unknown = Vec::new();
+    let mut simple: Vec<(&NewJob, Admission)> = Vec::new();
+    for job in jobs {
+        if job.after.is_empty() {
+            simple.push((job, admission(job, now, &[])));
+            if simple.len() == ENQUEUE_CHUNK {
+                existing.extend(insert_jobs(db, &simple, &defaults)?);
+                simple.clear();
+            }
+            continue;
+        }
+        existing.extend(insert_jobs(db, &simple, &defaults)?);
+        simple.clear();
+        let rows = db.query(MARK_HAS_DEPENDENTS, &[&job.after])?;
+        let mut states: Vec<(String, JobState)> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let state: &str = row.try_get(1)?;
+            // A state this release does not know counts as unfinished.
+            states.push((row.try_get(0)?, state.parse().unwrap_or(JobState::Pending)));
+        }
+        unknown.extend(
+            job.after
+                .iter()
+                .filter(|id| !states.iter().any(|(found, _)| found == *id))
+                .cloned(),
+        );
+        let waits: Vec<(&str, JobState)> = states.iter().map(|(id, s)| (id.as_str(), *s)).collect();
+        let decided = admission(job, now, &waits);
+        let found = insert_jobs(db, &[(job, decided)], &defaults)?;
+        if found.first() == Some(&None) {
+            db.execute(INSERT_DEPENDENCIES, &[&job.id, &job.after])?;
+        }
+        existing.extend(found);
     }
-    let now = match now {
-        Some(now) => now,
-        None => return Ok(db.query_one(READ_NOW, &[])?.try_get(0)?),
-    };
-    notify(db, channel)?;
-    Ok(now)
+    existing.extend(insert_jobs(db, &simple, &defaults)?);
+    if !unknown.is_empty() {
+        return Err(StoreError::UnknownAfter(unknown));
+    }
+    if !jobs.is_empty() {
+        notify(db, channel)?;
+    }
+    Ok(Enqueued {
+        created_at: now,
+        existing,
+    })
 }
 
-/// Inserts one chunk of jobs in one statement, in the given order (`seq` follows it);
-/// a job without its own retry limit or timeout gets the one in `defaults`. Returns
-/// the database time used as their `created_at`.
-fn insert_jobs(db: &mut Db<'_, Transaction<'_>>, jobs: &[NewJob], defaults: &Config) -> Step<i64> {
-    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
-    let commands: Vec<&str> = jobs.iter().map(|j| j.command.as_str()).collect();
-    let cwds: Vec<&str> = jobs.iter().map(|j| j.cwd.as_str()).collect();
+/// Inserts jobs in one statement, in the given order (`seq` follows it); a job
+/// without its own retry limit or timeout gets the one in `defaults`. Returns, for
+/// each job, the unfinished job holding its unique key when it was skipped.
+fn insert_jobs(
+    db: &mut Db<'_, Transaction<'_>>,
+    jobs: &[(&NewJob, Admission)],
+    defaults: &Config,
+) -> Step<Vec<Option<String>>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = jobs.iter().map(|(j, _)| j.id.as_str()).collect();
+    let commands: Vec<&str> = jobs.iter().map(|(j, _)| j.command.as_str()).collect();
+    let cwds: Vec<&str> = jobs.iter().map(|(j, _)| j.cwd.as_str()).collect();
     let retries: Vec<i64> = jobs
         .iter()
-        .map(|j| j.max_retries.unwrap_or(defaults.max_retries))
+        .map(|(j, _)| j.max_retries.unwrap_or(defaults.max_retries))
         .collect();
     let default_timeout = defaults.job_timeout.map(millis);
     let timeouts: Vec<Option<i64>> = jobs
         .iter()
-        .map(|j| j.timeout_ms.or(default_timeout))
+        .map(|(j, _)| j.timeout_ms.or(default_timeout))
         .collect();
-    let result = db.query_one(INSERT_JOBS, &[&ids, &commands, &cwds, &retries, &timeouts]);
-    match result {
-        Ok(row) => Ok(row.try_get(0)?),
+    let priorities: Vec<i64> = jobs.iter().map(|(j, _)| j.priority).collect();
+    let queues: Vec<&str> = jobs.iter().map(|(j, _)| j.queue.as_str()).collect();
+    let run_ats: Vec<Option<i64>> = jobs.iter().map(|(_, a)| a.run_at).collect();
+    let next: Vec<i64> = jobs.iter().map(|(_, a)| a.next_run_at).collect();
+    let envs: Vec<Option<String>> = jobs
+        .iter()
+        .map(|(j, _)| env_to_text(j.env.as_ref()))
+        .collect();
+    let keys: Vec<Option<&str>> = jobs.iter().map(|(j, _)| j.unique_key.as_deref()).collect();
+    let blocked: Vec<i64> = jobs.iter().map(|(_, a)| a.blocked_by).collect();
+    let states: Vec<&str> = jobs.iter().map(|(_, a)| a.state.as_str()).collect();
+    let errors: Vec<Option<&str>> = jobs.iter().map(|(_, a)| a.last_error.as_deref()).collect();
+    let result = db.query(
+        INSERT_JOBS,
+        &[
+            &ids,
+            &commands,
+            &cwds,
+            &retries,
+            &timeouts,
+            &priorities,
+            &queues,
+            &run_ats,
+            &next,
+            &envs,
+            &keys,
+            &blocked,
+            &states,
+            &errors,
+        ],
+    );
+    let inserted: Vec<String> = match result {
+        Ok(rows) => rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?,
         Err(e) if is_unique_violation(&e) => {
             let id = driver_error(&e)
                 .and_then(duplicate_id)
                 .unwrap_or_else(|| ids.first().copied().unwrap_or_default().to_owned());
-            Err(StoreError::DuplicateId(id))
+            return Err(StoreError::DuplicateId(id));
         }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
+    };
+    if inserted.len() == jobs.len() {
+        return Ok(vec![None; jobs.len()]);
     }
+    let mut existing = Vec::with_capacity(jobs.len());
+    for (job, _) in jobs {
+        if inserted.contains(&job.id) {
+            existing.push(None);
+            continue;
+        }
+        let key = job.unique_key.as_deref().unwrap_or_default();
+        let holder = db.query_opt(FIND_UNIQUE, &[&key])?;
+        existing.push(match holder {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        });
+    }
+    Ok(existing)
 }
 
 /// A job with the output tail of its latest attempt, if it exists.
@@ -139,7 +265,14 @@ pub(super) fn read_job<C: GenericClient>(db: &mut Db<'_, C>, id: &str) -> Step<O
     let Some(row) = row else { return Ok(None) };
     let mut job = job_from_row(&row)?;
     job.output_tail = row.try_get(JOB_COLUMN_COUNT)?;
+    job.after = read_after(db, id)?;
     Ok(Some(job))
+}
+
+/// The jobs `id` runs after, in the order they were given.
+pub(super) fn read_after<C: GenericClient>(db: &mut Db<'_, C>, id: &str) -> Step<Vec<String>> {
+    let rows = db.query(READ_AFTER, &[&id])?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
 pub(super) fn read_attempts<C: GenericClient>(

@@ -54,8 +54,9 @@ use postgres::{Client, GenericClient, Row, Statement, Transaction};
 
 use super::rows::Columns;
 use super::{
-    AttemptRecord, CleanRequest, Cleaned, Counts, Emit, Exchange, ExchangeReply, JobRecord,
-    OutputRead, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+    AttemptRecord, CleanRequest, Cleaned, Counts, Emit, Enqueued, Exchange, ExchangeReply,
+    JobRecord, OutputRead, QueueChange, QueueRow, Result, RunningJob, StopRequest, Store, Wake,
+    WorkerInfo, WorkerRow, WorkerState,
 };
 use crate::error::{InputError, StoreError};
 use crate::job::{self, Cancel, Job, JobState, NewJob};
@@ -67,6 +68,7 @@ mod jobs;
 mod listen;
 mod location;
 mod output;
+mod schedule;
 mod schema;
 mod transfer;
 mod workers;
@@ -366,7 +368,7 @@ impl Store for PgStore {
         })
     }
 
-    fn enqueue(&mut self, jobs: &[NewJob]) -> Result<i64> {
+    fn enqueue(&mut self, jobs: &[NewJob]) -> Result<Enqueued> {
         let channel = self.channel.clone();
         self.write(|db| jobs::enqueue_in(db, jobs, &channel))
     }
@@ -467,6 +469,15 @@ impl Store for PgStore {
     fn import(&mut self, jobs: &[JobRecord]) -> Result<()> {
         let channel = self.channel.clone();
         self.write(|db| transfer::import_in(db, jobs, &channel))
+    }
+
+    fn queues(&mut self) -> Result<Vec<QueueRow>> {
+        self.read(schedule::queues)
+    }
+
+    fn set_queue(&mut self, name: &str, change: QueueChange) -> Result<()> {
+        let channel = self.channel.clone();
+        self.write(|db| schedule::set_queue_in(db, name, change, &channel))
     }
 }
 

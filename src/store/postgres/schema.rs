@@ -18,6 +18,7 @@ use crate::store::{Result, Store};
 const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_control.sql"),
+    include_str!("0003_schedule.sql"),
 ];
 
 /// First key of the migration advisory lock ("QCTL"); the second is the schema's hash,

@@ -12,7 +12,8 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{db_error, job_from_row, millis, workers};
+use super::{db_error, job_from_row, millis, schedule, workers};
+use crate::error::StoreError;
 use crate::job::{self, Cancel, Job, JobState, Transition};
 use crate::store::rows::job_columns;
 use crate::store::{CleanRequest, Cleaned, Result, control};
@@ -39,13 +40,18 @@ const READ_DEAD_JOBS: &str = concat!(
 
 /// Applies a `retry` (or `dlq retry`) transition to a job that is still finished.
 const RETRY_FINISHED: &str = "UPDATE jobs SET state = ?2, attempts = ?3, interruptions = ?4, \
-     next_run_at = ?5, exit_code = ?6, last_error = ?7, updated_at = ?8 \
-     WHERE id = ?1 AND state IN ('completed', 'dead', 'cancelled')";
+     next_run_at = ?5, exit_code = ?6, last_error = ?7, updated_at = ?8, scheduled = ?5 > ?8 \
+     WHERE id = ?1 AND state IN ('completed', 'dead', 'cancelled') RETURNING unique_key";
 
-/// Cancels a job that is still waiting.
+/// Cancels a job that is still waiting; returns whether jobs run after it.
 const CANCEL_WAITING: &str = "UPDATE jobs SET state = ?2, attempts = ?3, interruptions = ?4, \
-     exit_code = ?5, last_error = ?6, finished_at = ?7, updated_at = ?7 \
-     WHERE id = ?1 AND state IN ('pending', 'failed')";
+     exit_code = ?5, last_error = ?6, finished_at = ?7, updated_at = ?7, blocked_by = 0 \
+     WHERE id = ?1 AND state IN ('pending', 'failed') RETURNING has_dependents";
+
+/// The unfinished job other than `?2` that holds unique key `?1`.
+const FIND_UNIQUE_HOLDER: &str = "SELECT id FROM jobs INDEXED BY jobs_unique \
+     WHERE unique_key = ?1 AND unique_key IS NOT NULL \
+     AND state IN ('pending', 'processing', 'failed') AND id <> ?2";
 
 /// Asks the worker running a job (under lease `?2`) to stop it.
 const REQUEST_CANCEL: &str = "UPDATE jobs SET cancel_requested = 1, updated_at = ?3 \
@@ -88,20 +94,32 @@ pub(super) fn retry(
             .map(|j| Ok((j.id.clone(), rule(&j.id, Some(j))?)))
             .collect::<Result<_>>()?,
     };
-    let mut apply = tx.prepare_cached(RETRY_FINISHED).map_err(db_error)?;
     for (id, t) in &decided {
-        apply
-            .execute(params![
-                id,
-                t.state.as_str(),
-                t.attempts,
-                t.interruptions,
-                now + millis(t.run_after),
-                t.exit_code,
-                t.last_error,
-                now
-            ])
-            .map_err(db_error)?;
+        let applied = tx
+            .prepare_cached(RETRY_FINISHED)
+            .and_then(|mut s| {
+                s.query_row(
+                    params![
+                        id,
+                        t.state.as_str(),
+                        t.attempts,
+                        t.interruptions,
+                        now + millis(t.run_after),
+                        t.exit_code,
+                        t.last_error,
+                        now
+                    ],
+                    |r| r.get::<_, Option<String>>(0),
+                )
+                .optional()
+            })
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ConstraintViolation) => unique_taken(tx, id),
+                _ => db_error(e),
+            })?;
+        if applied.is_some() {
+            schedule::recount_blocked(tx, id)?;
+        }
     }
     Ok(decided.into_iter().map(|(id, _)| id).collect())
 }
@@ -120,22 +138,35 @@ pub(super) fn cancel(
     let plan = job::plan_cancel(ids, |id| found.iter().find(|j| j.id == id))?;
     for (id, decision) in &plan {
         match decision {
-            Cancel::Now(t) => tx.prepare_cached(CANCEL_WAITING).and_then(|mut s| {
-                s.execute(params![
-                    id,
-                    t.state.as_str(),
-                    t.attempts,
-                    t.interruptions,
-                    t.exit_code,
-                    t.last_error,
-                    now
-                ])
-            }),
-            Cancel::Requested { lease_token } => tx
-                .prepare_cached(REQUEST_CANCEL)
-                .and_then(|mut s| s.execute(params![id, lease_token, now])),
+            Cancel::Now(t) => {
+                let has_dependents: Option<bool> = tx
+                    .prepare_cached(CANCEL_WAITING)
+                    .and_then(|mut s| {
+                        s.query_row(
+                            params![
+                                id,
+                                t.state.as_str(),
+                                t.attempts,
+                                t.interruptions,
+                                t.exit_code,
+                                t.last_error,
+                                now
+                            ],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                    })
+                    .map_err(db_error)?;
+                if has_dependents == Some(true) {
+                    schedule::settle(tx, now, id, JobState::Cancelled)?;
+                }
+            }
+            Cancel::Requested { lease_token } => {
+                tx.prepare_cached(REQUEST_CANCEL)
+                    .and_then(|mut s| s.execute(params![id, lease_token, now]))
+                    .map_err(db_error)?;
+            }
         }
-        .map_err(db_error)?;
     }
     Ok(plan)
 }
@@ -167,6 +198,18 @@ pub(super) fn clean(tx: &Transaction<'_>, now: i64, request: &CleanRequest) -> R
         jobs: ids.len() as u64,
         workers,
     })
+}
+
+/// The refusal of a retry whose unique key an unfinished job holds.
+fn unique_taken(tx: &Transaction<'_>, id: &str) -> StoreError {
+    let holder: Option<String> = read_job(tx, id).ok().flatten().and_then(|job| {
+        let key = job.unique_key?;
+        tx.prepare_cached(FIND_UNIQUE_HOLDER)
+            .and_then(|mut s| s.query_row(params![key, id], |r| r.get(0)).optional())
+            .ok()
+            .flatten()
+    });
+    control::unique_key_taken(id, holder.as_deref())
 }
 
 fn read_job(tx: &Transaction<'_>, id: &str) -> Result<Option<Job>> {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{db_error, job_from_row, millis, output};
+use super::{db_error, job_from_row, millis, output, schedule};
 use crate::job::AttemptOutcome;
 use crate::store::rows::job_columns;
 use crate::store::{Exchange, ExchangeReply, Finished, Lease, Result, StopRequest};
@@ -25,9 +25,9 @@ use crate::store::{Exchange, ExchangeReply, Finished, Lease, Result, StopRequest
 /// [`RECORD_ATTEMPT`], what PostgreSQL's `RECORD_FINISHED` does in one statement.
 const FINISH_RUN: &str = "UPDATE jobs SET state = ?3, attempts = ?4, interruptions = ?5, \
      next_run_at = ?6, exit_code = ?7, last_error = ?8, finished_at = ?9, updated_at = ?9, \
-     lease_expires_at = NULL, deadline_at = NULL, cancel_requested = 0 \
+     lease_expires_at = NULL, deadline_at = NULL, cancel_requested = 0, scheduled = ?6 > ?9 \
      WHERE id = ?1 AND lease_token = ?2 AND state = 'processing' \
-     AND (?10 = 0 OR coalesce(lease_expires_at, 0) < ?9) RETURNING started_at";
+     AND (?10 = 0 OR coalesce(lease_expires_at, 0) < ?9) RETURNING started_at, has_dependents";
 
 /// Keeps the history of one finished run, with its kept output and what its
 /// process did.
@@ -58,26 +58,42 @@ const HEARTBEAT: &str = "UPDATE workers SET heartbeat_at = ?3 \
 const READ_STOP: &str = "SELECT max(stop_requested) FROM workers \
      WHERE +host = ?1 AND +pid = ?2 AND ended_at IS NULL";
 
-/// Leases the job due first to worker `?3` until `?1 + ?2`; its run must end by
-/// `?1 + timeout_ms` (no deadline without a timeout).
+/// Leases the first ready job to worker `?3` until `?1 + ?2`; its run must end by
+/// `?1 + timeout_ms` (no deadline without a timeout). Run order: highest priority,
+/// then ready longest, then enqueue order. Only queues in the JSON array `?4`
+/// (NULL: all), and none that is paused or already runs its concurrency limit: the
+/// queue subquery does not depend on the job row, so SQLite evaluates it once per
+/// claim, and the write transaction makes the running count exact.
 const CLAIM_NEXT: &str = concat!(
     "UPDATE jobs SET state = 'processing', lease_token = lease_token + 1, \
      lease_expires_at = ?1 + ?2, worker_id = ?3, started_at = ?1, updated_at = ?1, \
      deadline_at = ?1 + timeout_ms \
      WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_ready \
-     WHERE state IN ('pending', 'failed') AND next_run_at <= ?1 ORDER BY next_run_at, seq LIMIT 1) RETURNING ",
+     WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 0 \
+     AND (?4 IS NULL OR queue IN (SELECT value FROM json_each(?4))) \
+     AND queue NOT IN (SELECT name FROM queues WHERE paused <> 0 OR concurrency <= \
+     (SELECT count(*) FROM jobs r INDEXED BY jobs_running \
+     WHERE r.state = 'processing' AND r.queue = queues.name)) \
+     ORDER BY priority DESC, next_run_at, seq LIMIT 1) RETURNING ",
     job_columns!()
 );
+
+/// Moves the jobs whose time has come from jobs_scheduled to jobs_ready.
+const PROMOTE_DUE: &str = "UPDATE jobs SET scheduled = 0 WHERE seq IN (SELECT seq \
+     FROM jobs INDEXED BY jobs_scheduled WHERE state IN ('pending', 'failed') \
+     AND blocked_by = 0 AND scheduled = 1 AND next_run_at <= ?1)";
 
 /// The running jobs a user cancelled: the partial index `jobs_cancel` holds only
 /// them, so asking on every round trip costs next to nothing.
 const READ_CANCELS: &str = "SELECT id, lease_token FROM jobs INDEXED BY jobs_cancel \
      WHERE cancel_requested <> 0";
 
-/// When the next waiting job becomes due, by the store's clock; the round trip
-/// subtracts `now` (PostgreSQL's `NEXT_DUE_IN` subtracts its own clock).
-const NEXT_DUE: &str = "SELECT min(next_run_at) FROM jobs INDEXED BY jobs_ready \
-     WHERE state IN ('pending', 'failed')";
+/// When the next job waiting for its time becomes due, by the store's clock; the
+/// round trip subtracts `now` (PostgreSQL's `NEXT_DUE_IN` subtracts its own clock).
+/// Ready jobs left unclaimed (paused or full queues) are not due at any time: a
+/// change to their queue wakes the workers.
+const NEXT_DUE: &str = "SELECT min(next_run_at) FROM jobs INDEXED BY jobs_scheduled \
+     WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 1";
 
 /// One worker round trip, inside the caller's transaction (`Immediate` whenever
 /// it writes).
@@ -131,11 +147,19 @@ pub(super) fn exchange(tx: &Transaction<'_>, now: i64, ex: &Exchange<'_>) -> Res
             .map_err(db_error)?;
         reply.cancel = rows.collect::<rusqlite::Result<_>>().map_err(db_error)?;
     }
+    if !ex.claim_for.is_empty() {
+        tx.prepare_cached(PROMOTE_DUE)
+            .and_then(|mut s| s.execute([now]))
+            .map_err(db_error)?;
+    }
+    let queues = ex
+        .queues
+        .map(|q| serde_json::Value::from(q.to_vec()).to_string());
     for worker in ex.claim_for {
         let job = tx
             .prepare_cached(CLAIM_NEXT)
             .and_then(|mut s| {
-                s.query_row(params![now, lease, worker], job_from_row)
+                s.query_row(params![now, lease, worker, queues], job_from_row)
                     .optional()
             })
             .map_err(db_error)?;
@@ -159,7 +183,7 @@ pub(super) fn exchange(tx: &Transaction<'_>, now: i64, ex: &Exchange<'_>) -> Res
 /// `chunks`: whether any shipped output may be waiting to be replaced.
 fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished, chunks: bool) -> Result<bool> {
     let t = &f.transition;
-    let started_at: Option<Option<i64>> = tx
+    let finished: Option<(Option<i64>, bool)> = tx
         .prepare_cached(FINISH_RUN)
         .and_then(|mut s| {
             s.query_row(
@@ -175,14 +199,17 @@ fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished, chunks: bool) -
                     now,
                     f.only_if_expired,
                 ],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
         })
         .map_err(db_error)?;
-    let Some(started_at) = started_at else {
+    let Some((started_at, has_dependents)) = finished else {
         return Ok(false);
     };
+    if has_dependents {
+        schedule::settle(tx, now, &f.lease.job_id, t.state)?;
+    }
     if chunks {
         output::forget_chunks(tx, &f.lease)?;
     }

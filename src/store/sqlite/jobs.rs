@@ -12,18 +12,42 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 use super::{attempt_from_row, db_error, job_from_row, millis, now_ms};
 use crate::config::Config;
 use crate::error::StoreError;
+use crate::job::options::admission;
 use crate::job::{Job, JobState, NewJob};
+use crate::store::rows::env_to_text;
 use crate::store::rows::{JOB_COLUMN_COUNT, attempt_columns, job_columns};
-use crate::store::{AttemptRecord, Counts, Result};
+use crate::store::{AttemptRecord, Counts, Enqueued, Result};
 
 /// The stored defaults for `max_retries` and `timeout_ms`, for jobs enqueued without
 /// their own.
 const READ_ENQUEUE_DEFAULTS: &str =
     "SELECT key, value FROM settings WHERE key IN ('max-retries', 'job-timeout')";
 
-/// Adds one new job, waiting to run now.
+/// Adds one new job: `pending`, or `cancelled` (`?15`) when a job it runs after
+/// already ended without completing (`?16` says why).
 const INSERT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, max_retries, created_at, \
-     updated_at, next_run_at, timeout_ms) VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?5, ?6)";
+     updated_at, next_run_at, timeout_ms, priority, queue, run_at, unique_key, env, blocked_by, \
+     scheduled, finished_at, last_error) \
+     VALUES (?1, ?2, ?3, ?15, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+     CASE WHEN ?15 = 'cancelled' THEN ?5 END, ?16)";
+
+/// The unfinished job holding unique key `?1`, if any.
+const FIND_UNIQUE: &str = "SELECT id FROM jobs INDEXED BY jobs_unique \
+     WHERE unique_key = ?1 AND unique_key IS NOT NULL \
+     AND state IN ('pending', 'processing', 'failed')";
+
+/// The state of a job named in `after`.
+const READ_STATE: &str = "SELECT state FROM jobs WHERE id = ?1";
+
+/// Records that job `?1` runs after job `?2`.
+const INSERT_DEPENDENCY: &str = "INSERT INTO job_dependencies (job_id, after_id) VALUES (?1, ?2)";
+
+/// Marks a job that others run after, so that its end looks for them.
+const MARK_HAS_DEPENDENTS: &str = "UPDATE jobs SET has_dependents = 1 WHERE id = ?1";
+
+/// The jobs one job runs after, by id.
+const READ_AFTER: &str =
+    "SELECT after_id FROM job_dependencies WHERE job_id = ?1 ORDER BY after_id";
 
 /// One job by id, followed by the output tail of its latest attempt.
 const READ_JOB: &str = concat!(
@@ -47,12 +71,29 @@ const LIST_ALL: &str = concat!(
     " FROM jobs WHERE ?1 IS NULL ORDER BY seq LIMIT ?2"
 );
 
-/// Pending or failed jobs (`?1` says which), in the order they will run.
+/// Ready pending or failed jobs (`?1` says which), in the order they will run.
 const LIST_WAITING: &str = concat!(
     "SELECT ",
     job_columns!(),
     " FROM jobs INDEXED BY jobs_ready WHERE state IN ('pending', 'failed') \
-     AND state = ?1 ORDER BY next_run_at, seq LIMIT ?2"
+     AND blocked_by = 0 AND scheduled = 0 AND state = ?1 \
+     ORDER BY priority DESC, next_run_at, seq LIMIT ?2"
+);
+
+/// Pending or failed jobs waiting for their time, by when it comes.
+const LIST_SCHEDULED: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs INDEXED BY jobs_scheduled WHERE state IN ('pending', 'failed') \
+     AND blocked_by = 0 AND scheduled = 1 AND state = ?1 ORDER BY next_run_at, seq LIMIT ?2"
+);
+
+/// Pending jobs waiting for jobs they run after (`?1` is always `pending`).
+const LIST_BLOCKED: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs INDEXED BY jobs_blocked WHERE state = 'pending' AND blocked_by > 0 \
+     AND state = ?1 ORDER BY seq LIMIT ?2"
 );
 
 /// Running jobs, oldest first.
@@ -85,13 +126,21 @@ const LIST_IN_STATE: &str = concat!(
     " FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2"
 );
 
-// One count per state, each through its partial index (PostgreSQL counts them all
-// at once, `COUNT_BY_STATE`); completed jobs are what the others leave of the total.
-const COUNT_PENDING: &str = "SELECT count(*) FROM jobs INDEXED BY jobs_ready \
-     WHERE state IN ('pending', 'failed') AND state = 'pending'";
+// One count per state, each through its partial indexes (PostgreSQL counts them
+// all at once, `COUNT_BY_STATE`); completed jobs are what the others leave of the
+// total. Waiting jobs are split over jobs_ready, jobs_scheduled and jobs_blocked.
+const COUNT_PENDING: &str = "SELECT (SELECT count(*) FROM jobs INDEXED BY jobs_ready \
+     WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 0 \
+     AND state = 'pending') + (SELECT count(*) FROM jobs INDEXED BY jobs_scheduled \
+     WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 1 \
+     AND state = 'pending') + (SELECT count(*) FROM jobs INDEXED BY jobs_blocked \
+     WHERE state = 'pending' AND blocked_by > 0)";
 
-const COUNT_FAILED: &str = "SELECT count(*) FROM jobs INDEXED BY jobs_ready \
-     WHERE state IN ('pending', 'failed') AND state = 'failed'";
+const COUNT_FAILED: &str = "SELECT (SELECT count(*) FROM jobs INDEXED BY jobs_ready \
+     WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 0 \
+     AND state = 'failed') + (SELECT count(*) FROM jobs INDEXED BY jobs_scheduled \
+     WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 1 \
+     AND state = 'failed')";
 
 const COUNT_PROCESSING: &str =
     "SELECT count(*) FROM jobs INDEXED BY jobs_running WHERE state = 'processing'";
@@ -103,13 +152,14 @@ const COUNT_CANCELLED: &str =
 
 const COUNT_ALL: &str = "SELECT count(*) FROM jobs";
 
-/// When the longest-waiting pending job became due.
+/// When the longest-waiting ready pending job became due.
 const OLDEST_PENDING: &str = "SELECT min(next_run_at) FROM jobs INDEXED BY jobs_ready \
-     WHERE state IN ('pending', 'failed') AND state = 'pending'";
+     WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 0 \
+     AND state = 'pending'";
 
 /// Adds `jobs`, created at `now`; a job without its own `max_retries` or
 /// `timeout_ms` gets the setting in force when the transaction commits.
-pub(super) fn enqueue(tx: &Transaction<'_>, now: i64, jobs: &[NewJob]) -> Result<i64> {
+pub(super) fn enqueue(tx: &Transaction<'_>, now: i64, jobs: &[NewJob]) -> Result<Enqueued> {
     // Read in the enqueue transaction, so a job gets the settings in force when
     // it was committed.
     let defaults = if jobs
@@ -127,34 +177,101 @@ pub(super) fn enqueue(tx: &Transaction<'_>, now: i64, jobs: &[NewJob]) -> Result
         Config::default()
     };
     let default_timeout = defaults.job_timeout.map(millis);
-    let mut stmt = tx.prepare_cached(INSERT_JOBS).map_err(db_error)?;
+    let mut existing = Vec::with_capacity(jobs.len());
+    let mut unknown = Vec::new();
     for job in jobs {
-        let max_retries = job.max_retries.unwrap_or(defaults.max_retries);
-        let timeout_ms = job.timeout_ms.or(default_timeout);
-        stmt.execute(params![
-            job.id,
-            job.command,
-            job.cwd,
-            max_retries,
-            now,
-            timeout_ms
-        ])
-        .map_err(|e| match e.sqlite_error_code() {
-            Some(ErrorCode::ConstraintViolation) => StoreError::DuplicateId(job.id.clone()),
-            _ => db_error(e),
-        })?;
+        if let Some(key) = &job.unique_key {
+            let holder: Option<String> = tx
+                .prepare_cached(FIND_UNIQUE)
+                .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+                .map_err(db_error)?;
+            if holder.is_some() {
+                existing.push(holder);
+                continue;
+            }
+        }
+        let mut waits = Vec::with_capacity(job.after.len());
+        for after in &job.after {
+            let state: Option<String> = tx
+                .prepare_cached(READ_STATE)
+                .and_then(|mut s| s.query_row([after], |r| r.get(0)).optional())
+                .map_err(db_error)?;
+            match state {
+                None => unknown.push(after.clone()),
+                // A state this release does not know counts as unfinished.
+                Some(state) => {
+                    waits.push((after.as_str(), state.parse().unwrap_or(JobState::Pending)))
+                }
+            }
+        }
+        let start = admission(job, now, &waits);
+        tx.prepare_cached(INSERT_JOBS)
+            .and_then(|mut s| {
+                s.execute(params![
+                    job.id,
+                    job.command,
+                    job.cwd,
+                    job.max_retries.unwrap_or(defaults.max_retries),
+                    now,
+                    start.next_run_at,
+                    job.timeout_ms.or(default_timeout),
+                    job.priority,
+                    job.queue,
+                    start.run_at,
+                    job.unique_key,
+                    env_to_text(job.env.as_ref()),
+                    start.blocked_by,
+                    start.state == JobState::Pending && start.next_run_at > now,
+                    start.state.as_str(),
+                    start.last_error,
+                ])
+            })
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(ErrorCode::ConstraintViolation) => StoreError::DuplicateId(job.id.clone()),
+                _ => db_error(e),
+            })?;
+        for (after, _) in &waits {
+            tx.prepare_cached(INSERT_DEPENDENCY)
+                .and_then(|mut s| s.execute([job.id.as_str(), after]))
+                .map_err(db_error)?;
+            tx.prepare_cached(MARK_HAS_DEPENDENTS)
+                .and_then(|mut s| s.execute([after]))
+                .map_err(db_error)?;
+        }
+        existing.push(None);
     }
-    Ok(now)
+    if !unknown.is_empty() {
+        return Err(StoreError::UnknownAfter(unknown));
+    }
+    Ok(Enqueued {
+        created_at: now,
+        existing,
+    })
+}
+
+/// The jobs `id` runs after, in the order they were given.
+pub(super) fn after(conn: &Connection, id: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(READ_AFTER).map_err(db_error)?;
+    let rows = stmt.query_map([id], |r| r.get(0)).map_err(db_error)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_error)
 }
 
 pub(super) fn job(conn: &Connection, id: &str) -> Result<Option<Job>> {
-    conn.query_row(READ_JOB, [id], |row| {
-        let mut job = job_from_row(row)?;
-        job.output_tail = row.get(JOB_COLUMN_COUNT)?;
-        Ok(job)
-    })
-    .optional()
-    .map_err(db_error)
+    let found = conn
+        .query_row(READ_JOB, [id], |row| {
+            let mut job = job_from_row(row)?;
+            job.output_tail = row.get(JOB_COLUMN_COUNT)?;
+            Ok(job)
+        })
+        .optional()
+        .map_err(db_error)?;
+    match found {
+        Some(mut job) => {
+            job.after = after(conn, id)?;
+            Ok(Some(job))
+        }
+        None => Ok(None),
+    }
 }
 
 pub(super) fn attempts(conn: &Connection, id: &str) -> Result<Vec<AttemptRecord>> {
@@ -180,6 +297,31 @@ pub(super) fn list(
         Some(JobState::Cancelled) => LIST_CANCELLED,
         Some(JobState::Completed) => LIST_IN_STATE,
     };
+    let mut found = read_list(conn, sql, state, limit)?;
+    // Waiting jobs, in the order they will run: ready ones, then those waiting for
+    // their time, then those waiting for other jobs.
+    if matches!(state, Some(JobState::Pending | JobState::Failed)) {
+        for more in [LIST_SCHEDULED, LIST_BLOCKED] {
+            let left = if limit < 0 {
+                -1
+            } else {
+                limit - found.len() as i64
+            };
+            if left == 0 || (more == LIST_BLOCKED && state == Some(JobState::Failed)) {
+                continue;
+            }
+            found.extend(read_list(conn, more, state, left)?);
+        }
+    }
+    Ok(found)
+}
+
+fn read_list(
+    conn: &Connection,
+    sql: &str,
+    state: Option<JobState>,
+    limit: i64,
+) -> Result<Vec<Job>> {
     let mut stmt = conn.prepare_cached(sql).map_err(db_error)?;
     let rows = stmt
         .query_map(params![state.map(JobState::as_str), limit], job_from_row)

@@ -23,6 +23,8 @@
 //! - `exchange`: the worker round trip (finished runs, renewals, output, claims);
 //! - `jobs`: enqueueing, reading, listing and counting jobs;
 //! - `control`: `retry` and `dlq retry` (one operation, two rules), `cancel`, `clean`;
+//! - `schedule`: what a job's end does to the jobs that run after it, and queue
+//!   settings;
 //! - `output`: output chunks of running attempts, and reading output back;
 //! - `workers`: the worker rows, stop requests, and the running jobs recovery reads;
 //! - `transfer`: export and import.
@@ -45,9 +47,9 @@ use rusqlite::{Connection, ErrorCode, Row, TransactionBehavior, params};
 
 use super::rows::{self, Columns};
 use super::{
-    AttemptRecord, CleanRequest, Cleaned, Counts, Emit, Exchange, ExchangeReply, JobRecord,
-    OpenFor, OutputRead, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow,
-    WorkerState,
+    AttemptRecord, CleanRequest, Cleaned, Counts, Emit, Enqueued, Exchange, ExchangeReply,
+    JobRecord, OpenFor, OutputRead, QueueChange, QueueRow, Result, RunningJob, StopRequest, Store,
+    Wake, WorkerInfo, WorkerRow, WorkerState,
 };
 use crate::config::Config;
 use crate::error::InputError;
@@ -58,6 +60,7 @@ mod control;
 mod exchange;
 mod jobs;
 mod output;
+mod schedule;
 mod schema;
 mod transfer;
 mod wal;
@@ -211,7 +214,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn enqueue(&mut self, new_jobs: &[NewJob]) -> Result<i64> {
+    fn enqueue(&mut self, new_jobs: &[NewJob]) -> Result<Enqueued> {
         self.write(|tx, now| jobs::enqueue(tx, now, new_jobs))
     }
 
@@ -291,6 +294,14 @@ impl Store for SqliteStore {
 
     fn import(&mut self, records: &[JobRecord]) -> Result<()> {
         self.write(|tx, _| transfer::import(tx, records))
+    }
+
+    fn queues(&mut self) -> Result<Vec<QueueRow>> {
+        self.transact(TransactionBehavior::Deferred, |tx, _| schedule::queues(tx))
+    }
+
+    fn set_queue(&mut self, name: &str, change: QueueChange) -> Result<()> {
+        self.write(|tx, _| schedule::set_queue(tx, name, change))
     }
 }
 

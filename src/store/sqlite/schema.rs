@@ -30,6 +30,7 @@ const APPLICATION_ID: i64 = 0x5143_544C;
 const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_control.sql"),
+    include_str!("0003_schedule.sql"),
 ];
 
 /// Whether the file holds any schema at all: a file without our `application_id`

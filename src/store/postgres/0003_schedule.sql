@@ -1,0 +1,72 @@
+-- queuectl schema, version 3 (PostgreSQL): scheduling. Priorities, delays, queues
+-- with pause and concurrency limits, dependencies, unique jobs, per-job environment
+-- and recurring (cron) jobs. Runs with search_path set to the queue's schema, in the
+-- migration transaction.
+
+-- Higher runs first (-1000..1000).
+ALTER TABLE jobs ADD COLUMN priority bigint NOT NULL DEFAULT 0;
+-- The queue a job belongs to; workers may serve only some queues.
+ALTER TABLE jobs ADD COLUMN queue text COLLATE "C" NOT NULL DEFAULT 'default';
+-- The time asked for with --run-at or --delay (NULL: at once). next_run_at starts
+-- there; this keeps what the user asked for.
+ALTER TABLE jobs ADD COLUMN run_at bigint;
+-- While a job with this key is unfinished, enqueueing the key again adds nothing.
+ALTER TABLE jobs ADD COLUMN unique_key text COLLATE "C";
+-- Extra environment variables for the command, a JSON object (NULL: none).
+ALTER TABLE jobs ADD COLUMN env text;
+-- How many of the jobs named by `after` are not completed yet: a job runs only at 0.
+ALTER TABLE jobs ADD COLUMN blocked_by bigint NOT NULL DEFAULT 0;
+-- Set while the job waits for its time (a delay, a run_at, a retry's backoff): it
+-- is then in jobs_scheduled, not jobs_ready, and a worker moves it over once due
+-- (PROMOTE_DUE). So the claim needs no time filter, and jobs waiting for later
+-- never slow the claim of ready ones, whatever their priority.
+ALTER TABLE jobs ADD COLUMN scheduled boolean NOT NULL DEFAULT false;
+-- Jobs written by earlier versions that wait for a retry's backoff.
+UPDATE jobs SET scheduled = true WHERE state IN ('pending', 'failed') AND next_run_at > now_ms();
+-- Whether some job names this one in `after`, so finishing it must look for them.
+ALTER TABLE jobs ADD COLUMN has_dependents boolean NOT NULL DEFAULT false;
+
+-- The claim reads this index alone: ready jobs in run order (highest priority, then
+-- ready longest, then enqueue order). Jobs waiting for `after` jobs are not in it.
+DROP INDEX jobs_ready;
+CREATE INDEX jobs_ready ON jobs (priority DESC, next_run_at, seq)
+    WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND NOT scheduled;
+-- Jobs waiting for their time, by when it comes. The three indexes jobs_ready,
+-- jobs_scheduled and jobs_blocked split the waiting jobs without overlap.
+CREATE INDEX jobs_scheduled ON jobs (next_run_at)
+    WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled;
+-- Pending jobs still waiting for their `after` jobs.
+CREATE INDEX jobs_blocked ON jobs (seq) WHERE state = 'pending' AND blocked_by > 0;
+-- One unfinished job per unique key, enforced by the store for every writer.
+CREATE UNIQUE INDEX jobs_unique ON jobs (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('pending', 'processing', 'failed');
+
+-- `after` edges: job_id runs only once after_id has completed.
+CREATE TABLE job_dependencies (
+    job_id   text COLLATE "C" NOT NULL,
+    after_id text COLLATE "C" NOT NULL,
+    PRIMARY KEY (job_id, after_id)
+);
+CREATE INDEX job_dependencies_after ON job_dependencies (after_id);
+
+-- Queues with settings of their own; a queue without a row is running, unlimited.
+CREATE TABLE queues (
+    name        text    COLLATE "C" PRIMARY KEY,
+    paused      boolean NOT NULL DEFAULT false,
+    -- At most this many of the queue's jobs run at once (NULL: no limit).
+    concurrency bigint
+);
+
+-- Recurring jobs: every run is enqueued from `job` (a job JSON object) by a worker,
+-- once per tick, keyed `NAME@tick`.
+CREATE TABLE cron (
+    name        text    COLLATE "C" PRIMARY KEY,
+    schedule    text    NOT NULL,
+    tz          text    NOT NULL,
+    job         text    NOT NULL,
+    paused      boolean NOT NULL DEFAULT false,
+    -- The next tick to enqueue, Unix ms.
+    next_run_at bigint  NOT NULL,
+    last_run_at bigint,
+    created_at  bigint  NOT NULL
+);
