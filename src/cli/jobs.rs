@@ -94,13 +94,17 @@ pub(super) fn print_jobs(ctx: &Context, jobs: &[Job]) -> Result<(), Failure> {
     if jobs.is_empty() {
         return printed(p.line("No jobs."));
     }
+    let now = jiff::Timestamp::now().as_millisecond();
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
             vec![
-                j.id.clone(),
+                visible(&j.id).into_owned(),
                 p.state(j.state),
                 format!("{}/{}", j.attempts, j.max_retries + 1),
+                visible(&j.queue).into_owned(),
+                j.priority.to_string(),
+                runs(j, now),
                 timestamp(j.updated_at),
                 truncate(&j.command, 40),
                 truncate(j.last_error.as_deref().unwrap_or(""), 40),
@@ -112,12 +116,30 @@ pub(super) fn print_jobs(ctx: &Context, jobs: &[Job]) -> Result<(), Failure> {
             "ID",
             "STATE",
             "ATTEMPTS",
+            "QUEUE",
+            "PRIORITY",
+            "RUNS",
             "UPDATED",
             "COMMAND",
             "LAST ERROR",
         ],
         &rows,
     ))
+}
+
+/// When a waiting job will run, as `list` shows it: its time when that is still
+/// ahead, `after N job(s)` while it waits for others, else `-`.
+fn runs(job: &Job, now: i64) -> String {
+    if !matches!(job.state, JobState::Pending | JobState::Failed) {
+        return "-".into();
+    }
+    if job.blocked_by > 0 {
+        return format!("after {} job(s)", job.blocked_by);
+    }
+    if job.next_run_at > now {
+        return timestamp(job.next_run_at);
+    }
+    "now".into()
 }
 
 pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
@@ -148,12 +170,39 @@ pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
             "attempts",
             format!("{} (max retries {})", job.attempts, job.max_retries),
         ),
-        field("directory", job.cwd.clone()),
+        field("directory", visible(&job.cwd).into_owned()),
+        field("queue", visible(&job.queue).into_owned()),
+        field("priority", job.priority.to_string()),
         field("created", timestamp(job.created_at)),
         field("updated", timestamp(job.updated_at)),
     ];
     if matches!(job.state, JobState::Pending | JobState::Failed) {
         lines.push(field("next run", timestamp(job.next_run_at)));
+    }
+    if let Some(at) = job.run_at {
+        lines.push(field("run at", timestamp(at)));
+    }
+    if !job.after.is_empty() {
+        let ids: Vec<String> = job
+            .after
+            .iter()
+            .map(|id| visible(id).into_owned())
+            .collect();
+        let waiting = if job.blocked_by > 0 && job.state == JobState::Pending {
+            format!(" (waiting for {} of them)", job.blocked_by)
+        } else {
+            String::new()
+        };
+        lines.push(field("runs after", format!("{}{waiting}", ids.join(", "))));
+    }
+    if let Some(key) = &job.unique_key {
+        lines.push(field("unique key", visible(key).into_owned()));
+    }
+    for (key, value) in job.env.iter().flatten() {
+        lines.push(field(
+            "env",
+            visible(&format!("{key}={value}")).into_owned(),
+        ));
     }
     if job.interruptions > 0 {
         lines.push(field(

@@ -21,6 +21,7 @@ mod follow;
 mod jobs;
 mod logs;
 pub mod output;
+mod queue;
 mod transfer;
 mod wait;
 mod watch;
@@ -82,6 +83,9 @@ enum Command {
     /// The dead letter queue: jobs whose attempts are used up
     #[command(subcommand)]
     Dlq(dlq::Command),
+    /// Queues: counts per queue, pause and resume, concurrency limits
+    #[command(subcommand)]
+    Queue(queue::Command),
     /// Queue settings shared by every worker
     #[command(subcommand)]
     Config(config::Command),
@@ -204,6 +208,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Retry(args) => control::retry(&ctx, args),
         Command::Clean(args) => control::clean(&ctx, args),
         Command::Dlq(command) => dlq::run(&ctx, command),
+        Command::Queue(command) => queue::run(&ctx, command),
         Command::Config(command) => config::run(&ctx, command),
         Command::Bench(args) => bench::run(&ctx, args),
         Command::Export(args) => transfer::export(&ctx, args),

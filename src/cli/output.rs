@@ -201,6 +201,12 @@ pub fn job_json(job: &Job) -> Value {
         "timeout_ms": job.timeout_ms,
         "deadline_at": opt_timestamp(job.deadline_at),
         "cancel_requested": job.cancel_requested,
+        "priority": job.priority,
+        "queue": job.queue,
+        "run_at": opt_timestamp(job.run_at),
+        "after": job.after,
+        "unique_key": job.unique_key,
+        "env": job.env,
     })
 }
 

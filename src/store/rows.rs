@@ -28,6 +28,9 @@ pub(crate) use job_columns;
 /// How many columns [`job_columns!`] names: what follows them in a row starts here.
 pub(crate) const JOB_COLUMN_COUNT: usize = 26;
 
+/// How many columns [`attempt_columns!`] names.
+pub(crate) const ATTEMPT_COLUMN_COUNT: usize = 14;
+
 /// The columns of `attempts` that [`attempt_from_row`] reads, in its order.
 macro_rules! attempt_columns {
     () => {
@@ -135,4 +138,10 @@ pub(crate) fn attempt_from_row<R: Columns>(r: &R, at: usize) -> Result<AttemptRe
         },
         output_total: r.opt_int(at + 13)?,
     })
+}
+
+/// The ids a job runs after, as exports read them (a JSON array of strings).
+pub(crate) fn after_from_json(text: &str) -> Result<Vec<String>, InputError> {
+    serde_json::from_str(text)
+        .map_err(|e| InputError::Invalid(format!("a job's `after` list is not a JSON array: {e}")))
 }

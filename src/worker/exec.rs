@@ -227,7 +227,7 @@ pub fn run_shell(
     };
     if !Path::new(&job.cwd).is_dir() {
         return failed(format!(
-            "working directory {} does not exist any more",
+            "working directory {} does not exist on this machine; create it or enqueue with --cwd",
             job.cwd
         ));
     }
@@ -285,12 +285,17 @@ fn spawn_and_wait(
     spawned: &dyn Fn(),
 ) -> io::Result<(i32, spawn::Reaped)> {
     let attempt = (job.attempts + 1).to_string();
-    let request = spawn::SpawnRequest::shell(
-        &job.command,
-        &job.cwd,
-        &[("QUEUECTL_JOB_ID", &job.id), ("QUEUECTL_ATTEMPT", &attempt)],
-        files.output.as_raw_fd(),
-    )?;
+    // The job's own variables (`--env`) override the worker's; the two that say
+    // which job and attempt this is cannot be overridden.
+    let mut env: Vec<(&str, &str)> =
+        vec![("QUEUECTL_JOB_ID", &job.id), ("QUEUECTL_ATTEMPT", &attempt)];
+    for (key, value) in job.env.iter().flatten() {
+        if !env.iter().any(|(k, _)| k == key) {
+            env.push((key, value));
+        }
+    }
+    let request =
+        spawn::SpawnRequest::shell(&job.command, &job.cwd, &env, files.output.as_raw_fd())?;
     let pgid = spawn::spawn(&request)?;
     spawned();
     handle.set(Some(pgid));

@@ -15,9 +15,10 @@ use super::{Db, Step, driver_error, duplicate_id, is_unique_violation};
 use crate::error::StoreError;
 use crate::job::Job;
 use crate::store::rows::{
-    JOB_COLUMN_COUNT, attempt_columns, attempt_from_row, job_columns, job_from_row, qualified,
+    ATTEMPT_COLUMN_COUNT, JOB_COLUMN_COUNT, after_from_json, attempt_columns, attempt_from_row,
+    env_to_text, job_columns, job_from_row, qualified,
 };
-use crate::store::{AttemptRecord, Emit, JobRecord, RecordStream};
+use crate::store::{AttemptRecord, Emit, JobRecord, RecordStream, control};
 
 /// Rows fetched per round trip by `export`, which reads through a portal so that
 /// neither side holds the whole result.
@@ -28,12 +29,44 @@ const EXPORT_BATCH: i32 = 1000;
 /// not cached: `export` runs once per command.
 fn export_jobs() -> String {
     format!(
-        "SELECT {}, {} FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
+        "SELECT {}, {}, (SELECT coalesce(json_agg(d.after_id ORDER BY d.after_id), \
+         '[]'::json)::text FROM job_dependencies d WHERE d.job_id = j.id) \
+         FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
          WHERE $1::text IS NULL OR j.state = $1 ORDER BY j.seq, a.lease_token",
         qualified("j", job_columns!()),
         qualified("a", attempt_columns!()),
     )
 }
+
+/// Where the export query puts the JSON array of the jobs a job runs after.
+const AFTER_COLUMN: usize = JOB_COLUMN_COUNT + ATTEMPT_COLUMN_COUNT;
+
+/// Sets imported jobs' scheduling options (arrays `$1`..`$6`), and whether each
+/// waits for its time.
+const IMPORT_SCHEDULE: &str = "UPDATE jobs j SET priority = t.priority, queue = t.queue, \
+        run_at = t.run_at, unique_key = t.unique_key, env = t.env, \
+        scheduled = j.state IN ('pending', 'failed') AND j.next_run_at > now_ms() \
+    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[]) \
+        AS t(id, priority, queue, run_at, unique_key, env) \
+    WHERE j.id = t.id";
+
+/// Records that imported jobs `$1` run after jobs `$2` (pairwise).
+const IMPORT_DEPENDENCIES: &str = "INSERT INTO job_dependencies (job_id, after_id) \
+    SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING";
+
+/// Jobs named in `after` that the store does not hold.
+const UNKNOWN_AFTER: &str = "SELECT DISTINCT after_id FROM job_dependencies d \
+    WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = d.after_id) ORDER BY after_id";
+
+/// Marks every job that others run after.
+const MARK_DEPENDED_ON: &str = "UPDATE jobs SET has_dependents = true \
+    WHERE NOT has_dependents AND id IN (SELECT after_id FROM job_dependencies)";
+
+/// Recounts what each pending job with `after` still waits for.
+const RECOUNT_WAITING: &str = "UPDATE jobs j SET blocked_by = (SELECT count(*) \
+        FROM job_dependencies d JOIN jobs a ON a.id = d.after_id \
+        WHERE d.job_id = j.id AND a.state <> 'completed') \
+    WHERE j.state = 'pending' AND j.id IN (SELECT job_id FROM job_dependencies)";
 
 /// Inserts jobs exactly as exported (arrays `$1`..`$18`, in [`job_columns!`] order)
 /// in array order.
@@ -83,10 +116,14 @@ pub(super) fn export_rows(client: &mut Client, state: Option<&str>, emit: Emit<'
                 Some(_) => attempt_from_row(row, JOB_COLUMN_COUNT).map(Some),
                 None => Ok(None),
             };
-            if records
-                .row(row.try_get(0)?, || job_from_row(row), attempt)?
-                .is_break()
-            {
+            let job = || {
+                let mut job = job_from_row(row)?;
+                let after: &str = row.try_get(AFTER_COLUMN)?;
+                job.after =
+                    after_from_json(after).map_err(|e| StoreError::unavailable(e.to_string()))?;
+                Ok::<_, StoreError>(job)
+            };
+            if records.row(row.try_get(0)?, job, attempt)?.is_break() {
                 return Ok(());
             }
         }
@@ -108,9 +145,55 @@ pub(super) fn import_in(
 ) -> Step<()> {
     for chunk in jobs.chunks(ENQUEUE_CHUNK) {
         import_chunk(db, chunk)?;
+        import_schedule(db, chunk)?;
+    }
+    if jobs.iter().any(|r| !r.job.after.is_empty()) {
+        let unknown: Vec<String> = db
+            .query(UNKNOWN_AFTER, &[])?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        if !unknown.is_empty() {
+            return Err(StoreError::UnknownAfter(unknown));
+        }
+        db.execute(MARK_DEPENDED_ON, &[])?;
+        db.execute(RECOUNT_WAITING, &[])?;
     }
     if !jobs.is_empty() {
         notify(db, channel)?;
+    }
+    Ok(())
+}
+
+/// Sets the scheduling options of one imported chunk and records their `after`.
+fn import_schedule(db: &mut Db<'_, Transaction<'_>>, chunk: &[JobRecord]) -> Step<()> {
+    let jobs: Vec<&Job> = chunk.iter().map(|r| &r.job).collect();
+    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+    let priorities: Vec<i64> = jobs.iter().map(|j| j.priority).collect();
+    let queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+    let run_ats: Vec<Option<i64>> = jobs.iter().map(|j| j.run_at).collect();
+    let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.unique_key.as_deref()).collect();
+    let envs: Vec<Option<String>> = jobs.iter().map(|j| env_to_text(j.env.as_ref())).collect();
+    let set = db.execute(
+        IMPORT_SCHEDULE,
+        &[&ids, &priorities, &queues, &run_ats, &keys, &envs],
+    );
+    match set {
+        Err(e) if is_unique_violation(&e) => {
+            let id = jobs
+                .iter()
+                .find(|j| j.unique_key.is_some())
+                .map_or("", |j| j.id.as_str());
+            return Err(control::unique_key_taken(id, None));
+        }
+        other => other?,
+    };
+    let (dependents, afters): (Vec<&str>, Vec<&str>) = jobs
+        .iter()
+        .flat_map(|j| j.after.iter().map(|a| (j.id.as_str(), a.as_str())))
+        .unzip();
+    if !dependents.is_empty() {
+        db.execute(IMPORT_DEPENDENCIES, &[&dependents, &afters])?;
     }
     Ok(())
 }

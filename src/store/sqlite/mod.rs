@@ -293,7 +293,7 @@ impl Store for SqliteStore {
     }
 
     fn import(&mut self, records: &[JobRecord]) -> Result<()> {
-        self.write(|tx, _| transfer::import(tx, records))
+        self.write(|tx, now| transfer::import(tx, now, records))
     }
 
     fn queues(&mut self) -> Result<Vec<QueueRow>> {

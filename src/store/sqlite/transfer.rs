@@ -11,21 +11,52 @@ use rusqlite::{Connection, ErrorCode, Transaction, params};
 use super::{attempt_from_row, db_error, job_from_row};
 use crate::error::StoreError;
 use crate::job::JobState;
-use crate::store::rows::{JOB_COLUMN_COUNT, attempt_columns, job_columns, qualified};
-use crate::store::{Emit, JobRecord, RecordStream, Result};
+use crate::store::rows::{
+    ATTEMPT_COLUMN_COUNT, JOB_COLUMN_COUNT, after_from_json, attempt_columns, env_to_text,
+    job_columns, qualified,
+};
+use crate::store::{Emit, JobRecord, RecordStream, Result, control};
 
 /// Jobs (of state `?1`, or all) each followed by its attempts, one row per
 /// attempt (or one without any), in job order. Built once: the column lists are
 /// qualified with their table alias at run time.
 static EXPORT_JOBS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {}, {} \
+        "SELECT {}, {}, (SELECT json_group_array(after_id) FROM (SELECT after_id \
+         FROM job_dependencies d WHERE d.job_id = j.id ORDER BY after_id)) \
          FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
          WHERE ?1 IS NULL OR j.state = ?1 ORDER BY j.seq, a.lease_token",
         qualified("j", job_columns!()),
         qualified("a", attempt_columns!()),
     )
 });
+
+/// Where [`EXPORT_JOBS`] puts the JSON array of the jobs a job runs after.
+const AFTER_COLUMN: usize = JOB_COLUMN_COUNT + ATTEMPT_COLUMN_COUNT;
+
+/// Sets an imported job's scheduling options, and whether it waits for its time
+/// by the clock at import (`?7`).
+const IMPORT_SCHEDULE: &str = "UPDATE jobs SET priority = ?2, queue = ?3, run_at = ?4, \
+     unique_key = ?5, env = ?6, \
+     scheduled = state IN ('pending', 'failed') AND next_run_at > ?7 WHERE id = ?1";
+
+/// Records that imported job `?1` runs after job `?2`.
+const IMPORT_DEPENDENCY: &str =
+    "INSERT OR IGNORE INTO job_dependencies (job_id, after_id) VALUES (?1, ?2)";
+
+/// Jobs named in `after` that the store does not hold.
+const UNKNOWN_AFTER: &str = "SELECT DISTINCT after_id FROM job_dependencies d \
+     WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = d.after_id) ORDER BY after_id";
+
+/// Marks every job that others run after.
+const MARK_DEPENDED_ON: &str = "UPDATE jobs SET has_dependents = 1 \
+     WHERE has_dependents = 0 AND id IN (SELECT after_id FROM job_dependencies)";
+
+/// Recounts what each pending job with `after` still waits for.
+const RECOUNT_WAITING: &str = "UPDATE jobs SET blocked_by = (SELECT count(*) \
+     FROM job_dependencies d JOIN jobs a ON a.id = d.after_id \
+     WHERE d.job_id = jobs.id AND a.state <> 'completed') \
+     WHERE state = 'pending' AND id IN (SELECT job_id FROM job_dependencies)";
 
 /// Writes back one exported job, every column as it was.
 const IMPORT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, \
@@ -57,9 +88,19 @@ pub(super) fn export(conn: &Connection, state: Option<JobState>, emit: Emit<'_>)
             Some(_) => attempt_from_row(row, JOB_COLUMN_COUNT).map(Some),
             None => Ok(None),
         };
-        let flow = records
-            .row(&id, || job_from_row(row), attempt)
-            .map_err(db_error)?;
+        let job = || {
+            let mut job = job_from_row(row)?;
+            let after: String = row.get(AFTER_COLUMN)?;
+            job.after = after_from_json(&after).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    AFTER_COLUMN,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?;
+            Ok(job)
+        };
+        let flow = records.row(&id, job, attempt).map_err(db_error)?;
         if flow.is_break() {
             return Ok(());
         }
@@ -68,7 +109,7 @@ pub(super) fn export(conn: &Connection, state: Option<JobState>, emit: Emit<'_>)
     Ok(())
 }
 
-pub(super) fn import(tx: &Transaction<'_>, jobs: &[JobRecord]) -> Result<()> {
+pub(super) fn import(tx: &Transaction<'_>, now: i64, jobs: &[JobRecord]) -> Result<()> {
     let mut insert_job = tx.prepare_cached(IMPORT_JOBS).map_err(db_error)?;
     let mut insert_attempt = tx.prepare_cached(IMPORT_ATTEMPTS).map_err(db_error)?;
     for record in jobs {
@@ -119,6 +160,39 @@ pub(super) fn import(tx: &Transaction<'_>, jobs: &[JobRecord]) -> Result<()> {
                 ])
                 .map_err(db_error)?;
         }
+        tx.prepare_cached(IMPORT_SCHEDULE)
+            .and_then(|mut s| {
+                s.execute(params![
+                    j.id,
+                    j.priority,
+                    j.queue,
+                    j.run_at,
+                    j.unique_key,
+                    env_to_text(j.env.as_ref()),
+                    now,
+                ])
+            })
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(ErrorCode::ConstraintViolation) => control::unique_key_taken(&j.id, None),
+                _ => db_error(e),
+            })?;
+        for after in &j.after {
+            tx.prepare_cached(IMPORT_DEPENDENCY)
+                .and_then(|mut s| s.execute([&j.id, after]))
+                .map_err(db_error)?;
+        }
+    }
+    if jobs.iter().any(|r| !r.job.after.is_empty()) {
+        let unknown: Vec<String> = {
+            let mut stmt = tx.prepare_cached(UNKNOWN_AFTER).map_err(db_error)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(db_error)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db_error)?
+        };
+        if !unknown.is_empty() {
+            return Err(StoreError::UnknownAfter(unknown));
+        }
+        tx.execute(MARK_DEPENDED_ON, []).map_err(db_error)?;
+        tx.execute(RECOUNT_WAITING, []).map_err(db_error)?;
     }
     Ok(())
 }
