@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+mod schedule;
 mod system;
+pub use schedule::*;
 pub use system::*;
 
 /// The binary under test.
