@@ -63,6 +63,10 @@ pub struct Plan {
     /// What each job runs in `shell` and `latency` modes (`true` by default), e.g.
     /// `echo hello` to include the cost of keeping output.
     pub command: String,
+    /// Spread the jobs over this many queues (1: all in `default`).
+    pub queues: usize,
+    /// Give each job a random priority (the claim then orders by it).
+    pub random_priorities: bool,
 }
 
 /// Runs `plan`.
@@ -110,11 +114,29 @@ fn in_use(location: &Location) -> Result<bool, StoreError> {
     Ok(jobs > 0 || !store.workers(false)?.is_empty())
 }
 
-fn jobs_for(count: usize, command: &str, cwd: &str) -> Vec<NewJob> {
+fn jobs_for(plan: &Plan, count: usize, cwd: &str) -> Vec<NewJob> {
+    // A small xorshift generator: the spread of priorities matters, not their
+    // quality, and the same run gets the same priorities.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
     (0..count)
-        .map(|_| NewJob {
-            max_retries: Some(0),
-            ..NewJob::new(generate_id(), command.to_owned(), cwd.to_owned())
+        .map(|i| {
+            let mut job = NewJob {
+                max_retries: Some(0),
+                ..NewJob::new(generate_id(), plan.command.clone(), cwd.to_owned())
+            };
+            if plan.queues > 1 {
+                job.queue = format!("queue-{}", i % plan.queues);
+            }
+            if plan.random_priorities {
+                job.priority = i64::try_from(next() % 2001).unwrap_or(0) - 1000;
+            }
+            job
         })
         .collect()
 }
@@ -134,7 +156,7 @@ fn burn_down(
 ) -> Result<(), WorkerError> {
     let mut store = store::open(location, OpenFor::Worker)?;
     let started = Instant::now();
-    for chunk in jobs_for(plan.jobs, &plan.command, &cwd()).chunks(10_000) {
+    for chunk in jobs_for(plan, plan.jobs, &cwd()).chunks(10_000) {
         store.enqueue(chunk)?;
     }
     report.push(
@@ -190,7 +212,7 @@ fn latency(plan: &Plan, location: &Location, report: &mut Report) -> Result<(), 
     let mut latencies = Vec::with_capacity(plan.jobs);
     let cwd = cwd();
     for _ in 0..plan.jobs {
-        let job = jobs_for(1, &plan.command, &cwd);
+        let job = jobs_for(plan, 1, &cwd);
         store.enqueue(&job)?;
         let committed = Instant::now();
         let deadline = committed + Duration::from_secs(10);
@@ -382,8 +404,18 @@ mod tests {
             in_place: false,
             exe: PathBuf::from("queuectl"),
             command: "true".into(),
+            queues: 1,
+            random_priorities: false,
         };
         let report = run(&plan).expect("bench runs");
+        let done = report.metrics.iter().find(|m| m.name == "jobs completed");
+        assert_eq!(done.map(|m| m.value), Some(300.0));
+        let spread = Plan {
+            queues: 10,
+            random_priorities: true,
+            ..plan
+        };
+        let report = run(&spread).expect("bench runs over 10 queues");
         let done = report.metrics.iter().find(|m| m.name == "jobs completed");
         assert_eq!(done.map(|m| m.value), Some(300.0));
     }

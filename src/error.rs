@@ -10,7 +10,7 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum InputError {
     #[error(
-        "invalid job JSON: {0}; expected an object like {{\"command\":\"echo hi\"}} with optional \"id\", \"max_retries\" and \"timeout\""
+        "invalid job JSON: {0}; expected an object like {{\"command\":\"echo hi\"}} with optional \"id\", \"max_retries\", \"timeout\", \"priority\", \"run_at\", \"delay\", \"queue\", \"after\", \"unique_key\", \"env\" and \"cwd\""
     )]
     Json(String),
     #[error(

@@ -299,6 +299,13 @@ mod tests {
                 timeout_ms: Some(30_000),
                 deadline_at: None,
                 cancel_requested: false,
+                priority: -5,
+                queue: "batch".into(),
+                run_at: Some(1_700_000_002_789),
+                unique_key: Some("nightly".into()),
+                env: Some([("A".to_owned(), "b c".to_owned())].into()),
+                blocked_by: 0,
+                after: vec!["j0".into()],
                 output_tail: None,
             },
             attempts: vec![AttemptRecord {

@@ -28,6 +28,13 @@ pub struct Args {
     /// to include keeping its output)
     #[arg(long, value_name = "COMMAND", default_value = "true")]
     command: String,
+    /// Spread the jobs over N queues (queue-0 .. queue-N-1) instead of one
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    queues: u16,
+    /// Give each job a random priority (-1000..=1000) instead of 0
+    #[arg(long)]
+    random_priorities: bool,
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
@@ -58,6 +65,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         in_place: args.in_place,
         exe,
         command: args.command,
+        queues: usize::from(args.queues),
+        random_priorities: args.random_priorities,
     };
     let (cpu, cores) = bench::hardware();
     let mode = format!("{:?}", args.mode).to_lowercase();

@@ -406,13 +406,7 @@ mod tests {
     #[test]
     fn final_codes_follow_the_job() {
         let mut job = Job::pending(
-            crate::job::NewJob {
-                id: "j".into(),
-                command: "true".into(),
-                cwd: "/".into(),
-                max_retries: None,
-                timeout_ms: None,
-            },
+            crate::job::NewJob::new("j".into(), "true".into(), "/".into()),
             0,
             0,
         );

@@ -140,8 +140,8 @@ pub(crate) fn attempt_from_row<R: Columns>(r: &R, at: usize) -> Result<AttemptRe
     })
 }
 
-/// The ids a job runs after, as exports read them (a JSON array of strings).
-pub(crate) fn after_from_json(text: &str) -> Result<Vec<String>, InputError> {
-    serde_json::from_str(text)
-        .map_err(|e| InputError::Invalid(format!("a job's `after` list is not a JSON array: {e}")))
+/// The ids a job runs after, as exports read them: one per line (ids hold no
+/// control characters), `None` for none.
+pub(crate) fn after_from_lines(text: Option<&str>) -> Vec<String> {
+    text.map_or_else(Vec::new, |t| t.split('\n').map(str::to_owned).collect())
 }

@@ -26,6 +26,7 @@ mod control;
 mod dead_letters;
 mod leases;
 mod output;
+mod schedule;
 mod settings;
 mod transfer;
 mod upgrade;

@@ -1,6 +1,6 @@
-//! Upgrades: a store made by the release before schema version 2 opens with this
-//! one, migrated in place with every job and attempt intact; a store of a newer
-//! release is refused and left exactly as it was.
+//! Upgrades: stores made by the releases before schema versions 2 and 3 open with
+//! this one, migrated in place with every job and attempt intact; a store of a
+//! newer release is refused and left exactly as it was.
 
 use queuectl::error::StoreError;
 use queuectl::job::{AttemptOutcome, JobState};
@@ -8,7 +8,7 @@ use queuectl::job::{AttemptOutcome, JobState};
 use crate::{Backend, LONG_LEASE, Raw, TestStore, claim, conformance_test, job, report, succeeded};
 
 /// The schema version this build writes.
-const CURRENT_VERSION: i64 = 2;
+const CURRENT_VERSION: i64 = 3;
 
 /// Makes the store a version-1 store, as the release before version 2 created it,
 /// holding a completed job with its attempt (output tail `hello`), a dead one whose
@@ -164,3 +164,81 @@ conformance_test!(a_new_store_starts_at_the_current_version, |stores| {
     assert_eq!(schema_version(stores, &mut raw), CURRENT_VERSION);
     assert!(has_version_2_columns(stores, &mut raw));
 });
+
+/// Makes the store a version-2 store, as the release before version 3 (issue 11)
+/// created it: a pending job, a failed one waiting out a long backoff, a completed
+/// one, written with plain SQL.
+fn build_version_2(stores: &TestStore, raw: &mut Raw) {
+    match stores.backend() {
+        Backend::Sqlite => raw.run(&format!(
+            "{}\n{}\nPRAGMA application_id = {}; PRAGMA user_version = 2;",
+            include_str!("../../src/store/sqlite/0001_init.sql"),
+            include_str!("../../src/store/sqlite/0002_control.sql"),
+            0x5143_544C
+        )),
+        Backend::Postgres => raw.run(&format!(
+            "{}\n{}\nINSERT INTO schema_version (version) VALUES (2);",
+            include_str!("../../src/store/postgres/0001_init.sql"),
+            include_str!("../../src/store/postgres/0002_control.sql")
+        )),
+    }
+    // The backoff ends in a day, by any clock.
+    let later = queuectl_now_ms() + 86_400_000;
+    raw.run(&format!(
+        "INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, created_at, \
+             updated_at, next_run_at, lease_token, timeout_ms) VALUES \
+         ('first', 'true', '/', 'pending', 0, 3, 1000, 1000, 1000, 0, 30000), \
+         ('backing-off', 'false', '/', 'failed', 1, 3, 1100, 1100, {later}, 1, NULL), \
+         ('old', 'true', '/', 'completed', 1, 3, 900, 950, 900, 1, NULL);"
+    ));
+}
+
+fn queuectl_now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn migrates_version_2(backend: Backend) {
+    let Some(stores) = TestStore::unopened(backend) else {
+        return;
+    };
+    let mut raw = stores.raw();
+    build_version_2(&stores, &mut raw);
+    drop(raw);
+
+    let mut store = stores.try_open().expect("a version-2 store opens");
+    let mut raw = stores.raw();
+    assert_eq!(schema_version(&stores, &mut raw), CURRENT_VERSION);
+    let first = job(&mut *store, "first");
+    assert_eq!(
+        (
+            first.priority,
+            first.queue.as_str(),
+            first.run_at,
+            first.timeout_ms
+        ),
+        (0, "default", None, Some(30_000))
+    );
+    assert!(first.after.is_empty() && first.env.is_none() && first.unique_key.is_none());
+    let counts = store.counts().expect("counts");
+    assert_eq!(
+        (counts.get(JobState::Pending), counts.get(JobState::Failed)),
+        (1, 1)
+    );
+    // The pending job runs; the failed one still waits out its backoff.
+    let run = claim(&mut *store, "w1", LONG_LEASE).expect("the pending job");
+    assert_eq!(run.id, "first");
+    assert!(claim(&mut *store, "w1", LONG_LEASE).is_none());
+    assert_eq!(job(&mut *store, "backing-off").state, JobState::Failed);
+    assert_eq!(store.list(None, None).expect("list").len(), 3);
+}
+
+#[test]
+fn a_version_2_store_is_migrated_in_place_sqlite() {
+    migrates_version_2(Backend::Sqlite);
+}
+
+#[test]
+fn a_version_2_store_is_migrated_in_place_postgres() {
+    migrates_version_2(Backend::Postgres);
+}

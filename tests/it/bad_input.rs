@@ -59,8 +59,8 @@ backend_test!(unknown_json_fields, |env| {
         &env,
         &[
             (
-                &["enqueue", r#"{"command":"echo hi","priority":1}"#],
-                "priority",
+                &["enqueue", r#"{"command":"echo hi","urgency":1}"#],
+                "urgency",
             ),
             (
                 &["enqueue", r#"{"command":"echo hi","maxRetries":1}"#],

@@ -15,7 +15,7 @@ use super::{Db, Step, driver_error, duplicate_id, is_unique_violation};
 use crate::error::StoreError;
 use crate::job::Job;
 use crate::store::rows::{
-    ATTEMPT_COLUMN_COUNT, JOB_COLUMN_COUNT, after_from_json, attempt_columns, attempt_from_row,
+    ATTEMPT_COLUMN_COUNT, JOB_COLUMN_COUNT, after_from_lines, attempt_columns, attempt_from_row,
     env_to_text, job_columns, job_from_row, qualified,
 };
 use crate::store::{AttemptRecord, Emit, JobRecord, RecordStream, control};
@@ -29,8 +29,8 @@ const EXPORT_BATCH: i32 = 1000;
 /// not cached: `export` runs once per command.
 fn export_jobs() -> String {
     format!(
-        "SELECT {}, {}, (SELECT coalesce(json_agg(d.after_id ORDER BY d.after_id), \
-         '[]'::json)::text FROM job_dependencies d WHERE d.job_id = j.id) \
+        "SELECT {}, {}, (SELECT string_agg(d.after_id, E'\\n' ORDER BY d.after_id) \
+         FROM job_dependencies d WHERE d.job_id = j.id) \
          FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
          WHERE $1::text IS NULL OR j.state = $1 ORDER BY j.seq, a.lease_token",
         qualified("j", job_columns!()),
@@ -38,7 +38,7 @@ fn export_jobs() -> String {
     )
 }
 
-/// Where the export query puts the JSON array of the jobs a job runs after.
+/// Where the export query puts the ids of the jobs a job runs after, one per line.
 const AFTER_COLUMN: usize = JOB_COLUMN_COUNT + ATTEMPT_COLUMN_COUNT;
 
 /// Sets imported jobs' scheduling options (arrays `$1`..`$6`), and whether each
@@ -118,9 +118,8 @@ pub(super) fn export_rows(client: &mut Client, state: Option<&str>, emit: Emit<'
             };
             let job = || {
                 let mut job = job_from_row(row)?;
-                let after: &str = row.try_get(AFTER_COLUMN)?;
-                job.after =
-                    after_from_json(after).map_err(|e| StoreError::unavailable(e.to_string()))?;
+                let after: Option<&str> = row.try_get(AFTER_COLUMN)?;
+                job.after = after_from_lines(after);
                 Ok::<_, StoreError>(job)
             };
             if records.row(row.try_get(0)?, job, attempt)?.is_break() {

@@ -60,17 +60,18 @@ const READ_STOP: &str = "SELECT max(stop_requested) FROM workers \
 
 /// Leases the first ready job to worker `?3` until `?1 + ?2`; its run must end by
 /// `?1 + timeout_ms` (no deadline without a timeout). Run order: highest priority,
-/// then ready longest, then enqueue order. Only queues in the JSON array `?4`
-/// (NULL: all), and none that is paused or already runs its concurrency limit: the
-/// queue subquery does not depend on the job row, so SQLite evaluates it once per
-/// claim, and the write transaction makes the running count exact.
+/// then ready longest, then enqueue order. Only the queues in `?4` (NULL: all),
+/// written `,a,b,` (queue names hold no commas), and none that is paused or already
+/// runs its concurrency limit: that subquery does not depend on the job row, so
+/// SQLite evaluates it once per claim, and the write transaction makes the running
+/// count exact.
 const CLAIM_NEXT: &str = concat!(
     "UPDATE jobs SET state = 'processing', lease_token = lease_token + 1, \
      lease_expires_at = ?1 + ?2, worker_id = ?3, started_at = ?1, updated_at = ?1, \
      deadline_at = ?1 + timeout_ms \
      WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_ready \
      WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 0 \
-     AND (?4 IS NULL OR queue IN (SELECT value FROM json_each(?4))) \
+     AND (?4 IS NULL OR instr(?4, ',' || queue || ',') > 0) \
      AND queue NOT IN (SELECT name FROM queues WHERE paused <> 0 OR concurrency <= \
      (SELECT count(*) FROM jobs r INDEXED BY jobs_running \
      WHERE r.state = 'processing' AND r.queue = queues.name)) \
@@ -152,9 +153,7 @@ pub(super) fn exchange(tx: &Transaction<'_>, now: i64, ex: &Exchange<'_>) -> Res
             .and_then(|mut s| s.execute([now]))
             .map_err(db_error)?;
     }
-    let queues = ex
-        .queues
-        .map(|q| serde_json::Value::from(q.to_vec()).to_string());
+    let queues = ex.queues.map(|q| format!(",{},", q.join(",")));
     for worker in ex.claim_for {
         let job = tx
             .prepare_cached(CLAIM_NEXT)

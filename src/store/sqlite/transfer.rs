@@ -12,7 +12,7 @@ use super::{attempt_from_row, db_error, job_from_row};
 use crate::error::StoreError;
 use crate::job::JobState;
 use crate::store::rows::{
-    ATTEMPT_COLUMN_COUNT, JOB_COLUMN_COUNT, after_from_json, attempt_columns, env_to_text,
+    ATTEMPT_COLUMN_COUNT, JOB_COLUMN_COUNT, after_from_lines, attempt_columns, env_to_text,
     job_columns, qualified,
 };
 use crate::store::{Emit, JobRecord, RecordStream, Result, control};
@@ -22,7 +22,7 @@ use crate::store::{Emit, JobRecord, RecordStream, Result, control};
 /// qualified with their table alias at run time.
 static EXPORT_JOBS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {}, {}, (SELECT json_group_array(after_id) FROM (SELECT after_id \
+        "SELECT {}, {}, (SELECT group_concat(after_id, char(10)) FROM (SELECT after_id \
          FROM job_dependencies d WHERE d.job_id = j.id ORDER BY after_id)) \
          FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
          WHERE ?1 IS NULL OR j.state = ?1 ORDER BY j.seq, a.lease_token",
@@ -31,7 +31,7 @@ static EXPORT_JOBS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Where [`EXPORT_JOBS`] puts the JSON array of the jobs a job runs after.
+/// Where [`EXPORT_JOBS`] puts the ids of the jobs a job runs after, one per line.
 const AFTER_COLUMN: usize = JOB_COLUMN_COUNT + ATTEMPT_COLUMN_COUNT;
 
 /// Sets an imported job's scheduling options, and whether it waits for its time
@@ -90,14 +90,8 @@ pub(super) fn export(conn: &Connection, state: Option<JobState>, emit: Emit<'_>)
         };
         let job = || {
             let mut job = job_from_row(row)?;
-            let after: String = row.get(AFTER_COLUMN)?;
-            job.after = after_from_json(&after).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    AFTER_COLUMN,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })?;
+            let after: Option<String> = row.get(AFTER_COLUMN)?;
+            job.after = after_from_lines(after.as_deref());
             Ok(job)
         };
         let flow = records.row(&id, job, attempt).map_err(db_error)?;

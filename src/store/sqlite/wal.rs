@@ -181,13 +181,7 @@ mod tests {
     }
 
     fn job(id: &str) -> NewJob {
-        NewJob {
-            id: id.into(),
-            command: "true".into(),
-            cwd: "/".into(),
-            max_retries: None,
-            timeout_ms: None,
-        }
+        NewJob::new(id.into(), "true".into(), "/".into())
     }
 
     #[test]
