@@ -60,7 +60,7 @@ pub struct Cli {
 #[command(defer = true)]
 enum Command {
     /// Add jobs: a JSON object, --command, --file, or the words after --
-    Enqueue(enqueue::Args),
+    Enqueue(Box<enqueue::Args>),
     /// Run, stop and list workers
     #[command(subcommand)]
     Worker(worker::Command),
@@ -197,7 +197,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         printer,
     };
     match cli.command {
-        Command::Enqueue(args) => enqueue::run(&ctx, args),
+        Command::Enqueue(args) => enqueue::run(&ctx, *args),
         Command::Worker(command) => worker::run(&ctx, command),
         Command::Status => jobs::status(&ctx),
         Command::List(args) => jobs::list(&ctx, args),

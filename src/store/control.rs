@@ -72,6 +72,15 @@ pub(crate) fn chunks_read(chunks: Vec<(i64, Vec<u8>)>, from: u64) -> OutputRead 
     }
 }
 
+/// The refusal of a `retry` of job `id` whose unique key the unfinished job
+/// `holder` holds: the retry changes nothing.
+pub(crate) fn unique_key_taken(id: &str, holder: Option<&str>) -> StoreError {
+    let holder = holder.map_or_else(|| "another job".to_owned(), |h| format!("job '{h}'"));
+    StoreError::Conflict(format!(
+        "cannot retry job '{id}': unfinished {holder} holds its unique key; nothing was retried (cancel or wait for it first)"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,13 +100,4 @@ mod tests {
         assert!(kept_output_read(b"hello".to_vec(), 5, 5).pieces.is_empty());
         assert!(kept_output_read(Vec::new(), 0, 0).pieces.is_empty());
     }
-}
-
-/// The refusal of a `retry` of job `id` whose unique key the unfinished job
-/// `holder` holds: the retry changes nothing.
-pub(crate) fn unique_key_taken(id: &str, holder: Option<&str>) -> StoreError {
-    let holder = holder.map_or_else(|| "another job".to_owned(), |h| format!("job '{h}'"));
-    StoreError::Conflict(format!(
-        "cannot retry job '{id}': unfinished {holder} holds its unique key; nothing was retried (cancel or wait for it first)"
-    ))
 }

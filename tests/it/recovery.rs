@@ -224,6 +224,11 @@ backend_test!(
         env.wait_live_workers(1, Duration::from_secs(20));
         let id = env.enqueue(command);
         env.wait_state(&id, "processing", Duration::from_secs(20));
+        // `processing` is set at claim, before the shell starts: freezing the worker
+        // before its shell ran would leave the first run to the second worker.
+        wait_until("the first run to start", Duration::from_secs(20), || {
+            env.file("first").exists()
+        });
         // Freeze the worker (its job keeps running): it stops heartbeating.
         env.signal(frozen, libc::SIGSTOP);
         env.spawn_workers(&[]);

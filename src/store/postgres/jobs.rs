@@ -14,10 +14,10 @@ use crate::config::Config;
 use crate::error::StoreError;
 use crate::job::options::{Admission, admission};
 use crate::job::{Job, JobState, NewJob};
-use crate::store::rows::env_to_text;
 use crate::store::rows::{
     JOB_COLUMN_COUNT, attempt_columns, attempt_from_row, job_columns, job_from_row,
 };
+use crate::store::rows::{after_from_lines, env_to_text};
 use crate::store::{AttemptRecord, Counts, Enqueued};
 
 /// Jobs per INSERT statement when enqueuing (and importing): large batches go in
@@ -46,6 +46,15 @@ const INSERT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, max_retrie
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
         AND state IN ('pending', 'processing', 'failed') DO NOTHING \
     RETURNING id";
+
+/// The ids a listed job runs after, one per line (NULL: none), as the column after
+/// [`job_columns!`].
+macro_rules! after_ids {
+    () => {
+        "(SELECT string_agg(d.after_id, E'\\n' ORDER BY d.after_id) \
+         FROM job_dependencies d WHERE d.job_id = jobs.id)"
+    };
+}
 
 /// The unfinished job holding unique key `$1`.
 const FIND_UNIQUE: &str = "SELECT id FROM jobs WHERE unique_key = $1 \
@@ -88,6 +97,8 @@ const READ_ATTEMPTS: &str = concat!(
 const LIST_WAITING: &str = concat!(
     "SELECT ",
     job_columns!(),
+    ", ",
+    after_ids!(),
     " FROM jobs WHERE state IN ('pending', 'failed') AND state = $1 \
      ORDER BY blocked_by > 0, scheduled, \
      CASE WHEN scheduled THEN 0 ELSE priority END DESC, next_run_at, seq LIMIT $2"
@@ -97,6 +108,8 @@ const LIST_WAITING: &str = concat!(
 const LIST_IN_STATE: &str = concat!(
     "SELECT ",
     job_columns!(),
+    ", ",
+    after_ids!(),
     " FROM jobs WHERE state = $1 ORDER BY seq LIMIT $2"
 );
 
@@ -104,6 +117,8 @@ const LIST_IN_STATE: &str = concat!(
 const LIST_ALL: &str = concat!(
     "SELECT ",
     job_columns!(),
+    ", ",
+    after_ids!(),
     " FROM jobs ORDER BY seq LIMIT $1"
 );
 
@@ -296,7 +311,14 @@ pub(super) fn list_jobs<C: GenericClient>(
         Some(state) => db.query(LIST_IN_STATE, &[&state.as_str(), &limit])?,
         None => db.query(LIST_ALL, &[&limit])?,
     };
-    rows.iter().map(job_from_row).collect()
+    rows.iter()
+        .map(|row| {
+            let mut job = job_from_row(row)?;
+            let after: Option<&str> = row.try_get(JOB_COLUMN_COUNT)?;
+            job.after = after_from_lines(after);
+            Ok(job)
+        })
+        .collect()
 }
 
 pub(super) fn count_jobs<C: GenericClient>(db: &mut Db<'_, C>) -> Step<Counts> {

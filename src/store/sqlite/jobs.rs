@@ -14,14 +14,23 @@ use crate::config::Config;
 use crate::error::StoreError;
 use crate::job::options::admission;
 use crate::job::{Job, JobState, NewJob};
-use crate::store::rows::env_to_text;
 use crate::store::rows::{JOB_COLUMN_COUNT, attempt_columns, job_columns};
+use crate::store::rows::{after_from_lines, env_to_text};
 use crate::store::{AttemptRecord, Counts, Enqueued, Result};
 
 /// The stored defaults for `max_retries` and `timeout_ms`, for jobs enqueued without
 /// their own.
 const READ_ENQUEUE_DEFAULTS: &str =
     "SELECT key, value FROM settings WHERE key IN ('max-retries', 'job-timeout')";
+
+/// The ids a listed job runs after, one per line (NULL: none), as the column after
+/// [`job_columns!`].
+macro_rules! after_ids {
+    () => {
+        "(SELECT group_concat(after_id, char(10)) FROM (SELECT after_id \
+         FROM job_dependencies d WHERE d.job_id = jobs.id ORDER BY after_id))"
+    };
+}
 
 /// Adds one new job: `pending`, or `cancelled` (`?15`) when a job it runs after
 /// already ended without completing (`?16` says why).
@@ -68,6 +77,8 @@ const READ_ATTEMPTS: &str = concat!(
 const LIST_ALL: &str = concat!(
     "SELECT ",
     job_columns!(),
+    ", ",
+    after_ids!(),
     " FROM jobs WHERE ?1 IS NULL ORDER BY seq LIMIT ?2"
 );
 
@@ -75,6 +86,8 @@ const LIST_ALL: &str = concat!(
 const LIST_WAITING: &str = concat!(
     "SELECT ",
     job_columns!(),
+    ", ",
+    after_ids!(),
     " FROM jobs INDEXED BY jobs_ready WHERE state IN ('pending', 'failed') \
      AND blocked_by = 0 AND scheduled = 0 AND state = ?1 \
      ORDER BY priority DESC, next_run_at, seq LIMIT ?2"
@@ -84,6 +97,8 @@ const LIST_WAITING: &str = concat!(
 const LIST_SCHEDULED: &str = concat!(
     "SELECT ",
     job_columns!(),
+    ", ",
+    after_ids!(),
     " FROM jobs INDEXED BY jobs_scheduled WHERE state IN ('pending', 'failed') \
      AND blocked_by = 0 AND scheduled = 1 AND state = ?1 ORDER BY next_run_at, seq LIMIT ?2"
 );
@@ -92,6 +107,8 @@ const LIST_SCHEDULED: &str = concat!(
 const LIST_BLOCKED: &str = concat!(
     "SELECT ",
     job_columns!(),
+    ", ",
+    after_ids!(),
     " FROM jobs INDEXED BY jobs_blocked WHERE state = 'pending' AND blocked_by > 0 \
      AND state = ?1 ORDER BY seq LIMIT ?2"
 );
@@ -100,6 +117,8 @@ const LIST_BLOCKED: &str = concat!(
 const LIST_PROCESSING: &str = concat!(
     "SELECT ",
     job_columns!(),
+    ", ",
+    after_ids!(),
     " FROM jobs INDEXED BY jobs_running WHERE state = 'processing' AND state = ?1 \
      ORDER BY seq LIMIT ?2"
 );
@@ -108,6 +127,8 @@ const LIST_PROCESSING: &str = concat!(
 const LIST_DEAD: &str = concat!(
     "SELECT ",
     job_columns!(),
+    ", ",
+    after_ids!(),
     " FROM jobs INDEXED BY jobs_dead WHERE state = 'dead' AND state = ?1 ORDER BY seq LIMIT ?2"
 );
 
@@ -115,6 +136,8 @@ const LIST_DEAD: &str = concat!(
 const LIST_CANCELLED: &str = concat!(
     "SELECT ",
     job_columns!(),
+    ", ",
+    after_ids!(),
     " FROM jobs INDEXED BY jobs_cancelled WHERE state = 'cancelled' AND state = ?1 \
      ORDER BY seq LIMIT ?2"
 );
@@ -123,6 +146,8 @@ const LIST_CANCELLED: &str = concat!(
 const LIST_IN_STATE: &str = concat!(
     "SELECT ",
     job_columns!(),
+    ", ",
+    after_ids!(),
     " FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2"
 );
 
@@ -324,7 +349,12 @@ fn read_list(
 ) -> Result<Vec<Job>> {
     let mut stmt = conn.prepare_cached(sql).map_err(db_error)?;
     let rows = stmt
-        .query_map(params![state.map(JobState::as_str), limit], job_from_row)
+        .query_map(params![state.map(JobState::as_str), limit], |row| {
+            let mut job = job_from_row(row)?;
+            let after: Option<String> = row.get(JOB_COLUMN_COUNT)?;
+            job.after = after_from_lines(after.as_deref());
+            Ok(job)
+        })
         .map_err(db_error)?;
     rows.collect::<rusqlite::Result<_>>().map_err(db_error)
 }
