@@ -55,7 +55,7 @@ const FIND_UNIQUE_HOLDER: &str = "SELECT id FROM jobs WHERE unique_key = $1 \
 const CANCEL_WAITING: &str = "UPDATE jobs j SET state = t.state, attempts = t.attempts, \
         interruptions = t.interruptions, exit_code = t.exit_code, \
         last_error = t.last_error, finished_at = now_ms(), updated_at = now_ms(), \
-        blocked_by = 0 \
+        blocked_by = 0, scheduled = false \
     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
         $6::text[]) AS t(id, state, attempts, interruptions, exit_code, last_error) \
     WHERE j.id = t.id AND j.state IN ('pending', 'failed') \

@@ -37,7 +37,7 @@ const READ_WAITING_FOR: &str = concat!(
 /// Cancels a job still waiting for the jobs it runs after; returns whether jobs
 /// run after it in turn.
 const CANCEL_BLOCKED: &str = "UPDATE jobs SET state = $2, last_error = $3, \
-        finished_at = now_ms(), updated_at = now_ms(), blocked_by = 0 \
+        finished_at = now_ms(), updated_at = now_ms(), blocked_by = 0, scheduled = false \
     WHERE id = $1 AND state = 'pending' AND blocked_by > 0 RETURNING has_dependents";
 
 /// Jobs per queue and state.

@@ -32,12 +32,13 @@ ALTER TABLE jobs ADD COLUMN has_dependents INTEGER NOT NULL DEFAULT 0;
 DROP INDEX jobs_ready;
 CREATE INDEX jobs_ready ON jobs (priority DESC, next_run_at, seq, state, queue)
     WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 0;
--- Jobs waiting for their time, by when it comes. The three indexes jobs_ready,
--- jobs_scheduled and jobs_blocked split the waiting jobs without overlap.
-CREATE INDEX jobs_scheduled ON jobs (next_run_at)
-    WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 1;
+-- Jobs waiting for their time, by when it comes, and (next) jobs waiting for the
+-- jobs they run after. Their predicates leave `state` out on purpose: a claim
+-- changes only `state`, so it maintains neither index (the flags are 0 on every job
+-- a claim can see, and are cleared whenever a job stops waiting).
+CREATE INDEX jobs_scheduled ON jobs (next_run_at, state, blocked_by) WHERE scheduled = 1;
 -- Pending jobs still waiting for their `after` jobs.
-CREATE INDEX jobs_blocked ON jobs (seq) WHERE state = 'pending' AND blocked_by > 0;
+CREATE INDEX jobs_blocked ON jobs (seq, state) WHERE blocked_by > 0;
 -- One unfinished job per unique key, enforced by the store for every writer.
 CREATE UNIQUE INDEX jobs_unique ON jobs (unique_key)
     WHERE unique_key IS NOT NULL AND state IN ('pending', 'processing', 'failed');

@@ -45,7 +45,8 @@ const RETRY_FINISHED: &str = "UPDATE jobs SET state = ?2, attempts = ?3, interru
 
 /// Cancels a job that is still waiting; returns whether jobs run after it.
 const CANCEL_WAITING: &str = "UPDATE jobs SET state = ?2, attempts = ?3, interruptions = ?4, \
-     exit_code = ?5, last_error = ?6, finished_at = ?7, updated_at = ?7, blocked_by = 0 \
+     exit_code = ?5, last_error = ?6, finished_at = ?7, updated_at = ?7, blocked_by = 0, \
+     scheduled = 0 \
      WHERE id = ?1 AND state IN ('pending', 'failed') RETURNING has_dependents";
 
 /// The unfinished job other than `?2` that holds unique key `?1`.

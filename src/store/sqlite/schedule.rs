@@ -35,7 +35,7 @@ const READ_WAITING_FOR: &str = concat!(
 /// Cancels a job still waiting for the jobs it runs after; returns whether jobs
 /// run after it in turn.
 const CANCEL_BLOCKED: &str = "UPDATE jobs SET state = ?2, last_error = ?3, finished_at = ?4, \
-     updated_at = ?4, blocked_by = 0 WHERE id = ?1 AND state = 'pending' AND blocked_by > 0 \
+     updated_at = ?4, blocked_by = 0, scheduled = 0 WHERE id = ?1 AND state = 'pending' AND blocked_by > 0 \
      RETURNING has_dependents";
 
 /// Recounts a retried job's unfinished `after` jobs.
