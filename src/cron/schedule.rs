@@ -95,10 +95,8 @@ impl CronSchedule {
             .year(Year::Disallowed)
             .build();
         let cron = parser.parse(&expanded).map_err(|e| {
-            InputError::Invalid(format!(
-                "bad cron expression '{shown}': {}; {hint}",
-                one_line(&e)
-            ))
+            let why = bad_field(&parser, &expanded).unwrap_or_else(|| one_line(&e));
+            InputError::Invalid(format!("bad cron expression '{shown}': {why}; {hint}"))
         })?;
         Ok(CronSchedule {
             text: normal,
@@ -134,7 +132,8 @@ impl CronSchedule {
     pub fn next_after(&self, after_ms: i64) -> Result<i64, InputError> {
         let never = |why: String| {
             InputError::Invalid(format!(
-                "cron expression '{}' has no tick after {after_ms} ms in {}: {why}",
+                "cron expression '{}' never matches a time in {} ({why}); check that its \
+                 day-of-month, month and day-of-week can meet",
                 self.text.escape_debug(),
                 self.zone_name
             ))
@@ -177,6 +176,35 @@ pub fn local_zone_name() -> Result<String, InputError> {
                     .into(),
             )
         })
+}
+
+/// The names and ranges of the fields, seconds first.
+const FIELDS: [(&str, &str); 6] = [
+    ("second", "0-59"),
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day-of-week", "0-7 or SUN-SAT"),
+];
+
+/// Which field of `expanded` croner refuses, said in words: each field is tried
+/// alone, the others `*`. `None` if no single field is to blame.
+fn bad_field(parser: &CronParser, expanded: &str) -> Option<String> {
+    let fields: Vec<&str> = expanded.split_whitespace().collect();
+    let offset = FIELDS.len() - fields.len();
+    (0..fields.len()).find_map(|at| {
+        let alone: Vec<&str> = (0..fields.len())
+            .map(|i| if i == at { fields[at] } else { "*" })
+            .collect();
+        parser.parse(&alone.join(" ")).err().map(|_| {
+            let (name, range) = FIELDS[at + offset];
+            format!(
+                "the {name} field '{}' is not valid (values {range}, with * , - /)",
+                fields[at].escape_debug()
+            )
+        })
+    })
 }
 
 /// croner's messages, on one line and without a trailing period.

@@ -187,6 +187,13 @@ fn bad_expressions_are_refused_naming_them() {
         assert!(message.contains(&format!("'{bad}'")), "{bad}: {message}");
         assert!(!message.contains('\n'), "{message}");
     }
+    assert!(refused("61 * * * *").contains("the minute field '61' is not valid (values 0-59"));
+    assert!(refused("* * 32 * *").contains("the day-of-month field '32'"));
+    assert!(refused("* * * * MON-XYZ").contains("the day-of-week field 'MON-XYZ'"));
+    let seconds = CronSchedule::parse("61 * * * * *", "UTC", SecondsField::Allowed)
+        .expect_err("refused")
+        .to_string();
+    assert!(seconds.contains("the second field '61'"), "{seconds}");
     assert!(refused("@sometimes").contains("unknown cron shorthand '@sometimes'"));
     assert!(refused("@reboot").contains("@reboot"));
 }
