@@ -252,7 +252,9 @@ fn next_run_text(entry: &CronEntry) -> String {
     if entry.paused {
         return "paused".to_owned();
     }
-    let wait = entry.next_run_at - jiff::Timestamp::now().as_millisecond();
+    let wait = entry
+        .next_run_at
+        .saturating_sub(jiff::Timestamp::now().as_millisecond());
     if wait <= 0 {
         return format!("{} (due)", timestamp(entry.next_run_at));
     }

@@ -132,7 +132,7 @@ pub(crate) fn next_on_resume(schedule: &str, tz: &str, now: i64) -> Option<i64> 
 /// The wait from `now` until `earliest` (the smallest `next_run_at` of the entries
 /// that are not paused).
 pub(crate) fn due_in(earliest: Option<i64>, now: i64) -> Option<Duration> {
-    earliest.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
+    earliest.map(|at| Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0)))
 }
 
 #[cfg(test)]
@@ -181,5 +181,7 @@ mod tests {
         assert_eq!(due_in(None, 5), None);
         assert_eq!(due_in(Some(3), 5), Some(Duration::ZERO));
         assert_eq!(due_in(Some(1505), 5), Some(Duration::from_millis(1500)));
+        assert_eq!(due_in(Some(i64::MIN), 5), Some(Duration::ZERO));
+        assert!(due_in(Some(i64::MAX), -5).is_some());
     }
 }

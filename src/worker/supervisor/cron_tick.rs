@@ -66,7 +66,9 @@ impl CronClock {
 
     /// Takes the store's answer, received at `answered`.
     fn answered(&mut self, answered: Instant, next_due_in: Option<Duration>) {
-        self.due_at = next_due_in.map(|wait| answered + wait);
+        // Past the recheck the wait changes nothing, and a capped wait cannot
+        // overflow an Instant (a next_run_at set by hand to the year 9999).
+        self.due_at = next_due_in.map(|wait| answered + wait.min(RECHECK));
         self.recheck_at = answered + RECHECK;
     }
 }
