@@ -3,7 +3,7 @@
 //!
 //! Parsing and matching are croner's (a maintained crate that follows POSIX/Vixie
 //! cron). croner searches on the wall clock of any date-time type that implements
-//! its `CronDateTime` trait; [`Wall`] connects it to jiff, which queuectl already
+//! its `CronDateTime` trait; `Wall` connects it to jiff, which queuectl already
 //! uses and whose time zone database decides offsets and daylight saving time.
 //!
 //! Invariants: an expression has exactly five fields (minute hour day-of-month month

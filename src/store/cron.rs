@@ -1,5 +1,5 @@
 //! What both stores share for recurring jobs (`queuectl cron`): the entry rows, what
-//! firing the due entries did, and the decision each due entry gets ([`plan`]), so
+//! firing the due entries did, and the decision each due entry gets (`plan`), so
 //! the backends only read and write.
 //!
 //! Invariants of firing, kept by both backends in one transaction:
