@@ -15,6 +15,7 @@ use crate::store::{self, Location, OpenFor, Store};
 mod bench;
 mod config;
 mod control;
+mod cron;
 mod dlq;
 mod enqueue;
 mod follow;
@@ -95,6 +96,9 @@ enum Command {
     Export(transfer::ExportArgs),
     /// Add the jobs of an `export` file to this store, all or nothing
     Import(transfer::ImportArgs),
+    /// Recurring jobs: run a job on a cron schedule (add, list, remove, pause, resume)
+    #[command(subcommand)]
+    Cron(cron::Command),
 }
 
 /// Runs queuectl with `args`; returns the process exit code.
@@ -213,6 +217,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bench(args) => bench::run(&ctx, args),
         Command::Export(args) => transfer::export(&ctx, args),
         Command::Import(args) => transfer::import(&ctx, args),
+        Command::Cron(command) => cron::run(&ctx, command),
     }
 }
 

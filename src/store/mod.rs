@@ -21,6 +21,7 @@ use crate::job::output::KeptOutput;
 use crate::job::{AttemptOutcome, Job, JobState, NewJob, Transition};
 
 pub(crate) mod control;
+pub mod cron;
 pub mod postgres;
 pub(crate) mod rows;
 pub mod schedule;
@@ -117,6 +118,7 @@ pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+pub use cron::{CronEntry, CronFired, CronRun, NewCronEntry};
 pub use schedule::{QueueChange, QueueRow};
 
 /// What `enqueue` did, all or nothing.
@@ -586,4 +588,23 @@ pub trait Store: Send {
     /// Pauses, resumes or limits queue `name` (which need not have jobs yet), and
     /// wakes idle workers.
     fn set_queue(&mut self, name: &str, change: QueueChange) -> Result<()>;
+
+    // Recurring jobs (cron): see [`cron`] for how entries fire exactly once per tick.
+
+    /// `cron add`: stores `entry` with its first tick strictly after the store's
+    /// clock, and wakes workers. `None` when an entry of that name exists: nothing
+    /// is written.
+    fn cron_add(&mut self, entry: &NewCronEntry) -> Result<Option<CronEntry>>;
+    /// Every entry, by name.
+    fn cron_list(&mut self) -> Result<Vec<CronEntry>>;
+    /// Deletes entry `name` (the jobs it enqueued stay); `false` if there is none.
+    fn cron_remove(&mut self, name: &str) -> Result<bool>;
+    /// Pauses or resumes entry `name`. Resuming a paused entry skips the ticks
+    /// missed while paused (its next tick is the first after the store's clock) and
+    /// wakes workers. Returns the entry as it is now, `None` if there is none.
+    fn cron_set_paused(&mut self, name: &str, paused: bool) -> Result<Option<CronEntry>>;
+    /// For workers: enqueues one run for every entry that is due, exactly once
+    /// across every worker on the store (see [`cron`]), all in one transaction, and
+    /// says when the next entry is due. Cheap (one read, no write) when nothing is.
+    fn cron_fire(&mut self) -> Result<CronFired>;
 }

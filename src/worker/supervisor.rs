@@ -16,8 +16,10 @@
 //! (`run_report`, `stopping`), the threads that run the jobs (`slot_thread`) and
 //! background cleaning (`retention`). Parts of the round have files of their own:
 //! stopping runs at their deadline or on a cancel ([`stops`]), shipping the output
-//! of long runs ([`shipping`]) and waiting for the next event or timer ([`waiting`]).
+//! of long runs ([`shipping`]), waiting for the next event or timer ([`waiting`])
+//! and enqueueing the runs of recurring jobs ([`cron_tick`]).
 
+mod cron_tick;
 mod shipping;
 mod stops;
 mod waiting;
@@ -108,6 +110,7 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Work
         ship_grid: Instant::now(),
         deadlines: HashMap::new(),
         retention: Retention::new(Instant::now()),
+        cron: cron_tick::CronClock::new(Instant::now()),
         store_retry: StoreRetry::default(),
         summary: Summary::default(),
     };
@@ -144,6 +147,8 @@ struct Supervisor {
     /// when it starts).
     deadlines: HashMap<Lease, Deadline>,
     retention: Retention,
+    /// When to fire recurring jobs ([`cron_tick`]).
+    cron: cron_tick::CronClock,
     store_retry: StoreRetry,
     summary: Summary,
 }
@@ -159,6 +164,7 @@ impl Supervisor {
             }
             let now = Instant::now();
             if self.store_retry.may_try(now) {
+                self.fire_cron(now);
                 let claimed_all = self.exchange(now);
                 if now >= self.next_recovery {
                     self.recover();

@@ -23,6 +23,7 @@ use queuectl::store::{self, Exchange, ExchangeReply, Finished, Lease, Location, 
 
 mod claims;
 mod control;
+mod cron;
 mod dead_letters;
 mod leases;
 mod output;

@@ -20,7 +20,8 @@
 //! - `control`: `retry` and `dlq retry` (one operation, two rules), `cancel`, `clean`;
 //! - `output`: output chunks of running attempts, and reading output back;
 //! - `workers`: registering, listing and stopping workers, running jobs;
-//! - `transfer`: `export` and `import`.
+//! - `transfer`: `export` and `import`;
+//! - `cron`: recurring jobs (`cron add/list/...`) and firing due entries.
 //!
 //! Each statement is a constant named after its operation (`CLAIM_NEXT`,
 //! `RECORD_FINISHED`, ...) beside the code that binds its parameters, so the same
@@ -54,15 +55,16 @@ use postgres::{Client, GenericClient, Row, Statement, Transaction};
 
 use super::rows::Columns;
 use super::{
-    AttemptRecord, CleanRequest, Cleaned, Counts, Emit, Enqueued, Exchange, ExchangeReply,
-    JobRecord, OutputRead, QueueChange, QueueRow, Result, RunningJob, StopRequest, Store, Wake,
-    WorkerInfo, WorkerRow, WorkerState,
+    AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Emit, Enqueued, Exchange,
+    ExchangeReply, JobRecord, NewCronEntry, OutputRead, QueueChange, QueueRow, Result, RunningJob,
+    StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
 };
 use crate::error::{InputError, StoreError};
 use crate::job::{self, Cancel, Job, JobState, NewJob};
 
 mod connect;
 mod control;
+mod cron;
 mod exchange;
 mod jobs;
 mod listen;
@@ -478,6 +480,38 @@ impl Store for PgStore {
     fn set_queue(&mut self, name: &str, change: QueueChange) -> Result<()> {
         let channel = self.channel.clone();
         self.write(|db| schedule::set_queue_in(db, name, change, &channel))
+    }
+
+    // Recurring jobs (cron)
+
+    fn cron_add(&mut self, entry: &NewCronEntry) -> Result<Option<CronEntry>> {
+        let channel = self.channel.clone();
+        self.write(|db| cron::add_in(db, entry, &channel))
+    }
+
+    fn cron_list(&mut self) -> Result<Vec<CronEntry>> {
+        self.read(cron::list)
+    }
+
+    fn cron_remove(&mut self, name: &str) -> Result<bool> {
+        self.read(|db| cron::remove(db, name))
+    }
+
+    fn cron_set_paused(&mut self, name: &str, paused: bool) -> Result<Option<CronEntry>> {
+        let channel = self.channel.clone();
+        self.write(|db| cron::set_paused_in(db, name, paused, &channel))
+    }
+
+    fn cron_fire(&mut self) -> Result<CronFired> {
+        let (now, earliest) = self.read(cron::earliest)?;
+        if earliest.is_none_or(|at| at > now) {
+            return Ok(CronFired {
+                next_due_in: super::cron::due_in(earliest, now),
+                ..CronFired::default()
+            });
+        }
+        let channel = self.channel.clone();
+        self.write(|db| cron::fire_in(db, &channel))
     }
 }
 

@@ -27,7 +27,8 @@
 //!   settings;
 //! - `output`: output chunks of running attempts, and reading output back;
 //! - `workers`: the worker rows, stop requests, and the running jobs recovery reads;
-//! - `transfer`: export and import.
+//! - `transfer`: export and import;
+//! - `cron`: recurring jobs (`cron add/list/...`) and firing due entries.
 //!
 //! Every statement is a named constant in the module that runs it, named after what
 //! it does (`CLAIM_NEXT`, `RENEW_LEASES`, ...). The PostgreSQL backend uses the same
@@ -47,9 +48,9 @@ use rusqlite::{Connection, ErrorCode, Row, TransactionBehavior, params};
 
 use super::rows::{self, Columns};
 use super::{
-    AttemptRecord, CleanRequest, Cleaned, Counts, Emit, Enqueued, Exchange, ExchangeReply,
-    JobRecord, OpenFor, OutputRead, QueueChange, QueueRow, Result, RunningJob, StopRequest, Store,
-    Wake, WorkerInfo, WorkerRow, WorkerState,
+    AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Emit, Enqueued, Exchange,
+    ExchangeReply, JobRecord, NewCronEntry, OpenFor, OutputRead, QueueChange, QueueRow, Result,
+    RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
 };
 use crate::config::Config;
 use crate::error::InputError;
@@ -57,6 +58,7 @@ use crate::error::StoreError;
 use crate::job::{self, Cancel, Job, JobState, NewJob};
 
 mod control;
+mod cron;
 mod exchange;
 mod jobs;
 mod output;
@@ -302,6 +304,36 @@ impl Store for SqliteStore {
 
     fn set_queue(&mut self, name: &str, change: QueueChange) -> Result<()> {
         self.write(|tx, _| schedule::set_queue(tx, name, change))
+    }
+
+    // Recurring jobs (cron). A commit wakes workers by itself (the WAL watch).
+
+    fn cron_add(&mut self, entry: &NewCronEntry) -> Result<Option<CronEntry>> {
+        self.write(|tx, now| cron::add(tx, now, entry))
+    }
+
+    fn cron_list(&mut self) -> Result<Vec<CronEntry>> {
+        cron::list(&self.conn)
+    }
+
+    fn cron_remove(&mut self, name: &str) -> Result<bool> {
+        self.write(|tx, _| cron::remove(tx, name))
+    }
+
+    fn cron_set_paused(&mut self, name: &str, paused: bool) -> Result<Option<CronEntry>> {
+        self.write(|tx, now| cron::set_paused(tx, now, name, paused))
+    }
+
+    fn cron_fire(&mut self) -> Result<CronFired> {
+        let now = now_ms();
+        let earliest = cron::earliest(&self.conn)?;
+        if earliest.is_none_or(|at| at > now) {
+            return Ok(CronFired {
+                next_due_in: super::cron::due_in(earliest, now),
+                ..CronFired::default()
+            });
+        }
+        self.write(cron::fire)
     }
 }
 

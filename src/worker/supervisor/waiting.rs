@@ -1,8 +1,8 @@
 //! The supervisor's wait between rounds: it sleeps on its inbox until an event or
 //! the earliest of its timers (heartbeat, recovery, commit delay, the next due
-//! retry, prefetch hold, output shipping, SIGKILL escalation, job deadlines), then
-//! handles everything that arrived. While the store is down, store timers wait for
-//! the retry so an overdue timer cannot spin the CPU.
+//! retry, prefetch hold, output shipping, recurring jobs, SIGKILL escalation, job
+//! deadlines), then handles everything that arrived. While the store is down, store
+//! timers wait for the retry so an overdue timer cannot spin the CPU.
 
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Instant;
@@ -19,6 +19,7 @@ impl Supervisor {
         store_timers.extend(self.next_due);
         store_timers.extend(self.outbox.commit_deadline());
         store_timers.extend(self.next_ship_at());
+        store_timers.extend(self.cron_wake_at());
         let mut kill_timers = Vec::new();
         for slot in self.slots.iter() {
             let Some(run) = slot.run.as_ref() else {
