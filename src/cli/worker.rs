@@ -24,7 +24,9 @@ pub enum Command {
         #[arg(long, default_value_t = 1, value_name = "N",
               value_parser = clap::value_parser!(u16).range(1..=1024))]
         count: u16,
-        /// Exit once no job is pending, processing or failed
+        /// Exit once nothing runs or waits for a retry and no pending job is ready for
+        /// this worker (jobs waiting for a time, for other jobs, or in paused or other
+        /// queues are left for later)
         #[arg(long)]
         burst: bool,
         /// Serve only these queues, comma-separated (default: all)

@@ -24,7 +24,8 @@ pub enum Executor {
 #[derive(Clone)]
 pub struct Options {
     pub count: usize,
-    /// Exit once no job is pending, processing or failed.
+    /// Exit once nothing runs, no failed job waits for a retry, and no pending job
+    /// is ready for this worker (delayed, blocked, paused or unserved ones are left).
     pub burst: bool,
     pub executor: Executor,
     /// Print a line per job start and end.

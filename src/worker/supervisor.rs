@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::WorkerError;
-use crate::job::Job;
+use crate::job::{Job, JobState};
 use crate::log;
 use crate::store::{
     AttemptFacts, Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store,
@@ -408,11 +408,14 @@ impl Supervisor {
         if !self.slots.all_idle() || !self.outbox.has_no_results() {
             return false;
         }
+        // The claim just came up short, so no pending job is ready for this worker:
+        // what is left waits for a time, for other jobs, or in a paused queue or one
+        // this worker does not serve. Stay only while something still runs (it may
+        // release dependents or be retried) or a failed job waits for its retry.
         match self.store.counts() {
-            Ok(counts) => counts
-                .by_state
-                .iter()
-                .all(|(state, n)| *n == 0 || !state.is_unfinished()),
+            Ok(counts) => {
+                counts.get(JobState::Processing) == 0 && counts.get(JobState::Failed) == 0
+            }
             Err(e) => {
                 self.store_retry.failed(Instant::now(), &e);
                 false
