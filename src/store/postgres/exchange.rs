@@ -405,3 +405,66 @@ pub(super) fn read_cancels<C: GenericClient>(db: &mut Db<'_, C>) -> Step<Vec<Lea
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::NewJob;
+    use crate::store::{Location, QueueChange, Store};
+
+    /// The claim stays one index scan of `jobs_ready` with priorities, delayed jobs,
+    /// a paused queue, a concurrency limit and a queue filter in play: no sequential
+    /// scan of `jobs` and no sort of it (the run order comes from the index). Runs
+    /// when `QUEUECTL_TEST_POSTGRES_URL` is set.
+    #[test]
+    fn the_claim_reads_jobs_ready_alone() {
+        let Ok(url) = std::env::var("QUEUECTL_TEST_POSTGRES_URL") else {
+            eprintln!("skipped: QUEUECTL_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        let schema = format!("plan_{}", crate::job::generate_id().replace('-', ""));
+        let Ok(Location::Postgres(pg)) = Location::parse(&url, Some(&schema)) else {
+            panic!("bad QUEUECTL_TEST_POSTGRES_URL");
+        };
+        let mut store = super::super::PgStore::open(&pg).expect("store");
+        let jobs: Vec<NewJob> = (0..5000)
+            .map(|i| {
+                let mut job = NewJob::new(format!("j{i}"), "true".into(), "/".into());
+                job.priority = i % 7 - 3;
+                job.queue = ["a", "b", "paused", "limited"][i as usize % 4].into();
+                if i % 3 == 0 {
+                    job.start = crate::job::options::Start::After(Duration::from_secs(3600));
+                }
+                job
+            })
+            .collect();
+        store.enqueue(&jobs).expect("enqueue");
+        store
+            .set_queue("paused", QueueChange::Pause)
+            .expect("pause");
+        store
+            .set_queue("limited", QueueChange::Concurrency(Some(1)))
+            .expect("limit");
+        let conn = store.conn().expect("connection");
+        conn.client.batch_execute("ANALYZE jobs").expect("analyze");
+        let workers = vec!["w".to_owned()];
+        let queues = Some(vec!["a".to_owned(), "limited".to_owned()]);
+        let rows = conn
+            .client
+            .query(
+                &format!("EXPLAIN {CLAIM_NEXT}"),
+                &[&1i64, &1000i64, &workers, &queues],
+            )
+            .expect("explain");
+        let plan: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let text = plan.join("\n");
+        let _ = store.drop_schema();
+        assert!(
+            text.contains("Index Scan using jobs_ready on jobs"),
+            "{text}"
+        );
+        assert!(!text.contains("Seq Scan on jobs"), "{text}");
+        // Sorts of the few picked rows (to number them) are fine; a sort of jobs is not.
+        assert!(!text.contains("Sort Key: jobs."), "{text}");
+    }
+}

@@ -246,3 +246,43 @@ fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished, chunks: bool) -
         .map_err(db_error)?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{OpenFor, QueueChange, Store};
+
+    /// The claim stays one read of `jobs_ready` in index order, with priorities,
+    /// delays, a paused queue, a concurrency limit and a queue filter in play: no
+    /// scan of the table, no sort, no temporary table.
+    #[test]
+    fn the_claim_reads_jobs_ready_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = super::super::SqliteStore::open(&dir.path().join("q.db"), OpenFor::Command)
+            .expect("store");
+        store
+            .set_queue("paused", QueueChange::Pause)
+            .expect("pause");
+        store
+            .set_queue("limited", QueueChange::Concurrency(Some(1)))
+            .expect("limit");
+        let mut stmt = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {CLAIM_NEXT}"))
+            .expect("explain");
+        let plan: Vec<String> = stmt
+            .query_map(params![0, 1000, "w", ",a,b,"], |r| r.get(3))
+            .expect("plan")
+            .collect::<rusqlite::Result<_>>()
+            .expect("plan rows");
+        let text = plan.join("\n");
+        assert!(text.contains("INDEX jobs_ready"), "{text}");
+        assert!(!text.contains("TEMP B-TREE"), "{text}");
+        assert!(
+            !plan
+                .iter()
+                .any(|l| l.starts_with("SCAN jobs") && !l.contains("INDEX")),
+            "{text}"
+        );
+    }
+}
