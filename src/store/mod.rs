@@ -11,7 +11,7 @@
 //! clocks still agree on leases and backoff.
 
 use std::collections::BTreeMap;
-use std::ops::ControlFlow;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +23,11 @@ use crate::job::{AttemptOutcome, Job, JobState, NewJob, Transition};
 pub(crate) mod control;
 pub mod cron;
 pub mod postgres;
+mod records;
 pub(crate) mod rows;
 pub mod schedule;
 pub mod sqlite;
+mod worker_rows;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -119,7 +121,10 @@ pub(crate) fn millis(d: Duration) -> i64 {
 }
 
 pub use cron::{CronEntry, CronFired, CronRun, NewCronEntry};
+pub(crate) use records::RecordStream;
+pub use records::{Emit, JobRecord};
 pub use schedule::{QueueChange, QueueRow};
+pub use worker_rows::{RunningJob, StopRequest, WorkerInfo, WorkerRow, WorkerState};
 
 /// What `enqueue` did, all or nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -231,179 +236,6 @@ pub struct AttemptRecord {
     pub facts: AttemptFacts,
     /// Bytes the attempt printed in all (its kept output may be shorter).
     pub output_total: Option<i64>,
-}
-
-/// A job with its whole attempt history: what `export` reads and `import` writes.
-/// `job.output_tail` is ignored on import (it is derived from the attempts).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobRecord {
-    pub job: Job,
-    /// Ordered by `lease_token`.
-    pub attempts: Vec<AttemptRecord>,
-}
-
-/// Where [`Store::export`] sends each job; `Break` stops the export.
-pub type Emit<'a> = &'a mut dyn FnMut(JobRecord) -> ControlFlow<()>;
-
-/// Turns the rows of `jobs LEFT JOIN attempts ... ORDER BY job, lease_token` into one
-/// [`JobRecord`] per job, emitted as soon as the next job's first row shows that the
-/// previous one is complete. Both backends stream their export through it.
-pub(crate) struct RecordStream<'a> {
-    current: Option<JobRecord>,
-    emit: Emit<'a>,
-}
-
-impl<'a> RecordStream<'a> {
-    pub(crate) fn new(emit: Emit<'a>) -> Self {
-        RecordStream {
-            current: None,
-            emit,
-        }
-    }
-
-    /// Takes one row: the job's id, how to decode the job (done once per job) and
-    /// the row's attempt, if it has one.
-    pub(crate) fn row<E>(
-        &mut self,
-        id: &str,
-        job: impl FnOnce() -> std::result::Result<Job, E>,
-        attempt: impl FnOnce() -> std::result::Result<Option<AttemptRecord>, E>,
-    ) -> std::result::Result<ControlFlow<()>, E> {
-        if self.current.as_ref().is_none_or(|r| r.job.id != id) {
-            let next = JobRecord {
-                job: job()?,
-                attempts: Vec::new(),
-            };
-            if let Some(done) = self.current.replace(next)
-                && (self.emit)(done).is_break()
-            {
-                self.current = None;
-                return Ok(ControlFlow::Break(()));
-            }
-        }
-        if let (Some(attempt), Some(record)) = (attempt()?, self.current.as_mut()) {
-            record.attempts.push(attempt);
-        }
-        Ok(ControlFlow::Continue(()))
-    }
-
-    /// Emits the last job; call after the last row.
-    pub(crate) fn finish(mut self) {
-        if let Some(last) = self.current.take() {
-            let _ = (self.emit)(last);
-        }
-    }
-}
-
-/// What a stop request asks of a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub enum StopRequest {
-    #[default]
-    None,
-    /// Finish the current job, then exit.
-    Graceful,
-    /// Kill the running jobs (they go back to `pending`), then exit.
-    Force,
-}
-
-impl StopRequest {
-    pub fn from_code(code: i64) -> StopRequest {
-        match code {
-            0 => StopRequest::None,
-            1 => StopRequest::Graceful,
-            _ => StopRequest::Force,
-        }
-    }
-
-    pub fn code(self) -> i64 {
-        match self {
-            StopRequest::None => 0,
-            StopRequest::Graceful => 1,
-            StopRequest::Force => 2,
-        }
-    }
-}
-
-/// A worker as registered by `worker start`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerInfo {
-    pub id: String,
-    pub host: String,
-    pub pid: i64,
-    /// The process start time (clock ticks since boot on Linux), so a reused pid is
-    /// not mistaken for the worker.
-    pub pid_start: i64,
-}
-
-/// A worker's state as shown by `worker list`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorkerState {
-    Idle,
-    Busy,
-    Stopping,
-    Stopped,
-    Lost,
-}
-
-impl WorkerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkerState::Idle => "idle",
-            WorkerState::Busy => "busy",
-            WorkerState::Stopping => "stopping",
-            WorkerState::Stopped => "stopped",
-            WorkerState::Lost => "lost",
-        }
-    }
-
-    /// Derives what `worker list` shows from the stored facts: how the worker ended
-    /// (`end_state`, as stored), whether its heartbeat is older than the lease, the
-    /// stop request addressed to it and whether it holds a job.
-    pub fn derive(
-        end_state: Option<&str>,
-        stale: bool,
-        stop: StopRequest,
-        busy: bool,
-    ) -> WorkerState {
-        match end_state {
-            Some("stopped") => WorkerState::Stopped,
-            Some(_) => WorkerState::Lost,
-            None if stale => WorkerState::Lost,
-            None if stop != StopRequest::None => WorkerState::Stopping,
-            None if busy => WorkerState::Busy,
-            None => WorkerState::Idle,
-        }
-    }
-
-    pub fn is_live(self) -> bool {
-        matches!(
-            self,
-            WorkerState::Idle | WorkerState::Busy | WorkerState::Stopping
-        )
-    }
-}
-
-/// A worker row with its derived state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerRow {
-    pub info: WorkerInfo,
-    pub state: WorkerState,
-    pub job: Option<String>,
-    pub started_at: i64,
-    pub heartbeat_at: i64,
-}
-
-/// A job in `processing`, with what recovery needs to judge it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunningJob {
-    pub lease: Lease,
-    pub attempts: i64,
-    pub interruptions: i64,
-    pub worker: Option<WorkerInfo>,
-    pub lease_expired: bool,
-    /// A user cancelled the job while it ran: recovery ends it `cancelled` instead
-    /// of running it again.
-    pub cancel_requested: bool,
 }
 
 /// Job counts per state and the oldest pending job.

@@ -1,13 +1,13 @@
 //! What both stores share for scheduling (issue 11): the queue rows `queue list`
 //! shows, the queue settings users change, and how a job's end reaches the jobs that
-//! run after it ([`settle_dependents`]).
+//! run after it (`settle_dependents`).
 //!
 //! Invariants: a job waits (`blocked_by` > 0) exactly while some job it runs after
 //! has not completed; completing a job releases each waiting dependent once; a job
 //! ending `dead` or `cancelled` cancels every waiting job that runs after it, down
 //! the chain, each with a `last_error` naming the job it ran after and the job that
 //! started the chain. The decisions come from [`crate::job`]; a store only reads and
-//! writes through [`Dependents`].
+//! writes through `Dependents`.
 
 use crate::job::{self, Job, JobState, Transition};
 use crate::store::{Counts, Result};
