@@ -12,7 +12,7 @@ use super::listen::notify;
 use super::{Db, Step, driver_error, duplicate_id, is_unique_violation, millis, read_settings};
 use crate::config::Config;
 use crate::error::StoreError;
-use crate::job::options::{Admission, admission};
+use crate::job::options::{Admission, Start, admission};
 use crate::job::{Job, JobState, NewJob};
 use crate::store::rows::{
     JOB_COLUMN_COUNT, attempt_columns, attempt_from_row, job_columns, job_from_row,
@@ -25,27 +25,27 @@ use crate::store::{AttemptRecord, Counts, Enqueued};
 pub(super) const ENQUEUE_CHUNK: usize = 5000;
 
 /// Inserts jobs in array order (`$1` ids, `$2` commands, `$3` directories, `$4`
-/// retry limits, `$5` timeouts, `$6` priorities, `$7` queues, `$8` run_at, `$9`
-/// next_run_at, `$10` env, `$11` unique keys, `$12` blocked_by, `$13` states, `$14`
-/// last errors), each as its admission decided; a job whose unique key an
-/// unfinished job (or an earlier job of the batch) holds is skipped. Returns the
-/// ids inserted.
+/// retry limits, `$5` timeouts, `$6` priorities, `$7` queues, `$8` run_at (NULL:
+/// now), `$9` env, `$10` unique keys, `$11` blocked_by, `$12` states, `$13` last
+/// errors), each as its admission decided; a job whose unique key an unfinished
+/// job (or an earlier job of the batch) holds is skipped. Returns the ids inserted
+/// with the database time used as their `created_at`.
 const INSERT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, max_retries, \
         created_at, updated_at, next_run_at, timeout_ms, priority, queue, run_at, env, \
         unique_key, blocked_by, scheduled, finished_at, last_error) \
     SELECT t.id, t.command, t.cwd, t.state, t.max_retries, now_ms(), now_ms(), \
-        t.next_run_at, t.timeout_ms, t.priority, t.queue, t.run_at, t.env, t.unique_key, \
-        t.blocked_by, t.state = 'pending' AND t.next_run_at > now_ms(), \
+        coalesce(t.run_at, now_ms()), t.timeout_ms, t.priority, t.queue, t.run_at, t.env, \
+        t.unique_key, t.blocked_by, t.state = 'pending' AND coalesce(t.run_at > now_ms(), false), \
         CASE WHEN t.state = 'cancelled' THEN now_ms() END, t.last_error \
     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], \
-        $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], \
-        $12::bigint[], $13::text[], $14::text[]) \
+        $6::bigint[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::bigint[], \
+        $12::text[], $13::text[]) \
         WITH ORDINALITY AS t(id, command, cwd, max_retries, timeout_ms, priority, queue, \
-        run_at, next_run_at, env, unique_key, blocked_by, state, last_error, ord) \
+        run_at, env, unique_key, blocked_by, state, last_error, ord) \
     ORDER BY t.ord \
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
         AND state IN ('pending', 'processing', 'failed') DO NOTHING \
-    RETURNING id";
+    RETURNING id, now_ms()";
 
 /// The ids a listed job runs after, one per line (NULL: none), as the column after
 /// [`job_columns!`].
@@ -138,21 +138,29 @@ pub(super) fn enqueue_in(
     channel: &str,
 ) -> Step<Enqueued> {
     let defaults = Config::from_stored(&read_settings(db)?);
-    // now_ms() is the transaction's start: the same for every statement below.
-    let now: i64 = db.query_one(READ_NOW, &[])?.try_get(0)?;
+    // now_ms() is the transaction's start: the same for every statement below. A
+    // `--delay` needs it here (admission turns it into a time); otherwise the
+    // insert reports it, and enqueue costs no extra trip to the server.
+    let mut now: Option<i64> = None;
+    if jobs.iter().any(|j| matches!(j.start, Start::After(_))) {
+        now = Some(db.query_one(READ_NOW, &[])?.try_get(0)?);
+    }
+    // Only a delay's run_at depends on the clock given to admission, so without
+    // one any value will do.
+    let admit_at = now.unwrap_or(0);
     let mut existing = Vec::with_capacity(jobs.len());
     let mut unknown = Vec::new();
     let mut simple: Vec<(&NewJob, Admission)> = Vec::new();
     for job in jobs {
         if job.after.is_empty() {
-            simple.push((job, admission(job, now, &[])));
+            simple.push((job, admission(job, admit_at, &[])));
             if simple.len() == ENQUEUE_CHUNK {
-                existing.extend(insert_jobs(db, &simple, &defaults)?);
+                existing.extend(insert_jobs(db, &simple, &defaults, &mut now)?);
                 simple.clear();
             }
             continue;
         }
-        existing.extend(insert_jobs(db, &simple, &defaults)?);
+        existing.extend(insert_jobs(db, &simple, &defaults, &mut now)?);
         simple.clear();
         let rows = db.query(MARK_HAS_DEPENDENTS, &[&job.after])?;
         let mut states: Vec<(String, JobState)> = Vec::with_capacity(rows.len());
@@ -168,33 +176,39 @@ pub(super) fn enqueue_in(
                 .cloned(),
         );
         let waits: Vec<(&str, JobState)> = states.iter().map(|(id, s)| (id.as_str(), *s)).collect();
-        let decided = admission(job, now, &waits);
-        let found = insert_jobs(db, &[(job, decided)], &defaults)?;
+        let decided = admission(job, admit_at, &waits);
+        let found = insert_jobs(db, &[(job, decided)], &defaults, &mut now)?;
         if found.first() == Some(&None) {
             db.execute(INSERT_DEPENDENCIES, &[&job.id, &job.after])?;
         }
         existing.extend(found);
     }
-    existing.extend(insert_jobs(db, &simple, &defaults)?);
+    existing.extend(insert_jobs(db, &simple, &defaults, &mut now)?);
     if !unknown.is_empty() {
         return Err(StoreError::UnknownAfter(unknown));
     }
     if !jobs.is_empty() {
         notify(db, channel)?;
     }
+    let created_at = match now {
+        Some(now) => now,
+        None => db.query_one(READ_NOW, &[])?.try_get(0)?,
+    };
     Ok(Enqueued {
-        created_at: now,
+        created_at,
         existing,
     })
 }
 
 /// Inserts jobs in one statement, in the given order (`seq` follows it); a job
 /// without its own retry limit or timeout gets the one in `defaults`. Returns, for
-/// each job, the unfinished job holding its unique key when it was skipped.
+/// each job, the unfinished job holding its unique key when it was skipped; sets
+/// `now` to the database time the insert used, if it inserted any.
 fn insert_jobs(
     db: &mut Db<'_, Transaction<'_>>,
     jobs: &[(&NewJob, Admission)],
     defaults: &Config,
+    now: &mut Option<i64>,
 ) -> Step<Vec<Option<String>>> {
     if jobs.is_empty() {
         return Ok(Vec::new());
@@ -214,7 +228,6 @@ fn insert_jobs(
     let priorities: Vec<i64> = jobs.iter().map(|(j, _)| j.priority).collect();
     let queues: Vec<&str> = jobs.iter().map(|(j, _)| j.queue.as_str()).collect();
     let run_ats: Vec<Option<i64>> = jobs.iter().map(|(_, a)| a.run_at).collect();
-    let next: Vec<i64> = jobs.iter().map(|(_, a)| a.next_run_at).collect();
     let envs: Vec<Option<String>> = jobs
         .iter()
         .map(|(j, _)| env_to_text(j.env.as_ref()))
@@ -234,7 +247,6 @@ fn insert_jobs(
             &priorities,
             &queues,
             &run_ats,
-            &next,
             &envs,
             &keys,
             &blocked,
@@ -243,10 +255,14 @@ fn insert_jobs(
         ],
     );
     let inserted: Vec<String> = match result {
-        Ok(rows) => rows
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?,
+        Ok(rows) => {
+            if let Some(row) = rows.first() {
+                *now = Some(row.try_get(1)?);
+            }
+            rows.iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?
+        }
         Err(e) if is_unique_violation(&e) => {
             let id = driver_error(&e)
                 .and_then(duplicate_id)
