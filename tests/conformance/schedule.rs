@@ -186,7 +186,7 @@ conformance_test!(a_unique_key_holds_while_its_job_is_unfinished, |stores| {
 });
 
 conformance_test!(
-    promoting_delayed_jobs_keeps_the_claim_one_indexed_read,
+    ready_jobs_are_claimed_past_many_delayed_ones_of_higher_priority,
     |stores| {
         // Many jobs waiting for later, at a higher priority than the ready one, do not
         // stand in its way.
