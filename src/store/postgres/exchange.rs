@@ -147,6 +147,12 @@ const READ_STOP: &str = "SELECT coalesce(max(stop_requested), 0) FROM workers \
 /// of limited queues take turns and each counts the others' running jobs (the
 /// claim is a later statement, with a later snapshot). Without limited queues
 /// the lock takes nothing and costs nothing.
+///
+/// The last branch must read `limited` to the end without returning a row: a
+/// `SELECT` CTE runs only as far as it is read, and a branch the planner can prove
+/// empty (`WHERE false`) is never run, which once left the lock untaken
+/// (`the_round_trip_holds_the_limited_queues_until_it_commits`). `promoted`
+/// modifies data, so it runs whether it is read or not.
 const READ_STOP_AND_CANCELS: &str = "WITH limited AS ( \
         SELECT name FROM queues WHERE $4 AND concurrency IS NOT NULL ORDER BY name FOR UPDATE \
     ), promoted AS ( \
@@ -156,7 +162,8 @@ const READ_STOP_AND_CANCELS: &str = "WITH limited AS ( \
     SELECT NULL::text, coalesce(max(stop_requested), 0)::bigint \
     FROM workers WHERE host = $1 AND pid = $2 AND ended_at IS NULL \
     UNION ALL SELECT id, lease_token FROM jobs WHERE cancel_requested AND $3 \
-    UNION ALL SELECT NULL::text, -1 FROM limited, promoted WHERE false";
+    UNION ALL SELECT NULL::text, -1 FROM (SELECT count(*) AS n FROM limited) AS l \
+        WHERE l.n < 0";
 
 /// The running jobs a user cancelled, through the partial index `jobs_cancel`
 /// that holds only them: asking on every round trip costs next to nothing.
@@ -411,6 +418,56 @@ mod tests {
     use super::*;
     use crate::job::NewJob;
     use crate::store::{Location, QueueChange, Store};
+
+    /// A claiming round trip locks the rows of the queues with a concurrency limit
+    /// until it commits (so concurrent claims count each other's running jobs), and
+    /// a round trip that claims nothing locks none. Another connection's `NOWAIT`
+    /// lock of the same row fails while the first transaction is open. Runs when
+    /// `QUEUECTL_TEST_POSTGRES_URL` is set.
+    #[test]
+    fn the_round_trip_holds_the_limited_queues_until_it_commits() {
+        let Ok(url) = std::env::var("QUEUECTL_TEST_POSTGRES_URL") else {
+            eprintln!("skipped: QUEUECTL_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        let schema = format!("lock_{}", crate::job::generate_id().replace('-', ""));
+        let Ok(Location::Postgres(pg)) = Location::parse(&url, Some(&schema)) else {
+            panic!("bad QUEUECTL_TEST_POSTGRES_URL");
+        };
+        let mut store = super::super::PgStore::open(&pg).expect("store");
+        let mut other = super::super::PgStore::open(&pg).expect("second store");
+        store
+            .set_queue("limited", QueueChange::Concurrency(Some(1)))
+            .expect("limit");
+        let mut held_while = |claiming: bool| -> bool {
+            let conn = store.conn().expect("connection");
+            let mut tx = conn.client.transaction().expect("begin");
+            tx.query(READ_STOP_AND_CANCELS, &[&"h", &1i64, &true, &claiming])
+                .expect("round trip");
+            let probe = other
+                .conn()
+                .expect("second connection")
+                .client
+                .query("SELECT name FROM queues FOR UPDATE NOWAIT", &[]);
+            tx.rollback().expect("rollback");
+            match probe {
+                Ok(_) => false,
+                Err(e) if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => true,
+                Err(e) => panic!("probe: {e}"),
+            }
+        };
+        let claiming = held_while(true);
+        let not_claiming = held_while(false);
+        let _ = store.drop_schema();
+        assert!(
+            claiming,
+            "a claiming round trip left the limited queue unlocked"
+        );
+        assert!(
+            !not_claiming,
+            "a round trip that claims nothing locked a queue"
+        );
+    }
 
     /// The claim stays one index scan of `jobs_ready` with priorities, delayed jobs,
     /// a paused queue, a concurrency limit and a queue filter in play: no sequential
