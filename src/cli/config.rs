@@ -13,12 +13,17 @@ use crate::error::Failure;
 pub enum Command {
     /// Change a setting (validated; nothing changes on a bad value)
     Set {
-        /// max-retries, backoff-base, backoff-max, lease-timeout or heartbeat-interval
+        /// The setting's name (`queuectl config list` shows them all)
         key: String,
+        /// The new value: a number, a duration such as 30s, a size such as 1MiB, or
+        /// none where the setting allows it
         value: String,
     },
     /// Print one setting's value
-    Get { key: String },
+    Get {
+        /// The setting's name (`queuectl config list` shows them all)
+        key: String,
+    },
     /// Print every setting with its default
     List,
 }

@@ -21,8 +21,8 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct RetryArgs {
-    /// Ids of dead jobs
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    /// Ids of dead jobs (or --all for every dead job)
+    #[arg(conflicts_with = "all")]
     ids: Vec<String>,
 
     /// Retry every dead job
@@ -90,6 +90,12 @@ fn last_line(text: &str) -> Option<&str> {
 }
 
 fn retry(ctx: &Context, args: RetryArgs) -> Result<(), Failure> {
+    if args.ids.is_empty() && !args.all {
+        return Err(Failure::usage(
+            "no dead jobs named; give their ids (queuectl dlq retry ID...) or retry every \
+             dead job with --all",
+        ));
+    }
     if args.ids.iter().any(|id| id.is_empty()) {
         return Err(InputError::Invalid("an empty job id was given".into()).into());
     }

@@ -19,6 +19,7 @@ mod cron;
 mod dlq;
 mod enqueue;
 mod follow;
+mod generate;
 mod jobs;
 mod logs;
 pub mod output;
@@ -30,25 +31,29 @@ mod worker;
 
 use output::{ColorChoice, Printer};
 
+/// The help heading of the options every command takes, listed once apart from each
+/// command's own.
+const GLOBAL: &str = "Global options";
+
 /// A crash-safe background job queue for shell commands.
 #[derive(Debug, Parser)]
 #[command(name = "queuectl", version, about, long_about = None)]
 pub struct Cli {
     /// The store: a SQLite file path or a postgres:// URL
     /// [default: $QUEUECTL_HOME/queue.db]
-    #[arg(long, global = true, env = "QUEUECTL_DB", value_name = "PATH|URL")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "QUEUECTL_DB", value_name = "PATH|URL")]
     db: Option<String>,
 
     /// PostgreSQL schema holding the queue (default: queuectl, or ?schema= in the URL)
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "NAME")]
     schema: Option<String>,
 
     /// Print JSON on stdout instead of tables
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     json: bool,
 
     /// When to colour output
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    #[arg(long, global = true, help_heading = GLOBAL, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     color: ColorChoice,
 
     #[command(subcommand)]
@@ -99,6 +104,10 @@ enum Command {
     /// Recurring jobs: run a job on a cron schedule (add, list, remove, pause, resume)
     #[command(subcommand)]
     Cron(cron::Command),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(generate::CompletionsArgs),
+    /// Print the manual page (roff), or write one per command with --dir
+    Man(generate::ManArgs),
 }
 
 /// Runs queuectl with `args`; returns the process exit code.
@@ -218,6 +227,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Export(args) => transfer::export(&ctx, args),
         Command::Import(args) => transfer::import(&ctx, args),
         Command::Cron(command) => cron::run(&ctx, command),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
     }
 }
 
@@ -349,9 +360,9 @@ mod tests {
     #[test]
     fn missing_arguments_are_listed_on_the_line() {
         assert_eq!(
-            error_line(&["dlq", "retry"]),
-            "the following required arguments were not provided: <IDS>...; \
-             see 'queuectl dlq retry --help'"
+            error_line(&["show"]),
+            "the following required arguments were not provided: <ID>; \
+             see 'queuectl show --help'"
         );
         assert_eq!(
             error_line(&["config", "set"]),

@@ -47,6 +47,7 @@ pub enum Command {
     },
     /// List live workers (with --all, also stopped and lost ones)
     List {
+        /// Also list stopped and lost workers
         #[arg(long)]
         all: bool,
     },

@@ -248,10 +248,9 @@ backend_test!(bad_worker_and_dlq_arguments, |env| {
             (&["frobnicate"], "frobnicate"),
         ],
     );
-    // No id at all: the argument parser's own (two-line) message, still exit 2.
+    // No id at all: the message says how to name them, or to retry all (issue 12).
     let before = env.snapshot();
-    assert_eq!(env.run(&["dlq", "retry"]).status.code(), Some(2));
-    assert_eq!(env.snapshot(), before);
+    env.assert_refused(&["dlq", "retry"], "--all", &before);
 });
 
 backend_test!(argument_errors_are_one_line_pointing_to_help, |env| {
@@ -261,7 +260,7 @@ backend_test!(argument_errors_are_one_line_pointing_to_help, |env| {
         (&["enqueue", "--bogus"], "'--bogus'"),
         (&["worker", "start", "--count", "x"], "'x'"),
         (&["frobnicate"], "'frobnicate'"),
-        (&["dlq", "retry"], "<IDS>"),
+        (&["show"], "<ID>"),
         (&["config", "set"], "<KEY>, <VALUE>"),
         (&["list", "--state"], "--state"),
     ];

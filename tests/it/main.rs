@@ -12,6 +12,7 @@ mod concurrency;
 mod config;
 mod contention;
 mod control;
+mod conventions;
 mod cron;
 mod db_faults;
 mod delays;
