@@ -20,9 +20,11 @@ mod dlq;
 mod enqueue;
 mod follow;
 mod jobs;
+mod list;
 mod logs;
 pub mod output;
 mod queue;
+mod table;
 mod transfer;
 mod wait;
 mod watch;
@@ -50,6 +52,10 @@ pub struct Cli {
     /// When to colour output
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     color: ColorChoice,
+
+    /// Show times in UTC instead of the local time zone (JSON is always UTC)
+    #[arg(long, global = true)]
+    utc: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -194,7 +200,7 @@ fn one_line(rendered: &str) -> String {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let printer = Printer::new(cli.json, cli.color);
+    let printer = Printer::new(cli.json, cli.color, cli.utc);
     let ctx = Context {
         db: cli.db,
         schema: cli.schema,
