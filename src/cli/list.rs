@@ -94,8 +94,7 @@ pub fn list(ctx: &Context, args: ListArgs) -> Result<(), Failure> {
         if more > 0 {
             let jobs = if more == 1 { "job" } else { "jobs" };
             printed(p.line(&format!(
-                "… {} more {jobs} not shown: use --all to list all, --last N for the last N, \
-                 or --json",
+                "… {} more {jobs} not shown; see them with --all, --last N or --json",
                 thousands(more)
             )))?;
         }
