@@ -31,23 +31,24 @@ const FREE_TEXT: [&str; 6] = [
 
 /// Columns, by header, left out (in this order, one at a time) when the table
 /// does not fit even with its free-text columns at their narrowest: details that
-/// `show` and `--json` still give, so that the id, state and command stay readable.
+/// `show` and `--json` still give, so that the id, state, command and (last of
+/// all) when the job last changed stay readable.
 const DROPPABLE: [&str; 9] = [
     "PRIORITY",
     "QUEUE",
     "RUNS",
-    "UPDATED",
+    "LAST OUTPUT",
+    "LAST ERROR",
     "HEARTBEAT",
     "CPU",
     "MAX RSS",
-    "LAST OUTPUT",
-    "LAST ERROR",
+    "UPDATED",
 ];
 
 /// The narrowest the command column is made: below this the start of a command no
 /// longer says which it is. Other free-text columns go down to [`MIN_FREE_TEXT`]
 /// (or their header, if wider).
-const MIN_COMMAND: usize = 20;
+const MIN_COMMAND: usize = 12;
 const MIN_FREE_TEXT: usize = 12;
 
 /// Spaces between columns.
@@ -288,24 +289,27 @@ mod tests {
     #[test]
     fn details_are_left_out_before_the_command_is_unreadable() {
         let id = "01a22ada-ad04-70c3-9d7b-1a5ce6cf80b6";
+        let header = ["ID", "STATE", "PRIORITY", "UPDATED", "COMMAND"];
         let lines = render(
-            &["ID", "STATE", "PRIORITY", "UPDATED", "COMMAND"],
+            &header,
             &[row(&[id, "pending", "0", "05:08:24", &"x".repeat(100)])],
-            Some(80),
+            Some(70),
         );
-        // 36 + 7 + 8 + 20 columns and their gaps: PRIORITY had to go, UPDATED fits.
+        // 36 + 7 + 8 + 8 + 12 columns and their gaps is 79: PRIORITY has to go.
         assert_eq!(
             lines[0],
             format!("ID{}STATE    UPDATED   COMMAND", " ".repeat(36))
         );
-        assert_eq!(display_width(&lines[1]), 80);
-        // Nothing is left out when the table fits.
+        assert_eq!(display_width(&lines[1]), 70);
+        assert!(lines[1].ends_with("  xxxxxxxxxxxx…"), "{}", lines[1]);
+        // At 80 it all fits, the command at its narrowest.
         let lines = render(
-            &["ID", "STATE", "PRIORITY", "UPDATED", "COMMAND"],
-            &[row(&[id, "pending", "0", "05:08:24", "true"])],
+            &header,
+            &[row(&[id, "pending", "0", "05:08:24", &"x".repeat(100)])],
             Some(80),
         );
         assert!(lines[0].contains("PRIORITY"), "{}", lines[0]);
+        assert_eq!(display_width(&lines[1]), 80);
     }
 
     #[test]
