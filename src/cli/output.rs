@@ -2,8 +2,8 @@
 //!
 //! Colour ([`Printer::new`]): `--color always|never` wins; otherwise colour is on
 //! only when stdout is a terminal and the environment does not object (`NO_COLOR`,
-//! `CLICOLOR=0`, `TERM=dumb` or unset turn it off, `CLICOLOR_FORCE` turns it on even
-//! into a pipe), read through `anstyle-query`. JSON output is never coloured and is
+//! `CLICOLOR=0` and `TERM=dumb` turn it off, `CLICOLOR_FORCE` turns it on even into
+//! a pipe), read through `anstyle-query`. JSON output is never coloured and is
 //! the only thing on stdout.
 //!
 //! Times for people ([`Printer::time`]) are in the local time zone (`TZ`, else the
@@ -133,9 +133,11 @@ impl Printer {
 }
 
 /// Whether `--color auto` colours: `NO_COLOR` (non-empty) never, `CLICOLOR_FORCE`
-/// (non-empty) always, `CLICOLOR=0` never; otherwise on a terminal whose `TERM` is
-/// set and not `dumb` (or with `CLICOLOR` set to something else than 0). The order
-/// is `anstream`'s, so queuectl agrees with clap's own help output.
+/// (non-empty) always, `CLICOLOR=0` never; otherwise on a terminal unless `TERM` is
+/// `dumb` (or whatever `TERM` says, with `CLICOLOR` set to something else than 0).
+/// The order is `anstream`'s; unlike it, an unset `TERM` does not turn colour off:
+/// a real terminal without `TERM` (a container's `docker exec -t`, some CI runners)
+/// still shows colour, and `TERM=dumb` is the way to say it cannot.
 fn auto_color(terminal: bool) -> bool {
     if anstyle_query::no_color() {
         return false;
@@ -147,7 +149,8 @@ fn auto_color(terminal: bool) -> bool {
     if clicolor == Some(false) {
         return false;
     }
-    terminal && (anstyle_query::term_supports_color() || clicolor == Some(true))
+    let dumb = std::env::var_os("TERM").is_some_and(|term| term == "dumb");
+    terminal && (!dumb || clicolor == Some(true))
 }
 
 /// [`Printer::time`] for a given clock and zone.

@@ -175,6 +175,9 @@ backend_test!(colour_follows_the_environment, |env| {
     let term = [("NO_COLOR", None), ("TERM", Some("xterm-256color"))];
     let coloured = on_terminal(&env, &["status"], &term);
     assert!(coloured.text.contains(escape), "{}", coloured.text);
+    // A terminal without TERM is still a terminal.
+    let unset = on_terminal(&env, &["status"], &[("NO_COLOR", None), ("TERM", None)]);
+    assert!(unset.text.contains(escape), "{}", unset.text);
 
     for off in [
         ("NO_COLOR", Some("1")),
