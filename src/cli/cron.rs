@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::output::{age, opt_timestamp, timestamp, truncate, visible};
+use super::output::{Printer, age, one_line, opt_timestamp, timestamp};
 use super::{Context, printed};
 use crate::cron::{self, CronJob, CronSchedule};
 use crate::error::{Failure, InputError};
@@ -125,7 +125,7 @@ fn add(ctx: &Context, args: AddArgs) -> Result<(), Failure> {
     }
     printed(ctx.printer.line(&format!(
         "Added: {name}, next run {}",
-        next_run_text(&entry)
+        next_run_text(&ctx.printer, &entry)
     )))
 }
 
@@ -183,12 +183,13 @@ fn list(ctx: &Context) -> Result<(), Failure> {
         .iter()
         .map(|e| {
             vec![
-                e.name.clone(),
-                visible(&e.schedule).into_owned(),
-                e.tz.clone(),
-                next_run_text(e),
-                e.last_run_at.map_or_else(|| "-".to_owned(), timestamp),
-                truncate(&command_of(e), 40),
+                one_line(&e.name),
+                one_line(&e.schedule),
+                one_line(&e.tz),
+                next_run_text(p, e),
+                e.last_run_at
+                    .map_or_else(|| "-".to_owned(), |ms| p.time(ms)),
+                one_line(&command_of(e)),
             ]
         })
         .collect();
@@ -221,7 +222,10 @@ fn set_paused(ctx: &Context, name: &str, paused: bool) -> Result<(), Failure> {
     let line = if paused {
         format!("Paused: {name}")
     } else {
-        format!("Resumed: {name}, next run {}", next_run_text(&entry))
+        format!(
+            "Resumed: {name}, next run {}",
+            next_run_text(&ctx.printer, &entry)
+        )
     };
     printed(ctx.printer.line(&line))
 }
@@ -248,7 +252,7 @@ fn entry_json(entry: &CronEntry) -> Value {
 }
 
 /// When the entry runs next, for people: the time and how far off it is.
-fn next_run_text(entry: &CronEntry) -> String {
+fn next_run_text(p: &Printer, entry: &CronEntry) -> String {
     if entry.paused {
         return "paused".to_owned();
     }
@@ -256,9 +260,9 @@ fn next_run_text(entry: &CronEntry) -> String {
         .next_run_at
         .saturating_sub(jiff::Timestamp::now().as_millisecond());
     if wait <= 0 {
-        return format!("{} (due)", timestamp(entry.next_run_at));
+        return format!("{} (due)", p.time(entry.next_run_at));
     }
-    format!("{} (in {})", timestamp(entry.next_run_at), age(wait))
+    format!("{} (in {})", p.time(entry.next_run_at), age(wait))
 }
 
 /// The command of an entry's job, from its stored JSON.

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::output::{job_json, truncate};
+use super::output::{job_json, one_line};
 use super::{Context, printed};
 use crate::error::{Failure, InputError};
 use crate::job::JobState;
@@ -67,11 +67,11 @@ fn list(ctx: &Context) -> Result<(), Failure> {
         .zip(&last_lines)
         .map(|(job, line)| {
             vec![
-                job.id.clone(),
+                one_line(&job.id),
                 format!("{}/{}", job.attempts, job.max_retries + 1),
-                truncate(&job.command, 30),
-                truncate(job.last_error.as_deref().unwrap_or("-"), 40),
-                truncate(line.as_deref().unwrap_or("-"), 40),
+                one_line(&job.command),
+                one_line(job.last_error.as_deref().unwrap_or("-")),
+                one_line(line.as_deref().unwrap_or("-")),
             ]
         })
         .collect();

@@ -1,10 +1,14 @@
-//! `queuectl status`, `list` and `show`: reading the queue.
+//! `queuectl status` and `show`: reading the queue (`list` is in [`super::list`]).
+//!
+//! While a job runs, `show` describes the running attempt (`attempt N running`,
+//! since when, on which worker) and labels what is left of the attempt before it as
+//! `previous`: the job row still holds that attempt's end and exit code until this
+//! one ends, and they must not read as this attempt's.
 
 use serde_json::{Value, json};
 
-use super::output::{
-    age, attempt_json, exit_or_signal, human_bytes, job_json, timestamp, truncate, visible,
-};
+use super::list::attempts_cell;
+use super::output::{Printer, age, attempt_json, exit_or_signal, human_bytes, job_json, visible};
 use super::{Context, printed};
 use crate::error::{Failure, StoreError};
 use crate::job::{Job, JobState};
@@ -12,17 +16,7 @@ use crate::store::{AttemptRecord, Store};
 use crate::worker::exec::Spool;
 use crate::worker::{platform, recovery};
 
-#[derive(Debug, clap::Args)]
-pub struct ListArgs {
-    /// Only jobs in this state: pending, processing, completed, failed, dead or
-    /// cancelled
-    #[arg(long)]
-    state: Option<String>,
-
-    /// At most N jobs (oldest first)
-    #[arg(long, value_name = "N")]
-    limit: Option<usize>,
-}
+pub use super::list::{ListArgs, list};
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
@@ -73,73 +67,9 @@ pub fn status(ctx: &Context) -> Result<(), Failure> {
     printed(p.line(&format!("Store: {}", store.describe())))
 }
 
-pub fn list(ctx: &Context, args: ListArgs) -> Result<(), Failure> {
-    let state = parse_state(args.state.as_deref())?;
-    let mut store = ctx.open()?;
-    let jobs = store.list(state, args.limit)?;
-    print_jobs(ctx, &jobs)
-}
-
 /// Parses `--state`, naming the valid states if it is not one.
 pub(super) fn parse_state(state: Option<&str>) -> Result<Option<JobState>, Failure> {
     Ok(state.map(str::parse::<JobState>).transpose()?)
-}
-
-/// Prints jobs as a JSON array or a table; shared with `dlq list`.
-pub(super) fn print_jobs(ctx: &Context, jobs: &[Job]) -> Result<(), Failure> {
-    let p = &ctx.printer;
-    if p.json {
-        return printed(p.json(&Value::Array(jobs.iter().map(job_json).collect())));
-    }
-    if jobs.is_empty() {
-        return printed(p.line("No jobs."));
-    }
-    let now = jiff::Timestamp::now().as_millisecond();
-    let rows: Vec<Vec<String>> = jobs
-        .iter()
-        .map(|j| {
-            vec![
-                visible(&j.id).into_owned(),
-                p.state(j.state),
-                format!("{}/{}", j.attempts, j.max_retries + 1),
-                visible(&j.queue).into_owned(),
-                j.priority.to_string(),
-                runs(j, now),
-                timestamp(j.updated_at),
-                truncate(&j.command, 40),
-                truncate(j.last_error.as_deref().unwrap_or(""), 40),
-            ]
-        })
-        .collect();
-    printed(p.table(
-        &[
-            "ID",
-            "STATE",
-            "ATTEMPTS",
-            "QUEUE",
-            "PRIORITY",
-            "RUNS",
-            "UPDATED",
-            "COMMAND",
-            "LAST ERROR",
-        ],
-        &rows,
-    ))
-}
-
-/// When a waiting job will run, as `list` shows it: its time when that is still
-/// ahead, `after N job(s)` while it waits for others, else `-`.
-fn runs(job: &Job, now: i64) -> String {
-    if !matches!(job.state, JobState::Pending | JobState::Failed) {
-        return "-".into();
-    }
-    if job.blocked_by > 0 {
-        return format!("after {} job(s)", job.blocked_by);
-    }
-    if job.next_run_at > now {
-        return timestamp(job.next_run_at);
-    }
-    "now".into()
 }
 
 pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
@@ -160,27 +90,35 @@ pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
         }
         return printed(p.json(&value));
     }
+    let running = job.state == JobState::Processing;
     let field = |name: &str, value: String| format!("{name:<14}{value}");
-    let opt = |ms: Option<i64>| ms.map_or("-".to_owned(), timestamp);
+    let opt = |ms: Option<i64>| ms.map_or("-".to_owned(), |ms| p.time(ms));
+    let attempts_text = if running {
+        format!(
+            "{} ({} finished, max retries {})",
+            attempts_cell(&job),
+            job.attempts,
+            job.max_retries
+        )
+    } else {
+        format!("{} (max retries {})", job.attempts, job.max_retries)
+    };
     let mut lines = vec![
-        field("id", job.id.clone()),
+        field("id", visible(&job.id).into_owned()),
         field("command", visible(&job.command).into_owned()),
         field("state", p.state(job.state)),
-        field(
-            "attempts",
-            format!("{} (max retries {})", job.attempts, job.max_retries),
-        ),
+        field("attempts", attempts_text),
         field("directory", visible(&job.cwd).into_owned()),
         field("queue", visible(&job.queue).into_owned()),
         field("priority", job.priority.to_string()),
-        field("created", timestamp(job.created_at)),
-        field("updated", timestamp(job.updated_at)),
+        field("created", p.time(job.created_at)),
+        field("updated", p.time(job.updated_at)),
     ];
     if matches!(job.state, JobState::Pending | JobState::Failed) {
-        lines.push(field("next run", timestamp(job.next_run_at)));
+        lines.push(field("next run", p.time(job.next_run_at)));
     }
     if let Some(at) = job.run_at {
-        lines.push(field("run at", timestamp(at)));
+        lines.push(field("run at", p.time(at)));
     }
     if !job.after.is_empty() {
         let ids: Vec<String> = job
@@ -211,16 +149,25 @@ pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
         ));
     }
     if let Some(worker) = &job.worker_id {
-        lines.push(field("worker", worker.clone()));
+        lines.push(field("worker", visible(worker).into_owned()));
     }
-    lines.push(field("started", opt(job.started_at)));
-    lines.push(field("finished", opt(job.finished_at)));
+    let now = jiff::Timestamp::now().as_millisecond();
+    match job.started_at {
+        Some(start) if running => lines.push(field(
+            "started",
+            format!("{} (running for {})", p.time(start), age(now - start)),
+        )),
+        start => lines.push(field("started", opt(start))),
+    }
+    if !running {
+        lines.push(field("finished", opt(job.finished_at)));
+    }
     if let Some(ms) = job.timeout_ms {
         lines.push(field("timeout", duration_text(ms)));
     }
-    if job.state == JobState::Processing {
+    if running {
         if let Some(deadline) = job.deadline_at {
-            lines.push(field("deadline", timestamp(deadline)));
+            lines.push(field("deadline", p.time(deadline)));
         }
         if job.cancel_requested {
             lines.push(field(
@@ -229,22 +176,32 @@ pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
             ));
         }
     }
-    if let Some(code) = job.exit_code {
-        lines.push(field("exit code", code.to_string()));
-    }
-    if let Some(error) = &job.last_error {
-        lines.push(field("last error", visible(error).into_owned()));
+    if running {
+        // The job row still holds the previous attempt's end: say whose it is.
+        if let Some(previous) = attempts.last() {
+            lines.push(field("previous", previous_text(ctx, previous)));
+        }
+    } else {
+        if let Some(code) = job.exit_code {
+            lines.push(field("exit code", code.to_string()));
+        }
+        if let Some(error) = &job.last_error {
+            lines.push(field("last error", visible(error).into_owned()));
+        }
     }
     for line in lines {
         printed(p.line(&line))?;
     }
     if !attempts.is_empty() {
         printed(p.line("\nAttempts:"))?;
-        let rows: Vec<Vec<String>> = attempts
+        let mut rows: Vec<Vec<String>> = attempts
             .iter()
             .enumerate()
-            .map(|(i, a)| attempt_row(i + 1, a))
+            .map(|(i, a)| attempt_row(p, i + 1, a))
             .collect();
+        if running {
+            rows.push(running_row(p, attempts.len() + 1, &job, now));
+        }
         printed(p.table(
             &[
                 "#", "OUTCOME", "EXIT", "DURATION", "HOST", "PID", "MAX RSS", "CPU", "STARTED",
@@ -253,7 +210,13 @@ pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
         ))?;
     }
     if let Some(tail) = job.output_tail.as_deref().filter(|t| !t.is_empty()) {
-        printed(p.line("\nOutput (last lines):"))?;
+        // The tail is the newest finished attempt's: not this one's while it runs.
+        let title = if running {
+            "\nOutput of the previous attempt (last lines; `queuectl logs -f` follows this one):"
+        } else {
+            "\nOutput (last lines):"
+        };
+        printed(p.line(title))?;
         printed(p.line(&visible(tail.trim_end_matches('\n'))))?;
     }
     Ok(())
@@ -261,7 +224,7 @@ pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
 
 /// One row of `show`'s attempts table; `-` for what is not known (an attempt
 /// recorded before this was measured, or one whose worker vanished).
-fn attempt_row(number: usize, a: &AttemptRecord) -> Vec<String> {
+fn attempt_row(p: &Printer, number: usize, a: &AttemptRecord) -> Vec<String> {
     let dash = || "-".to_owned();
     let facts = &a.facts;
     vec![
@@ -279,8 +242,41 @@ fn attempt_row(number: usize, a: &AttemptRecord) -> Vec<String> {
             human_bytes(u64::try_from(kb).unwrap_or(0) * 1024)
         }),
         facts.cpu_ms.map_or_else(dash, duration_text),
-        a.started_at.map_or_else(dash, timestamp),
+        a.started_at.map_or_else(dash, |ms| p.time(ms)),
     ]
+}
+
+/// The attempts table's row for the attempt that runs now: its duration so far;
+/// what the worker measures (pid, memory, CPU) is recorded when it ends.
+fn running_row(p: &Printer, number: usize, job: &Job, now: i64) -> Vec<String> {
+    let dash = || "-".to_owned();
+    vec![
+        number.to_string(),
+        "running".to_owned(),
+        dash(),
+        job.started_at
+            .map_or_else(dash, |start| duration_text(now - start)),
+        dash(),
+        dash(),
+        dash(),
+        dash(),
+        job.started_at.map_or_else(dash, |ms| p.time(ms)),
+    ]
+}
+
+/// How the attempt before the running one ended, for `show`'s `previous` line:
+/// `failed at 14:03:18: exit code 1`.
+fn previous_text(ctx: &Context, a: &AttemptRecord) -> String {
+    let how = match (&a.error, a.exit_code) {
+        (Some(error), _) => visible(error).into_owned(),
+        (None, Some(code)) if a.facts.signal.is_none() => format!("exit code {code}"),
+        (None, _) => exit_or_signal(a.exit_code, a.facts.signal),
+    };
+    format!(
+        "{} at {}: {how}",
+        a.outcome,
+        ctx.printer.time(a.finished_at)
+    )
 }
 
 /// Milliseconds as `crate::duration::human` writes them (negative: 0).

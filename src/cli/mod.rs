@@ -21,9 +21,11 @@ mod enqueue;
 mod follow;
 mod generate;
 mod jobs;
+mod list;
 mod logs;
 pub mod output;
 mod queue;
+mod table;
 mod transfer;
 mod wait;
 mod watch;
@@ -55,6 +57,10 @@ pub struct Cli {
     /// When to colour output
     #[arg(long, global = true, help_heading = GLOBAL, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     color: ColorChoice,
+
+    /// Show times in UTC instead of the local time zone (JSON is always UTC)
+    #[arg(long, global = true)]
+    utc: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -203,7 +209,7 @@ fn one_line(rendered: &str) -> String {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let printer = Printer::new(cli.json, cli.color);
+    let printer = Printer::new(cli.json, cli.color, cli.utc);
     let ctx = Context {
         db: cli.db,
         schema: cli.schema,

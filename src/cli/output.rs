@@ -1,7 +1,15 @@
-//! Rendering: aligned tables and colour for people, JSON for scripts.
+//! Rendering: aligned tables, local times and colour for people, JSON for scripts.
 //!
-//! Colour is used only when stdout is a terminal (or `--color always`) and `NO_COLOR`
-//! is unset. JSON output is never coloured and is the only thing on stdout.
+//! Colour ([`Printer::new`]): `--color always|never` wins; otherwise colour is on
+//! only when stdout is a terminal and the environment does not object (`NO_COLOR`,
+//! `CLICOLOR=0` and `TERM=dumb` turn it off, `CLICOLOR_FORCE` turns it on even into
+//! a pipe), read through `anstyle-query`. JSON output is never coloured and is
+//! the only thing on stdout.
+//!
+//! Times for people ([`Printer::time`]) are in the local time zone (`TZ`, else the
+//! system's), as `14:03:21` today and `2026-11-29 14:03:21` on another day; with
+//! `--utc` the same in UTC with a `Z`. JSON always has RFC 3339 UTC ([`timestamp`]).
+//! Tables fit the terminal's width (see [`super::table`]).
 
 use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};
@@ -9,6 +17,7 @@ use std::io::{self, IsTerminal, Write};
 use anstyle::{AnsiColor, Style};
 use serde_json::{Value, json};
 
+use super::table;
 use crate::job::{Job, JobState};
 use crate::store::{AttemptRecord, WorkerRow, WorkerState};
 
@@ -25,22 +34,30 @@ pub enum ColorChoice {
 pub struct Printer {
     pub json: bool,
     color: bool,
+    /// `--utc`: times in UTC instead of the local time zone.
+    utc: bool,
+    /// The width tables must fit; `None` when stdout is not a terminal.
+    width: Option<usize>,
 }
 
 impl Printer {
-    pub fn new(json: bool, choice: ColorChoice) -> Printer {
+    pub fn new(json: bool, choice: ColorChoice, utc: bool) -> Printer {
         let color = match choice {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                    && io::stdout().is_terminal()
-            }
+            ColorChoice::Auto => auto_color(io::stdout().is_terminal()),
         };
         Printer {
             json,
             color: color && !json,
+            utc,
+            width: table::terminal_width(),
         }
+    }
+
+    /// Whether stdout is a terminal (tables are fitted to it, `list` pages).
+    pub fn is_terminal(&self) -> bool {
+        self.width.is_some()
     }
 
     /// Prints a JSON value on stdout.
@@ -87,55 +104,82 @@ impl Printer {
         self.paint(state.as_str(), Style::new().fg_color(Some(color.into())))
     }
 
-    /// Prints rows as columns aligned under a bold header.
+    /// Prints rows as columns aligned under a bold header, fitted to the terminal
+    /// (free-text columns shortened with `…`) when stdout is one; cells must be one
+    /// line (see [`one_line`]).
     pub fn table(&self, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
-        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-        for row in rows {
-            for (i, cell) in row.iter().enumerate() {
-                let w = visible_width(cell);
-                if let Some(max) = widths.get_mut(i) {
-                    *max = (*max).max(w);
-                }
-            }
-        }
         let mut out = io::stdout().lock();
         let bold = Style::new().bold();
-        let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-        writeln!(out, "{}", self.paint(&pad_row(&head, &widths), bold))?;
-        for row in rows {
-            writeln!(out, "{}", pad_row(row, &widths))?;
+        for (i, line) in table::render(header, rows, self.width).iter().enumerate() {
+            if i == 0 {
+                writeln!(out, "{}", self.paint(line, bold))?;
+            } else {
+                writeln!(out, "{line}")?;
+            }
         }
         Ok(())
     }
+
+    /// A time (Unix ms) for people: local (UTC with `--utc`), `14:03:21` if it is
+    /// today there, else `2026-11-29 14:03:21`.
+    pub fn time(&self, ms: i64) -> String {
+        let tz = if self.utc {
+            jiff::tz::TimeZone::UTC
+        } else {
+            jiff::tz::TimeZone::system()
+        };
+        human_time(ms, jiff::Timestamp::now(), &tz, self.utc)
+    }
 }
 
-fn pad_row(cells: &[String], widths: &[usize]) -> String {
-    let last = cells.len().saturating_sub(1);
-    let mut line = String::new();
-    for (i, cell) in cells.iter().enumerate() {
-        line.push_str(cell);
-        if i < last {
-            let pad = widths.get(i).copied().unwrap_or(0)
-                - visible_width(cell).min(widths.get(i).copied().unwrap_or(0));
-            line.push_str(&" ".repeat(pad + 2));
-        }
+/// Whether `--color auto` colours: `NO_COLOR` (non-empty) never, `CLICOLOR_FORCE`
+/// (non-empty) always, `CLICOLOR=0` never; otherwise on a terminal unless `TERM` is
+/// `dumb` (or whatever `TERM` says, with `CLICOLOR` set to something else than 0).
+/// The order is `anstream`'s; unlike it, an unset `TERM` does not turn colour off:
+/// a real terminal without `TERM` (a container's `docker exec -t`, some CI runners)
+/// still shows colour, and `TERM=dumb` is the way to say it cannot.
+fn auto_color(terminal: bool) -> bool {
+    if anstyle_query::no_color() {
+        return false;
     }
-    line
+    if anstyle_query::clicolor_force() {
+        return true;
+    }
+    let clicolor = anstyle_query::clicolor();
+    if clicolor == Some(false) {
+        return false;
+    }
+    let dumb = std::env::var_os("TERM").is_some_and(|term| term == "dumb");
+    terminal && (!dumb || clicolor == Some(true))
 }
 
-/// Width on screen, skipping ANSI escape sequences.
-fn visible_width(text: &str) -> usize {
-    let mut width = 0;
-    let mut in_escape = false;
-    for c in text.chars() {
-        match (in_escape, c) {
-            (false, '\u{1b}') => in_escape = true,
-            (true, 'm') => in_escape = false,
-            (true, _) => {}
-            (false, _) => width += 1,
-        }
-    }
-    width
+/// [`Printer::time`] for a given clock and zone.
+fn human_time(ms: i64, now: jiff::Timestamp, tz: &jiff::tz::TimeZone, utc: bool) -> String {
+    let Ok(at) = jiff::Timestamp::from_millisecond(ms) else {
+        return ms.to_string();
+    };
+    let at = at.to_zoned_datetime(tz.clone());
+    let today = now.to_zoned_datetime(tz.clone()).date();
+    let format = if at.date() == today {
+        "%H:%M:%S"
+    } else {
+        "%Y-%m-%d %H:%M:%S"
+    };
+    let text = at.strftime(format).to_string();
+    if utc { text + "Z" } else { text }
+}
+
+/// `text` as one table cell: every control character shown visibly (as [`visible`]
+/// does, and newline `␤`, tab `␉`), so a cell never breaks or redraws a line.
+pub fn one_line(text: &str) -> String {
+    visible(text)
+        .chars()
+        .map(|c| match c {
+            '\n' => '\u{2424}',
+            '\t' => '\u{2409}',
+            c => c,
+        })
+        .collect()
 }
 
 /// Shortens `text` to `max` characters on one line.
@@ -179,9 +223,13 @@ pub fn age(ms: i64) -> String {
     }
 }
 
-/// The JSON form of a job, used by every command that prints jobs.
+/// The JSON form of a job, used by every command that prints jobs. While an
+/// attempt runs, `current_attempt` is its number (as the worker's log counts:
+/// finished attempts plus one; null otherwise) and `finished_at` and `exit_code`
+/// are null: the store still holds the previous attempt's, which `history` has.
 pub fn job_json(job: &Job) -> Value {
     let waiting = matches!(job.state, JobState::Pending | JobState::Failed);
+    let running = job.state == JobState::Processing;
     json!({
         "id": job.id,
         "command": job.command,
@@ -193,11 +241,12 @@ pub fn job_json(job: &Job) -> Value {
         "next_run_at": if waiting { Value::String(timestamp(job.next_run_at)) } else { Value::Null },
         "cwd": job.cwd,
         "interruptions": job.interruptions,
-        "exit_code": job.exit_code,
+        "exit_code": if running { None } else { job.exit_code },
         "last_error": job.last_error,
         "worker": job.worker_id,
         "started_at": opt_timestamp(job.started_at),
-        "finished_at": opt_timestamp(job.finished_at),
+        "finished_at": if running { Value::Null } else { opt_timestamp(job.finished_at) },
+        "current_attempt": if running { Some(job.attempts + 1) } else { None },
         "timeout_ms": job.timeout_ms,
         "deadline_at": opt_timestamp(job.deadline_at),
         "cancel_requested": job.cancel_requested,
@@ -387,7 +436,24 @@ mod tests {
     }
 
     #[test]
-    fn width_ignores_colour() {
-        assert_eq!(visible_width("\u{1b}[32mok\u{1b}[0m"), 2);
+    fn times_are_local_and_dated_when_not_today() {
+        let tokyo = jiff::tz::TimeZone::get("Asia/Tokyo").expect("tzdb");
+        let now = jiff::Timestamp::from_millisecond(1_700_000_000_000).expect("time");
+        // 2023-11-14T22:13:20Z is 07:13:20 on the 15th in Tokyo.
+        assert_eq!(
+            human_time(1_700_000_000_000, now, &tokyo, false),
+            "07:13:20"
+        );
+        assert_eq!(
+            human_time(1_700_000_000_000 - 86_400_000, now, &tokyo, false),
+            "2023-11-14 07:13:20"
+        );
+        let utc = jiff::tz::TimeZone::UTC;
+        assert_eq!(human_time(1_700_000_000_000, now, &utc, true), "22:13:20Z");
+    }
+
+    #[test]
+    fn cells_stay_on_one_line() {
+        assert_eq!(one_line("a\nb\tc\x1b[2J"), "a␤b␉c␛[2J");
     }
 }

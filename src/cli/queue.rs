@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::output::visible;
+use super::output::one_line;
 use super::{Context, printed};
 use crate::error::{Failure, InputError};
 use crate::job::JobState;
@@ -99,7 +99,7 @@ fn list(ctx: &Context) -> Result<(), Failure> {
     let rows: Vec<Vec<String>> = queues
         .iter()
         .map(|q| {
-            let mut row = vec![visible(&q.name).into_owned()];
+            let mut row = vec![one_line(&q.name)];
             row.extend(JobState::ALL.iter().map(|s| q.counts.get(*s).to_string()));
             row.push(if q.paused { "paused" } else { "running" }.to_owned());
             row.push(q.concurrency.map_or("-".to_owned(), |n| n.to_string()));

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::output::{age, timestamp, worker_json};
+use super::output::{age, one_line, worker_json};
 use super::{Context, printed};
 use crate::error::Failure;
 use crate::job::options::validate_queue;
@@ -154,12 +154,12 @@ fn list(ctx: &Context, all: bool) -> Result<(), Failure> {
         .iter()
         .map(|w| {
             vec![
-                w.info.id.clone(),
-                w.info.host.clone(),
+                one_line(&w.info.id),
+                one_line(&w.info.host),
                 w.info.pid.to_string(),
                 p.worker_state(w.state),
-                w.job.clone().unwrap_or_else(|| "-".into()),
-                timestamp(w.started_at),
+                w.job.as_deref().map_or_else(|| "-".into(), one_line),
+                p.time(w.started_at),
                 format!("{} ago", age(now - w.heartbeat_at)),
             ]
         })

@@ -22,6 +22,7 @@ use crate::job::{AttemptOutcome, Job, JobState, NewJob, Transition};
 
 pub(crate) mod control;
 pub mod cron;
+mod listing;
 pub mod postgres;
 mod records;
 pub(crate) mod rows;
@@ -121,6 +122,7 @@ pub(crate) fn millis(d: Duration) -> i64 {
 }
 
 pub use cron::{CronEntry, CronFired, CronRun, NewCronEntry};
+pub use listing::{JobListing, JobOrder};
 pub(crate) use records::RecordStream;
 pub use records::{Emit, JobRecord};
 pub use schedule::{QueueChange, QueueRow};
@@ -356,6 +358,9 @@ pub trait Store: Send {
     fn attempts(&mut self, id: &str) -> Result<Vec<AttemptRecord>>;
     /// Jobs in creation order, optionally of one state and at most `limit`.
     fn list(&mut self, state: Option<JobState>, limit: Option<usize>) -> Result<Vec<Job>>;
+    /// `list` with an order and an end to keep (see [`JobListing`]): reads only the
+    /// rows it returns, so a page of a large store is cheap.
+    fn list_jobs(&mut self, listing: &JobListing) -> Result<Vec<Job>>;
     fn counts(&mut self) -> Result<Counts>;
 
     /// Puts dead jobs back to `pending`, applying [`crate::job::after_dlq_retry`] to

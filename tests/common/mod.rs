@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+mod pty;
 mod schedule;
 mod system;
+pub use pty::*;
 pub use schedule::*;
 pub use system::*;
 

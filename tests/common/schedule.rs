@@ -48,7 +48,7 @@ impl Env {
 
     /// The lines of human `list` output that mention `id`.
     pub fn list_row(&self, id: &str) -> String {
-        let table = self.ok(&["list"]);
+        let table = self.ok(&["list", "--utc"]);
         let rows: Vec<&str> = table.lines().filter(|l| l.contains(id)).collect();
         assert_eq!(rows.len(), 1, "one row for {id} in:\n{table}");
         rows[0].to_owned()

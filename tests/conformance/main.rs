@@ -26,6 +26,7 @@ mod control;
 mod cron;
 mod dead_letters;
 mod leases;
+mod listing;
 mod output;
 mod schedule;
 mod settings;

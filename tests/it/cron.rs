@@ -127,15 +127,16 @@ backend_test!(entries_are_added_listed_paused_and_removed, |env| {
         "09:00 in Tokyo is 00:00 UTC: {tokyo}"
     );
     assert!(next_run_ms(&tokyo) <= now + 86_400_000, "{tokyo}");
-    // The human list: one row per entry, with its next run time.
-    let table = env.ok(&["cron", "list"]);
+    // The human list: one row per entry, with its next run time (in UTC with
+    // `--utc`, as HH:MM:SS, with the date when it is not today).
+    let table = env.ok(&["cron", "list", "--utc"]);
     let row = table
         .lines()
         .find(|l| l.contains("every-minute"))
         .unwrap_or_else(|| panic!("{table}"));
     let next_text = minute["next_run_at"].as_str().unwrap();
     assert!(
-        row.contains(&next_text[..16]),
+        row.contains(&format!("{}Z", &next_text[11..19])),
         "no next run {next_text} in: {row}"
     );
     assert!(

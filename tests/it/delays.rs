@@ -149,10 +149,14 @@ backend_test!(list_shows_when_a_waiting_job_will_run, |env| {
     let later = env.enqueue_args(&["--run-at", "2099-01-02T03:04:05Z", "--command", "true"]);
     let soon = env.enqueue_args(&["--delay", "1h", "--priority", "1000", "--command", "true"]);
     let row = env.list_row(&later);
-    assert!(row.contains("2099-01-02T03:04:05"), "no run time in: {row}");
+    assert!(
+        row.contains("2099-01-02 03:04:05Z"),
+        "no run time in: {row}"
+    );
     let next = env.job(&soon)["next_run_at"].as_str().unwrap().to_owned();
     let row = env.list_row(&soon);
-    assert!(row.contains(&next[..19]), "no run time {next} in: {row}");
+    let time = format!("{}Z", &next[11..19]);
+    assert!(row.contains(&time), "no run time {next} in: {row}");
     // Waiting jobs, even at the top priority, do not hold up a ready one.
     let ready = env.enqueue("true");
     start_worker(&mut env);

@@ -17,6 +17,7 @@ mod cron;
 mod db_faults;
 mod delays;
 mod dependencies;
+mod display;
 mod dlq;
 mod enqueue;
 mod execution;

@@ -14,11 +14,12 @@ use crate::config::Config;
 use crate::error::StoreError;
 use crate::job::options::{Admission, Start, admission};
 use crate::job::{Job, JobState, NewJob};
+use crate::store::listing::{Dialect, listing_sql};
 use crate::store::rows::{
     JOB_COLUMN_COUNT, attempt_columns, attempt_from_row, job_columns, job_from_row,
 };
 use crate::store::rows::{after_from_lines, env_to_text};
-use crate::store::{AttemptRecord, Counts, Enqueued};
+use crate::store::{AttemptRecord, Counts, Enqueued, JobListing, JobOrder};
 
 /// Jobs per INSERT statement when enqueuing (and importing): large batches go in
 /// array-sized chunks, so 100k jobs are a few statements, not 100k round trips.
@@ -327,6 +328,44 @@ pub(super) fn list_jobs<C: GenericClient>(
         Some(state) => db.query(LIST_IN_STATE, &[&state.as_str(), &limit])?,
         None => db.query(LIST_ALL, &[&limit])?,
     };
+    rows.iter()
+        .map(|row| {
+            let mut job = job_from_row(row)?;
+            let after: Option<&str> = row.try_get(JOB_COLUMN_COUNT)?;
+            job.after = after_from_lines(after);
+            Ok(job)
+        })
+        .collect()
+}
+
+/// How [`crate::store::listing`] reads on PostgreSQL: waiting jobs in the order
+/// of [`LIST_WAITING`].
+const DIALECT: Dialect = Dialect {
+    columns: concat!(job_columns!(), ", ", after_ids!()),
+    limit: "$1",
+    waiting_order: &[
+        ("blocked_by > 0", false),
+        ("scheduled", false),
+        ("CASE WHEN scheduled THEN 0 ELSE priority END", true),
+        ("next_run_at", false),
+        ("seq", false),
+    ],
+};
+
+/// `list` in any order, keeping either end; the natural order from the start is
+/// [`list_jobs`]'s.
+pub(super) fn list_ordered<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    listing: &JobListing,
+) -> Step<Vec<Job>> {
+    let limit = listing.limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    if listing.order == JobOrder::Natural && !listing.from_end {
+        return list_jobs(db, listing.state, limit);
+    }
+    // Built per call from fixed words (never user text), so not in the statement
+    // cache, which holds `'static` statements only.
+    let sql = listing_sql(listing, &DIALECT);
+    let rows = db.client.query(sql.as_str(), &[&limit])?;
     rows.iter()
         .map(|row| {
             let mut job = job_from_row(row)?;

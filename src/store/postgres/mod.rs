@@ -388,6 +388,10 @@ impl Store for PgStore {
         self.read(|db| jobs::list_jobs(db, state, limit))
     }
 
+    fn list_jobs(&mut self, listing: &crate::store::JobListing) -> Result<Vec<Job>> {
+        self.read(|db| jobs::list_ordered(db, listing))
+    }
+
     fn counts(&mut self) -> Result<Counts> {
         self.read(jobs::count_jobs)
     }

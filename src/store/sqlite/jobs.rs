@@ -14,9 +14,10 @@ use crate::config::Config;
 use crate::error::StoreError;
 use crate::job::options::admission;
 use crate::job::{Job, JobState, NewJob};
+use crate::store::listing::{Dialect, listing_sql};
 use crate::store::rows::{JOB_COLUMN_COUNT, attempt_columns, job_columns};
 use crate::store::rows::{after_from_lines, env_to_text};
-use crate::store::{AttemptRecord, Counts, Enqueued, Result};
+use crate::store::{AttemptRecord, Counts, Enqueued, JobListing, JobOrder, Result};
 
 /// The stored defaults for `max_retries` and `timeout_ms`, for jobs enqueued without
 /// their own.
@@ -339,6 +340,50 @@ pub(super) fn list(
         }
     }
     Ok(found)
+}
+
+/// How [`crate::store::listing`] reads on SQLite: waiting jobs in the order of
+/// [`LIST_WAITING`], [`LIST_SCHEDULED`] and [`LIST_BLOCKED`] one after the other.
+const DIALECT: Dialect = Dialect {
+    columns: concat!(job_columns!(), ", ", after_ids!()),
+    limit: "?1",
+    waiting_order: &[
+        (
+            "CASE WHEN blocked_by > 0 THEN 2 WHEN scheduled <> 0 THEN 1 ELSE 0 END",
+            false,
+        ),
+        (
+            "CASE WHEN blocked_by = 0 AND scheduled = 0 THEN priority ELSE 0 END",
+            true,
+        ),
+        (
+            "CASE WHEN blocked_by > 0 THEN 0 ELSE next_run_at END",
+            false,
+        ),
+        ("seq", false),
+    ],
+};
+
+/// `list` in any order, keeping either end; the natural order from the start is
+/// [`list`]'s, through its per-state indexes.
+pub(super) fn list_jobs(conn: &Connection, listing: &JobListing) -> Result<Vec<Job>> {
+    if listing.order == JobOrder::Natural && !listing.from_end {
+        return list(conn, listing.state, listing.limit);
+    }
+    let limit = listing
+        .limit
+        .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    let sql = listing_sql(listing, &DIALECT);
+    let mut stmt = conn.prepare_cached(&sql).map_err(db_error)?;
+    let rows = stmt
+        .query_map(params![limit], |row| {
+            let mut job = job_from_row(row)?;
+            let after: Option<String> = row.get(JOB_COLUMN_COUNT)?;
+            job.after = after_from_lines(after.as_deref());
+            Ok(job)
+        })
+        .map_err(db_error)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_error)
 }
 
 fn read_list(

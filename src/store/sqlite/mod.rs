@@ -232,6 +232,10 @@ impl Store for SqliteStore {
         jobs::list(&self.conn, state, limit)
     }
 
+    fn list_jobs(&mut self, listing: &crate::store::JobListing) -> Result<Vec<Job>> {
+        jobs::list_jobs(&self.conn, listing)
+    }
+
     fn counts(&mut self) -> Result<Counts> {
         jobs::counts(&mut self.conn)
     }
