@@ -53,7 +53,8 @@ pub struct CleanArgs {
 pub fn cancel(ctx: &Context, args: CancelArgs) -> Result<(), Failure> {
     check_ids(&args.ids)?;
     let mut store = ctx.open()?;
-    let plan = store.cancel(&args.ids)?;
+    let ids = super::ids::resolve_all(store.as_mut(), &args.ids)?;
+    let plan = store.cancel(&ids)?;
     let p = &ctx.printer;
     if p.json {
         let items: Vec<Value> = plan
@@ -84,7 +85,8 @@ pub fn retry(ctx: &Context, args: RetryArgs) -> Result<(), Failure> {
     check_ids(&args.ids)?;
     let states = finished_states(&args.state, "retry")?;
     let mut store = ctx.open()?;
-    let ids = (!args.ids.is_empty()).then_some(args.ids.as_slice());
+    let ids = super::ids::resolve_all(store.as_mut(), &args.ids)?;
+    let ids = (!ids.is_empty()).then_some(ids.as_slice());
     let retried = store.retry(ids, &states)?;
     let p = &ctx.printer;
     if p.json {

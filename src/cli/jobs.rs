@@ -144,8 +144,9 @@ fn runs(job: &Job, now: i64) -> String {
 
 pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
     let mut store = ctx.open()?;
-    let job = find(store.as_mut(), &args.id)?;
-    let mut attempts = store.attempts(&args.id)?;
+    let id = super::ids::resolve(store.as_mut(), &args.id)?;
+    let job = find(store.as_mut(), &id)?;
+    let mut attempts = store.attempts(&job.id)?;
     attempts.sort_by_key(|a| a.lease_token);
     let p = &ctx.printer;
     if p.json {

@@ -56,7 +56,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         .into());
     }
     let mut store = ctx.open_to_watch(args.follow)?;
-    let job = jobs::find(store.as_mut(), &args.id)?;
+    let id = super::ids::resolve(store.as_mut(), &args.id)?;
+    let job = jobs::find(store.as_mut(), &id)?;
     if args.follow {
         let sink = Sink::stdout(ctx.printer.json);
         let code = follow::follow(store.as_mut(), &job.id, sink, args.tail)?;

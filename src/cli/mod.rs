@@ -20,6 +20,7 @@ mod dlq;
 mod enqueue;
 mod follow;
 mod generate;
+mod ids;
 mod jobs;
 mod logs;
 pub mod output;
