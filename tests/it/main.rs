@@ -20,6 +20,7 @@ mod dependencies;
 mod dlq;
 mod enqueue;
 mod execution;
+mod ids_and_words;
 mod job_env;
 mod logs;
 mod multi_host;
