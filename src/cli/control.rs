@@ -15,7 +15,7 @@ use crate::store::CleanRequest;
 
 #[derive(Debug, clap::Args)]
 pub struct CancelArgs {
-    /// Ids of pending, failed or processing jobs
+    /// Ids (or unique prefixes) of pending, failed or processing jobs
     #[arg(required = true)]
     ids: Vec<String>,
 }
@@ -26,7 +26,7 @@ pub struct CancelArgs {
     queuectl retry --state cancelled\n  \
     queuectl retry --state dead --state cancelled")]
 pub struct RetryArgs {
-    /// Ids of finished (completed, dead or cancelled) jobs
+    /// Ids (or unique prefixes) of finished (completed, dead or cancelled) jobs
     #[arg(required_unless_present = "state", conflicts_with = "state")]
     ids: Vec<String>,
 

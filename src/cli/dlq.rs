@@ -21,7 +21,7 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct RetryArgs {
-    /// Ids of dead jobs (or --all for every dead job)
+    /// Ids (or unique prefixes) of dead jobs (or --all for every dead job)
     #[arg(conflicts_with = "all")]
     ids: Vec<String>,
 

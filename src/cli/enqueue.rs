@@ -81,8 +81,8 @@ pub struct Args {
     #[arg(long, value_name = "NAME", conflicts_with = "file")]
     queue: Option<String>,
 
-    /// Run only once job ID has completed (repeatable); if it ends dead or
-    /// cancelled, this job is cancelled
+    /// Run only once job ID (or a unique prefix of it) has completed (repeatable);
+    /// if it ends dead or cancelled, this job is cancelled
     #[arg(long, value_name = "ID", conflicts_with = "file")]
     after: Vec<String>,
 
@@ -109,7 +109,7 @@ pub struct Args {
     lines: Option<String>,
 
     /// Then follow the job's output until it finishes and exit with its exit code,
-    /// like `logs -f` (with --file: wait for all of them, like `wait`)
+    /// like `logs -f` (with --file or --lines: wait for all of them, like `wait`)
     #[arg(long)]
     wait: bool,
 

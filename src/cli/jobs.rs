@@ -26,7 +26,7 @@ pub struct ListArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
-    /// The job id
+    /// The job id, or any unique prefix of it
     id: String,
 }
 

@@ -27,7 +27,7 @@ use crate::store::{AttemptRecord, Store};
     queuectl logs -f JOB          follow a running job; exits with its exit code\n  \
     queuectl logs JOB --tail 20 --attempt 2")]
 pub struct Args {
-    /// The job id
+    /// The job id, or any unique prefix of it
     id: String,
 
     /// Only attempt N (1 is the first run; default: the last)

@@ -34,7 +34,8 @@ const PER_JOB_LOOKUPS: usize = 64;
     queuectl wait                   every job unfinished now\n  \
     queuectl wait JOB1 JOB2 --timeout 10m")]
 pub struct Args {
-    /// Jobs to wait for (default: every job unfinished when `wait` starts)
+    /// Ids (or unique prefixes) of the jobs to wait for (default: every job
+    /// unfinished when `wait` starts)
     ids: Vec<String>,
 
     /// Give up after DURATION (30s, 5m, 2h) and exit 124
