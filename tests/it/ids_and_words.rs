@@ -267,9 +267,14 @@ backend_test!(lines_enqueue_one_shell_command_per_line, |env| {
 backend_test!(lines_are_all_or_nothing, |env| {
     env.enqueue("true");
     let before = env.snapshot();
-    let cases: [(&[u8], &str); 3] = [
+    let cases: [(&[u8], &str); 4] = [
         (b"echo a\necho b\necho \xff\necho d\n", "line 3"),
         (b"echo a\n\necho \0b\n", "line 3"),
+        // An unterminated quote: a job that would fail every attempt.
+        (
+            b"echo a\necho \"it's\necho c\n",
+            "line 2: /bin/sh cannot parse it",
+        ),
         (b"echo a\necho b\n", "--id"),
     ];
     for (input, needle) in cases {
