@@ -15,7 +15,7 @@ use crate::store::CleanRequest;
 
 #[derive(Debug, clap::Args)]
 pub struct CancelArgs {
-    /// Ids of pending, failed or processing jobs
+    /// Ids (or unique prefixes) of pending, failed or processing jobs
     #[arg(required = true)]
     ids: Vec<String>,
 }
@@ -26,7 +26,7 @@ pub struct CancelArgs {
     queuectl retry --state cancelled\n  \
     queuectl retry --state dead --state cancelled")]
 pub struct RetryArgs {
-    /// Ids of finished (completed, dead or cancelled) jobs
+    /// Ids (or unique prefixes) of finished (completed, dead or cancelled) jobs
     #[arg(required_unless_present = "state", conflicts_with = "state")]
     ids: Vec<String>,
 
@@ -53,7 +53,8 @@ pub struct CleanArgs {
 pub fn cancel(ctx: &Context, args: CancelArgs) -> Result<(), Failure> {
     check_ids(&args.ids)?;
     let mut store = ctx.open()?;
-    let plan = store.cancel(&args.ids)?;
+    let ids = super::ids::resolve_all(store.as_mut(), &args.ids)?;
+    let plan = store.cancel(&ids)?;
     let p = &ctx.printer;
     if p.json {
         let items: Vec<Value> = plan
@@ -84,7 +85,8 @@ pub fn retry(ctx: &Context, args: RetryArgs) -> Result<(), Failure> {
     check_ids(&args.ids)?;
     let states = finished_states(&args.state, "retry")?;
     let mut store = ctx.open()?;
-    let ids = (!args.ids.is_empty()).then_some(args.ids.as_slice());
+    let ids = super::ids::resolve_all(store.as_mut(), &args.ids)?;
+    let ids = (!ids.is_empty()).then_some(ids.as_slice());
     let retried = store.retry(ids, &states)?;
     let p = &ctx.printer;
     if p.json {

@@ -83,7 +83,8 @@ pub struct AddArgs {
     #[arg(long, value_name = "DIR")]
     cwd: Option<String>,
 
-    /// The command, as the words after --
+    /// The command, after --: one word is a shell command line ('a && b'); several
+    /// are run as given, each word shell-quoted (as `enqueue --` does)
     #[arg(last = true, value_name = "COMMAND")]
     words: Vec<String>,
 }
@@ -131,7 +132,7 @@ fn add(ctx: &Context, args: AddArgs) -> Result<(), Failure> {
 
 /// The job every run is enqueued from, from the command line.
 fn cron_job(args: AddArgs) -> Result<CronJob, Failure> {
-    let words = (!args.words.is_empty()).then(|| args.words.join(" "));
+    let words = crate::job::command_from_words(&args.words)?;
     let command = match (args.command, words) {
         (Some(command), None) | (None, Some(command)) => command,
         (None, None) => {

@@ -21,7 +21,7 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct RetryArgs {
-    /// Ids of dead jobs (or --all for every dead job)
+    /// Ids (or unique prefixes) of dead jobs (or --all for every dead job)
     #[arg(conflicts_with = "all")]
     ids: Vec<String>,
 
@@ -100,11 +100,8 @@ fn retry(ctx: &Context, args: RetryArgs) -> Result<(), Failure> {
         return Err(InputError::Invalid("an empty job id was given".into()).into());
     }
     let mut store = ctx.open()?;
-    let ids = if args.all {
-        None
-    } else {
-        Some(args.ids.as_slice())
-    };
+    let ids = super::ids::resolve_all(store.as_mut(), &args.ids)?;
+    let ids = if args.all { None } else { Some(ids.as_slice()) };
     let retried = store.retry_dead(ids)?;
     let p = &ctx.printer;
     if p.json {

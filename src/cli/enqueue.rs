@@ -1,5 +1,12 @@
 //! `queuectl enqueue`: one job from JSON, `--command` or the words after `--`, or
-//! many from a JSONL file (all or nothing).
+//! many from a JSONL file (`--file`) or a file of shell command lines (`--lines`),
+//! all or nothing.
+//!
+//! The words after `--` are one command line when there is one word
+//! (`-- 'make && deploy'`) and an argument vector, each word shell-quoted, when there
+//! are several (`-- touch "my file"`): see [`crate::job::command_from_words`]. Words
+//! without `--` are refused with the two ways to write them, since joining them
+//! silently is what made quoting go wrong.
 
 use serde_json::Value;
 
@@ -10,27 +17,32 @@ use super::{Context, printed};
 use crate::error::{Failure, InputError};
 use crate::job::options::parse_env_pair;
 use crate::job::spec::DurationSpec;
-use crate::job::{Job, JobSpec, NewJob};
+use crate::job::{Job, JobSpec, NewJob, command_from_words};
 use crate::store::Store;
+
+mod lines;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     queuectl enqueue '{\"id\":\"job1\",\"command\":\"sleep 2\"}'\n  \
     queuectl enqueue --command 'make test' --max-retries 5\n  \
-    queuectl enqueue -- rsync -a src/ backup/\n  \
+    queuectl enqueue -- touch \"my file\"        runs touch with one argument\n  \
+    queuectl enqueue -- 'make && deploy'       one word: a shell command line\n  \
     queuectl enqueue --file jobs.jsonl\n  \
+    queuectl enqueue --lines commands.txt --queue batch\n  \
     queuectl enqueue --wait -- make test && deploy")]
 pub struct Args {
     /// The job as a JSON object: {"command": "...", "id": "...", "max_retries": N}
-    #[arg(value_name = "JSON", conflicts_with_all = ["command", "file"])]
-    job: Option<String>,
+    /// (a command goes after -- or in --command, not here)
+    #[arg(value_name = "JSON", conflicts_with_all = ["command", "file", "lines"])]
+    job: Vec<String>,
 
     /// The shell command to run
     #[arg(long, conflicts_with = "file")]
     command: Option<String>,
 
-    /// The job id (default: a generated, time-ordered id)
-    #[arg(long, conflicts_with = "file")]
+    /// The job id (default: a generated id of 12 random characters)
+    #[arg(long, conflicts_with_all = ["file", "lines"])]
     id: Option<String>,
 
     /// Retries after the first run (default: the max-retries setting)
@@ -69,13 +81,13 @@ pub struct Args {
     #[arg(long, value_name = "NAME", conflicts_with = "file")]
     queue: Option<String>,
 
-    /// Run only once job ID has completed (repeatable); if it ends dead or
-    /// cancelled, this job is cancelled
+    /// Run only once job ID (or a unique prefix of it) has completed (repeatable);
+    /// if it ends dead or cancelled, this job is cancelled
     #[arg(long, value_name = "ID", conflicts_with = "file")]
     after: Vec<String>,
 
     /// Create nothing while an unfinished job has this key (prints `Exists: ID`)
-    #[arg(long, value_name = "KEY", conflicts_with = "file")]
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["file", "lines"])]
     unique_key: Option<String>,
 
     /// Set an environment variable for the command (repeatable)
@@ -87,15 +99,22 @@ pub struct Args {
     cwd: Option<String>,
 
     /// Enqueue one JSON job per line from FILE (- for stdin), all or none
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "lines")]
     file: Option<String>,
 
+    /// Enqueue one shell command per line from FILE (- for stdin), all or none,
+    /// each with the other options given; blank lines and lines starting with #
+    /// are skipped
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["command", "words"])]
+    lines: Option<String>,
+
     /// Then follow the job's output until it finishes and exit with its exit code,
-    /// like `logs -f` (with --file: wait for all of them, like `wait`)
+    /// like `logs -f` (with --file or --lines: wait for all of them, like `wait`)
     #[arg(long)]
     wait: bool,
 
-    /// The command, as the words after --
+    /// The command, after --: one word is a shell command line ('a && b'); several
+    /// are run as given, each word shell-quoted (like nohup or xargs)
     #[arg(last = true, value_name = "COMMAND")]
     words: Vec<String>,
 }
@@ -109,8 +128,16 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
     if let Some(file) = &args.file {
         return enqueue_file(ctx, file, &cwd, wait);
     }
-    let job = single_job(args)?.validate(&cwd)?;
+    if let Some(file) = args.lines.clone() {
+        // The options are checked once, before any line is read: a bad --priority
+        // is not a line's fault. The probe command stands for every line's.
+        let template = flag_job(args, "true".into())?.validate(&cwd)?;
+        let jobs = lines::read(&file, &template)?;
+        return enqueue_many(ctx, jobs, wait);
+    }
+    let mut job = single_job(args)?.validate(&cwd)?;
     let mut store = ctx.open_to_watch(wait)?;
+    super::ids::resolve_after(store.as_mut(), std::slice::from_mut(&mut job))?;
     let enqueued = store.enqueue(std::slice::from_ref(&job))?;
     if let Some(Some(existing)) = enqueued.existing.first() {
         return print_existing(ctx, store.as_mut(), existing);
@@ -171,51 +198,67 @@ fn has_job_flags(args: &Args) -> bool {
 
 /// Turns the three single-job forms into one [`JobSpec`].
 fn single_job(args: Args) -> Result<JobSpec, InputError> {
-    let words = (!args.words.is_empty()).then(|| args.words.join(" "));
-    match (args.job.clone(), args.command.clone(), words) {
+    let words = command_from_words(&args.words)?;
+    let json = match args.job.as_slice() {
+        [] => None,
+        [json] if json.trim_start().starts_with('{') => Some(json.clone()),
+        words => return Err(looks_like_a_command(words)),
+    };
+    match (json, args.command.clone(), words) {
         (Some(json), None, None) => {
             if has_job_flags(&args) {
                 return Err(InputError::Invalid(
                     "job options such as --id, --priority or --env go with --command or --; put them inside the JSON instead (\"id\", \"priority\", \"env\", ...)".into(),
                 ));
             }
-            if !json.trim_start().starts_with('{') {
-                return Err(InputError::Invalid(format!(
-                    "'{}' is not a JSON job object; to enqueue a shell command use --command '...' or put it after --",
-                    super::output::truncate(&json, 60)
-                )));
-            }
             JobSpec::from_json(&json)
         }
-        (None, Some(command), None) | (None, None, Some(command)) => {
-            let env = if args.env.is_empty() {
-                None
-            } else {
-                let pairs = args.env.iter().map(|pair| parse_env_pair(pair));
-                Some(pairs.collect::<Result<BTreeMap<_, _>, _>>()?)
-            };
-            Ok(JobSpec {
-                id: args.id,
-                command,
-                max_retries: args.max_retries,
-                timeout: args.timeout.map(DurationSpec::Text),
-                priority: args.priority,
-                run_at: args.run_at,
-                delay: args.delay.map(DurationSpec::Text),
-                queue: args.queue,
-                after: args.after,
-                unique_key: args.unique_key,
-                env,
-                cwd: args.cwd,
-            })
-        }
+        (None, Some(command), None) | (None, None, Some(command)) => flag_job(args, command),
         (None, None, None) => Err(InputError::Invalid(
-            "nothing to enqueue; give a JSON job, --command '...', --file FILE, or a command after --".into(),
+            "nothing to enqueue; give a JSON job, --command '...', --file FILE, --lines FILE, or a command after --".into(),
         )),
         _ => Err(InputError::Invalid(
             "give the job once: as JSON, with --command, or after --, not several of them".into(),
         )),
     }
+}
+
+/// `command` with the job options given as flags.
+fn flag_job(args: Args, command: String) -> Result<JobSpec, InputError> {
+    let env = if args.env.is_empty() {
+        None
+    } else {
+        let pairs = args.env.iter().map(|pair| parse_env_pair(pair));
+        Some(pairs.collect::<Result<BTreeMap<_, _>, _>>()?)
+    };
+    Ok(JobSpec {
+        id: args.id,
+        command,
+        max_retries: args.max_retries,
+        timeout: args.timeout.map(DurationSpec::Text),
+        priority: args.priority,
+        run_at: args.run_at,
+        delay: args.delay.map(DurationSpec::Text),
+        queue: args.queue,
+        after: args.after,
+        unique_key: args.unique_key,
+        env,
+        cwd: args.cwd,
+    })
+}
+
+/// `enqueue echo hello`: words given without `--`, which is not a JSON job. Says how
+/// to write it as the argument vector typed and as one command line.
+fn looks_like_a_command(words: &[String]) -> InputError {
+    let line = words.join(" ");
+    let as_words = command_from_words(words).ok().flatten().unwrap_or_default();
+    let as_line = shlex::try_quote(&line).map_or_else(|_| line.clone(), |q| q.into_owned());
+    let message = format!(
+        "'{line}' is not a JSON job and looks like a command; put it after -- (queuectl enqueue -- {as_words}) or use --command {as_line}"
+    );
+    // One line, whatever the words hold.
+    let message = super::output::visible(&message).replace('\n', "\\n");
+    InputError::Invalid(message)
 }
 
 fn enqueue_file(ctx: &Context, file: &str, cwd: &str, wait: bool) -> Result<(), Failure> {
@@ -225,7 +268,14 @@ fn enqueue_file(ctx: &Context, file: &str, cwd: &str, wait: bool) -> Result<(), 
         |line| JobSpec::from_json(line).and_then(|spec| spec.validate(cwd)),
         |job| &job.id,
     )?;
+    enqueue_many(ctx, jobs, wait)
+}
+
+/// Enqueues `jobs` (from `--file` or `--lines`) all or nothing, then prints one id
+/// per line (`--json`: an array of ids), or with `wait` waits for all of them.
+fn enqueue_many(ctx: &Context, mut jobs: Vec<NewJob>, wait: bool) -> Result<(), Failure> {
     let mut store = ctx.open_to_watch(wait)?;
+    super::ids::resolve_after(store.as_mut(), &mut jobs)?;
     let enqueued = store.enqueue(&jobs).map_err(|e| {
         let mut failure = Failure::from(e);
         failure.message.push_str("; nothing was enqueued");

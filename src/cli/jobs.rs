@@ -20,7 +20,7 @@ pub use super::list::{ListArgs, list};
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
-    /// The job id
+    /// The job id, or any unique prefix of it
     id: String,
 }
 
@@ -74,8 +74,9 @@ pub(super) fn parse_state(state: Option<&str>) -> Result<Option<JobState>, Failu
 
 pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
     let mut store = ctx.open()?;
-    let job = find(store.as_mut(), &args.id)?;
-    let mut attempts = store.attempts(&args.id)?;
+    let id = super::ids::resolve(store.as_mut(), &args.id)?;
+    let job = find(store.as_mut(), &id)?;
+    let mut attempts = store.attempts(&job.id)?;
     attempts.sort_by_key(|a| a.lease_token);
     let p = &ctx.printer;
     if p.json {

@@ -27,7 +27,7 @@ use crate::store::{AttemptRecord, Store};
     queuectl logs -f JOB          follow a running job; exits with its exit code\n  \
     queuectl logs JOB --tail 20 --attempt 2")]
 pub struct Args {
-    /// The job id
+    /// The job id, or any unique prefix of it
     id: String,
 
     /// Only attempt N (1 is the first run; default: the last)
@@ -56,7 +56,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         .into());
     }
     let mut store = ctx.open_to_watch(args.follow)?;
-    let job = jobs::find(store.as_mut(), &args.id)?;
+    let id = super::ids::resolve(store.as_mut(), &args.id)?;
+    let job = jobs::find(store.as_mut(), &id)?;
     if args.follow {
         let sink = Sink::stdout(ctx.printer.json);
         let code = follow::follow(store.as_mut(), &job.id, sink, args.tail)?;

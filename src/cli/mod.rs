@@ -20,6 +20,7 @@ mod dlq;
 mod enqueue;
 mod follow;
 mod generate;
+mod ids;
 mod jobs;
 mod list;
 mod logs;
@@ -71,7 +72,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 #[command(defer = true)]
 enum Command {
-    /// Add jobs: a JSON object, --command, --file, or the words after --
+    /// Add jobs: a JSON object, --command, --file, --lines, or the words after --
     Enqueue(Box<enqueue::Args>),
     /// Run, stop and list workers
     #[command(subcommand)]

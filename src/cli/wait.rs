@@ -34,7 +34,8 @@ const PER_JOB_LOOKUPS: usize = 64;
     queuectl wait                   every job unfinished now\n  \
     queuectl wait JOB1 JOB2 --timeout 10m")]
 pub struct Args {
-    /// Jobs to wait for (default: every job unfinished when `wait` starts)
+    /// Ids (or unique prefixes) of the jobs to wait for (default: every job
+    /// unfinished when `wait` starts)
     ids: Vec<String>,
 
     /// Give up after DURATION (30s, 5m, 2h) and exit 124
@@ -59,10 +60,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
     let ids = if args.ids.is_empty() {
         unfinished_ids(store.as_mut())?
     } else {
-        for id in &args.ids {
+        let ids = super::ids::resolve_all(store.as_mut(), &args.ids)?;
+        for id in &ids {
             super::jobs::find(store.as_mut(), id)?;
         }
-        args.ids
+        ids
     };
     let code = wait_for(ctx, store.as_mut(), ids, timeout)?;
     super::logs::exit_with(code)
@@ -177,7 +179,9 @@ fn unfinished_ids(store: &mut dyn Store) -> Result<Vec<String>, Failure> {
     for state in [JobState::Pending, JobState::Processing, JobState::Failed] {
         jobs.extend(store.list(Some(state), None)?);
     }
-    jobs.sort_by_key(|j| (j.created_at, j.id.clone()));
+    // A stable sort: jobs of one state created in the same millisecond keep the
+    // store's order (generated ids are random, so they cannot break ties).
+    jobs.sort_by_key(|j| j.created_at);
     Ok(jobs.into_iter().map(|j| j.id).collect())
 }
 

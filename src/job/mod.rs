@@ -28,7 +28,9 @@ pub mod output;
 pub mod spec;
 pub mod transition;
 
-pub use spec::{JobSpec, generate_id, validate_command, validate_id, validate_max_retries};
+pub use spec::{
+    JobSpec, command_from_words, generate_id, validate_command, validate_id, validate_max_retries,
+};
 pub use transition::{
     Cancel, DependencyEnd, Transition, after_attempt, after_dependency_ended, after_dlq_retry,
     after_forced_stop, after_interruption, after_release, after_retry, plan_cancel,

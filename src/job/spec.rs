@@ -137,10 +137,66 @@ pub fn validate_timeout(spec: DurationSpec) -> Result<i64, InputError> {
     Ok(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// A new id: a UUIDv7, so generated ids are unique across processes and machines
-/// and sort by creation time.
+/// How many characters a generated id has: 12 of Crockford's base32, 60 random bits.
+pub const GENERATED_ID_LEN: usize = 12;
+
+/// Crockford's base32 alphabet, lowercase: digits and letters without `i`, `l`, `o`
+/// and `u`, so an id read aloud or copied by hand has no look-alike characters.
+const CROCKFORD: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+/// A new id: [`GENERATED_ID_LEN`] lowercase Crockford base32 characters of 60 random
+/// bits (`7k2xq9rmb4td`), from the operating system's random source.
+///
+/// Random rather than time-ordered, so that jobs enqueued together differ from their
+/// first character and a few typed characters name one (`queuectl show 7k2`). Nothing
+/// sorts by id: stores order jobs by their `seq`. Two ids collide with probability
+/// about n²/2⁶¹ for n ids in one store (10⁻⁶ at a million jobs kept); a collision is
+/// refused by the store's unique id like any duplicate, and nothing is enqueued.
 pub fn generate_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    let bits = getrandom::u64().unwrap_or_else(|_| fallback_random());
+    (0..GENERATED_ID_LEN)
+        .map(|i| {
+            let shift = 5 * (GENERATED_ID_LEN - 1 - i);
+            char::from(CROCKFORD[((bits >> shift) & 31) as usize])
+        })
+        .collect()
+}
+
+/// Random-looking bits when the operating system cannot give any (it always can on
+/// Linux 3.17+; this only keeps `enqueue` from panicking on a broken sandbox): the
+/// clock, the pid and a counter, mixed by SplitMix64's finaliser.
+fn fallback_random() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ COUNTER.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The command of `enqueue -- WORDS` (and `cron add ... -- WORDS`): one word is a
+/// shell command line as written (`-- 'make && deploy'`); two or more are each
+/// shell-quoted and joined, so the job runs exactly the argument vector the user's
+/// shell passed, like `nohup`, `timeout` and `xargs` (`-- touch "my file"` stores
+/// `touch 'my file'`). `None` when there are no words.
+pub fn command_from_words(words: &[String]) -> Result<Option<String>, InputError> {
+    match words {
+        [] => Ok(None),
+        [line] => Ok(Some(line.clone())),
+        words => shlex::try_join(words.iter().map(String::as_str))
+            .map(Some)
+            .map_err(|_| {
+                InputError::Invalid(
+                    "a word of the command contains a NUL byte, which no shell can run; remove it"
+                        .into(),
+                )
+            }),
+    }
 }
 
 /// User-chosen ids are kept verbatim, so they only need to be printable and short.
@@ -232,14 +288,69 @@ mod tests {
                 .expect("parses");
             assert!(spec.validate("/").is_err(), "timeout {bad}");
         }
-        assert_eq!(job.id.len(), 36);
+        assert_eq!(job.id.len(), GENERATED_ID_LEN);
     }
 
     #[test]
-    fn generated_ids_sort_by_creation() {
-        let ids: Vec<String> = (0..100).map(|_| generate_id()).collect();
-        let mut sorted = ids.clone();
-        sorted.sort();
-        assert_eq!(ids, sorted);
+    fn generated_ids_are_short_crockford_base32_and_differ_from_the_start() {
+        let ids: Vec<String> = (0..1000).map(|_| generate_id()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), GENERATED_ID_LEN, "{id}");
+            assert!(id.bytes().all(|b| CROCKFORD.contains(&b)), "{id}");
+            assert!(validate_id(id).is_ok(), "{id}");
+        }
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            ids.len(),
+            "1000 random ids are all different"
+        );
+        // Random from the first character: 1000 ids use most of the 32 symbols
+        // there (a time-ordered id would start the same for all of them).
+        let firsts: std::collections::HashSet<u8> = ids.iter().map(|id| id.as_bytes()[0]).collect();
+        assert!(firsts.len() >= 24, "first characters: {firsts:?}");
+    }
+
+    #[test]
+    fn the_fallback_bits_change_on_every_call() {
+        assert_ne!(fallback_random(), fallback_random());
+    }
+
+    #[test]
+    fn words_become_one_command_quoted_when_there_are_several() {
+        let words = |w: &[&str]| -> Vec<String> { w.iter().map(|s| s.to_string()).collect() };
+        assert_eq!(command_from_words(&[]).ok(), Some(None));
+        assert_eq!(
+            command_from_words(&words(&["make && deploy"]))
+                .ok()
+                .flatten()
+                .as_deref(),
+            Some("make && deploy"),
+            "one word is a shell command line"
+        );
+        assert_eq!(
+            command_from_words(&words(&["touch", "my file"]))
+                .ok()
+                .flatten()
+                .as_deref(),
+            Some("touch 'my file'")
+        );
+        assert_eq!(
+            command_from_words(&words(&["echo", "hi"]))
+                .ok()
+                .flatten()
+                .as_deref(),
+            Some("echo hi"),
+            "plain words stay as typed"
+        );
+        let quoted = command_from_words(&words(&["echo", "it's", "$HOME", ""]))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        assert_eq!(
+            shlex::split(&quoted),
+            Some(words(&["echo", "it's", "$HOME", ""]))
+        );
+        assert!(command_from_words(&words(&["echo", "a\u{0}b"])).is_err());
     }
 }

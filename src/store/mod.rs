@@ -22,6 +22,7 @@ use crate::job::{AttemptOutcome, Job, JobState, NewJob, Transition};
 
 pub(crate) mod control;
 pub mod cron;
+pub mod ids;
 mod listing;
 pub mod postgres;
 mod records;
@@ -355,6 +356,13 @@ pub trait Store: Send {
     fn enqueue(&mut self, jobs: &[NewJob]) -> Result<Enqueued>;
 
     fn job(&mut self, id: &str) -> Result<Option<Job>>;
+    /// The ids that start with `prefix` (byte for byte; `%` and `_` are plain
+    /// characters): the first `limit` in byte order, and how many there are (see
+    /// [`ids::IdMatches`]). One range read of the unique index on `id`, so what it
+    /// costs grows with the number of matches, not the size of the store; the count
+    /// is only made when more than `limit` match. For typing a few characters of an
+    /// id wherever one is taken (`cli::ids`).
+    fn ids_with_prefix(&mut self, prefix: &str, limit: usize) -> Result<ids::IdMatches>;
     fn attempts(&mut self, id: &str) -> Result<Vec<AttemptRecord>>;
     /// Jobs in creation order, optionally of one state and at most `limit`.
     fn list(&mut self, state: Option<JobState>, limit: Option<usize>) -> Result<Vec<Job>>;

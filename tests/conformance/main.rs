@@ -25,6 +25,7 @@ mod claims;
 mod control;
 mod cron;
 mod dead_letters;
+mod ids;
 mod leases;
 mod listing;
 mod output;

@@ -163,7 +163,7 @@ backend_test!(logs_all_shows_each_attempt_of_a_retried_job, |env| {
 backend_test!(enqueue_wait_exits_with_the_job_code, |env| {
     env.ok(&["config", "set", "max-retries", "0"]);
     env.spawn_workers(&[]);
-    let ok = env.run(&["enqueue", "--wait", "--", "echo", "fine;", "exit", "0"]);
+    let ok = env.run(&["enqueue", "--wait", "--", "echo fine; exit 0"]);
     assert_eq!(ok.status.code(), Some(0), "{ok:?}");
     assert_eq!(
         stdout_of(&ok),

@@ -17,6 +17,7 @@
 //! - `exchange`: a worker's round trip (record finished runs, renew, output, claim,
 //!   stop and cancel requests);
 //! - `jobs`: enqueue, reading, listing and counting jobs;
+//! - `ids`: finding jobs by the start of their id;
 //! - `control`: `retry` and `dlq retry` (one operation, two rules), `cancel`, `clean`;
 //! - `output`: output chunks of running attempts, and reading output back;
 //! - `workers`: registering, listing and stopping workers, running jobs;
@@ -66,6 +67,7 @@ mod connect;
 mod control;
 mod cron;
 mod exchange;
+mod ids;
 mod jobs;
 mod listen;
 mod location;
@@ -377,6 +379,10 @@ impl Store for PgStore {
 
     fn job(&mut self, id: &str) -> Result<Option<Job>> {
         self.read(|db| jobs::read_job(db, id))
+    }
+
+    fn ids_with_prefix(&mut self, prefix: &str, limit: usize) -> Result<super::ids::IdMatches> {
+        self.read(|db| ids::with_prefix(db, prefix, limit))
     }
 
     fn attempts(&mut self, id: &str) -> Result<Vec<AttemptRecord>> {

@@ -22,6 +22,7 @@
 //! - `wal`: holding the file alone, keeping the WAL short, waking on commits;
 //! - `exchange`: the worker round trip (finished runs, renewals, output, claims);
 //! - `jobs`: enqueueing, reading, listing and counting jobs;
+//! - `ids`: finding jobs by the start of their id;
 //! - `control`: `retry` and `dlq retry` (one operation, two rules), `cancel`, `clean`;
 //! - `schedule`: what a job's end does to the jobs that run after it, and queue
 //!   settings;
@@ -60,6 +61,7 @@ use crate::job::{self, Cancel, Job, JobState, NewJob};
 mod control;
 mod cron;
 mod exchange;
+mod ids;
 mod jobs;
 mod output;
 mod schedule;
@@ -222,6 +224,10 @@ impl Store for SqliteStore {
 
     fn job(&mut self, id: &str) -> Result<Option<Job>> {
         jobs::job(&self.conn, id)
+    }
+
+    fn ids_with_prefix(&mut self, prefix: &str, limit: usize) -> Result<super::ids::IdMatches> {
+        ids::with_prefix(&self.conn, prefix, limit)
     }
 
     fn attempts(&mut self, id: &str) -> Result<Vec<AttemptRecord>> {
