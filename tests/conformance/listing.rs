@@ -101,3 +101,66 @@ conformance_test!(the_last_jobs_come_newest_last_in_any_order, |stores| {
     };
     assert_eq!(ids(&mut *store, processing), ["c"]);
 });
+
+conformance_test!(waiting_jobs_list_in_one_order_on_every_store, |stores| {
+    use queuectl::job::options::Start;
+    let mut store = stores.open();
+    let job = |id: &str, priority: i64, change: &dyn Fn(&mut NewJob)| {
+        let mut job = NewJob {
+            priority,
+            ..new_job(id)
+        };
+        change(&mut job);
+        job
+    };
+    let later = |j: &mut NewJob| j.start = Start::After(Duration::from_secs(3600));
+    let soon = |j: &mut NewJob| j.start = Start::After(Duration::from_secs(1800));
+    let blocked = |j: &mut NewJob| j.after = vec!["gate".into()];
+    let ready = |_: &mut NewJob| {};
+    // The gate itself is a delayed job, so everything after it stays blocked.
+    let jobs = vec![
+        job("gate", 0, &later),
+        job("b-low", 1, &blocked),
+        job("r-low", 1, &ready),
+        job("d-late", 9, &later),
+        job("b-high", 9, &blocked),
+        job("r-high", 9, &ready),
+        job("d-soon", 1, &soon),
+    ];
+    store.enqueue(&jobs).expect("enqueue");
+    let pending = |from_end, limit| JobListing {
+        state: Some(JobState::Pending),
+        limit,
+        from_end,
+        ..JobListing::default()
+    };
+    // Ready ones in run order (priority, then age), then those waiting for their
+    // time (soonest first), then those waiting for other jobs (enqueue order,
+    // whatever their priority).
+    let order = [
+        "r-high", "r-low", "d-soon", "gate", "d-late", "b-low", "b-high",
+    ];
+    assert_eq!(ids(&mut *store, pending(false, None)), order);
+    assert_eq!(ids(&mut *store, pending(true, Some(3))), order[4..]);
+    assert_eq!(ids(&mut *store, pending(false, Some(4))), order[..4]);
+
+    // Blocked behind a running job, with and without a delay of their own.
+    let other = stores.another();
+    let mut store = other.open();
+    let jobs = vec![
+        job("gate", 0, &ready),
+        job("b1", 1, &blocked),
+        job("b2", 9, &|j: &mut NewJob| {
+            blocked(j);
+            later(j);
+        }),
+        job("b3", 9, &blocked),
+    ];
+    store.enqueue(&jobs).expect("enqueue");
+    assert_eq!(
+        claim(&mut *store, "w1", LONG_LEASE).map(|j| j.id),
+        Some("gate".into())
+    );
+    assert_eq!(ids(&mut *store, pending(false, None)), ["b1", "b2", "b3"]);
+    assert_eq!(ids(&mut *store, pending(true, Some(2))), ["b2", "b3"]);
+});

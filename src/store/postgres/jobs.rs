@@ -93,16 +93,18 @@ const READ_ATTEMPTS: &str = concat!(
 );
 
 /// Up to `$2` jobs waiting in state `$1` (`pending` or `failed`), in the order they
-/// will run: ready ones (run order), then those waiting for their time, then those
-/// waiting for other jobs.
+/// will run: ready ones (run order), then those waiting for their time (soonest
+/// first), then those waiting for other jobs (enqueue order, as on SQLite's
+/// `jobs_blocked`; conformance `waiting_jobs_list_in_one_order_on_every_store`).
 const LIST_WAITING: &str = concat!(
     "SELECT ",
     job_columns!(),
     ", ",
     after_ids!(),
     " FROM jobs WHERE state IN ('pending', 'failed') AND state = $1 \
-     ORDER BY blocked_by > 0, scheduled, \
-     CASE WHEN scheduled THEN 0 ELSE priority END DESC, next_run_at, seq LIMIT $2"
+     ORDER BY CASE WHEN blocked_by > 0 THEN 2 WHEN scheduled THEN 1 ELSE 0 END, \
+     CASE WHEN blocked_by = 0 AND NOT scheduled THEN priority ELSE 0 END DESC, \
+     CASE WHEN blocked_by > 0 THEN 0 ELSE next_run_at END, seq LIMIT $2"
 );
 
 /// Up to `$2` jobs in state `$1`, in enqueue order.
@@ -301,7 +303,7 @@ pub(super) fn read_job<C: GenericClient>(db: &mut Db<'_, C>, id: &str) -> Step<O
     Ok(Some(job))
 }
 
-/// The jobs `id` runs after, in the order they were given.
+/// The jobs `id` runs after, by id (the same order on every store).
 pub(super) fn read_after<C: GenericClient>(db: &mut Db<'_, C>, id: &str) -> Step<Vec<String>> {
     let rows = db.query(READ_AFTER, &[&id])?;
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
@@ -344,10 +346,18 @@ const DIALECT: Dialect = Dialect {
     columns: concat!(job_columns!(), ", ", after_ids!()),
     limit: "$1",
     waiting_order: &[
-        ("blocked_by > 0", false),
-        ("scheduled", false),
-        ("CASE WHEN scheduled THEN 0 ELSE priority END", true),
-        ("next_run_at", false),
+        (
+            "CASE WHEN blocked_by > 0 THEN 2 WHEN scheduled THEN 1 ELSE 0 END",
+            false,
+        ),
+        (
+            "CASE WHEN blocked_by = 0 AND NOT scheduled THEN priority ELSE 0 END",
+            true,
+        ),
+        (
+            "CASE WHEN blocked_by > 0 THEN 0 ELSE next_run_at END",
+            false,
+        ),
         ("seq", false),
     ],
 };

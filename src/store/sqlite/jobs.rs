@@ -275,7 +275,7 @@ pub(super) fn enqueue(tx: &Transaction<'_>, now: i64, jobs: &[NewJob]) -> Result
     })
 }
 
-/// The jobs `id` runs after, in the order they were given.
+/// The jobs `id` runs after, by id (the same order on every store).
 pub(super) fn after(conn: &Connection, id: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(READ_AFTER).map_err(db_error)?;
     let rows = stmt.query_map([id], |r| r.get(0)).map_err(db_error)?;
