@@ -60,7 +60,7 @@ pub struct Cli {
     color: ColorChoice,
 
     /// Show times in UTC instead of the local time zone (JSON is always UTC)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     utc: bool,
 
     #[command(subcommand)]
