@@ -43,10 +43,18 @@ impl Printer {
         }
     }
 
-    /// Prints a JSON value on stdout.
+    /// Prints a JSON value on stdout: indented on a terminal, for people; one line
+    /// when piped or redirected, so every document is one line for `jq`, `grep` or
+    /// a JSON-lines reader. (Event streams are one line per event either way.)
     pub fn json(&self, value: &Value) -> io::Result<()> {
-        let mut out = io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, value)?;
+        let out = io::stdout();
+        let pretty = out.is_terminal();
+        let mut out = out.lock();
+        if pretty {
+            serde_json::to_writer_pretty(&mut out, value)?;
+        } else {
+            serde_json::to_writer(&mut out, value)?;
+        }
         writeln!(out)
     }
 
