@@ -20,6 +20,7 @@ mod dlq;
 mod enqueue;
 mod execution;
 mod job_env;
+mod lifecycle;
 mod logs;
 mod multi_host;
 mod postgres;
