@@ -16,8 +16,11 @@
 //! (`run_report`, `stopping`), the threads that run the jobs (`slot_thread`) and
 //! background cleaning (`retention`). Parts of the round have files of their own:
 //! stopping runs at their deadline or on a cancel ([`stops`]), shipping the output
-//! of long runs ([`shipping`]), waiting for the next event or timer ([`waiting`])
-//! and enqueueing the runs of recurring jobs ([`cron_tick`]).
+//! of long runs ([`shipping`]), waiting for the next event or timer ([`waiting`]),
+//! enqueueing the runs of recurring jobs ([`cron_tick`]), and stopping the process
+//! on a signal, `worker stop` or `--burst`, then shutting down ([`exit`]). What the
+//! process does is also reported, as it happens, to the sink of
+//! [`Options::on_notice`] (`worker::notice`).
 
 mod cron_tick;
 mod exit;
