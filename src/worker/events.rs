@@ -39,8 +39,8 @@ pub fn subscribe(store: &dyn Store, events: &Sender<Event>) -> Duration {
         Ok(()) => POLL_FALLBACK,
         Err(e) => {
             log::warn(&format!(
-                "no wake-ups from the store ({e}); polling every {} ms",
-                POLL_WITHOUT_WAKEUPS.as_millis()
+                "no wake-ups from the store ({e}); polling every {}",
+                crate::duration::human(POLL_WITHOUT_WAKEUPS)
             ));
             POLL_WITHOUT_WAKEUPS
         }
