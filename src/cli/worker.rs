@@ -113,7 +113,10 @@ fn start(
         .transpose()
         .map_err(detach_failure)?;
     let store = ctx.open_for(OpenFor::Worker)?;
-    let json = ctx.printer.json.then(worker_events::json_lines);
+    // Declared before `options`, so the sinks are dropped first and its drop
+    // then waits for the last events to be written.
+    let json_lines = ctx.printer.json.then(worker_events::JsonLines::start);
+    let json = json_lines.as_ref().map(worker_events::JsonLines::sink);
     let on_notice: Option<NoticeSink> = match (json, ready) {
         (None, None) => None,
         (json, ready) => Some(Arc::new(move |notice: &Notice<'_>| {
@@ -137,6 +140,8 @@ fn start(
         on_notice,
     };
     worker::run(store, &options)?;
+    drop(options);
+    drop(json_lines);
     Ok(())
 }
 

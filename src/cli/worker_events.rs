@@ -8,6 +8,8 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::mpsc::{self, Sender};
+use std::thread::{self, JoinHandle};
 
 use serde_json::{Value, json};
 
@@ -38,9 +40,56 @@ pub fn event(name: &str, fields: Value) -> Value {
     Value::Object(object)
 }
 
-/// A sink printing every notice of a worker process as a JSON line.
-pub fn json_lines() -> NoticeSink {
-    Arc::new(|notice: &Notice<'_>| emit(&notice_json(notice)))
+/// Prints a worker process's notices as JSON lines from a thread of its own, so a
+/// reader that stops reading (a pager, a stopped pipeline) never blocks the
+/// supervisor, and with it the heartbeats of running jobs. Dropping it waits until
+/// every event sent is written; drop the sinks ([`JsonLines::sink`]) first.
+pub struct JsonLines {
+    events: Option<Sender<Value>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl JsonLines {
+    /// Starts the writer thread; without one, events are printed by the caller.
+    pub fn start() -> JsonLines {
+        let (events, inbox) = mpsc::channel::<Value>();
+        let writer = thread::Builder::new()
+            .name("json-events".into())
+            .spawn(move || {
+                for event in inbox {
+                    emit(&event);
+                }
+            });
+        match writer {
+            Ok(writer) => JsonLines {
+                events: Some(events),
+                writer: Some(writer),
+            },
+            Err(_) => JsonLines {
+                events: None,
+                writer: None,
+            },
+        }
+    }
+
+    /// A sink turning each notice into its event (stamped now) for the writer.
+    pub fn sink(&self) -> NoticeSink {
+        match self.events.clone() {
+            Some(events) => Arc::new(move |notice: &Notice<'_>| {
+                let _ = events.send(notice_json(notice));
+            }),
+            None => Arc::new(|notice: &Notice<'_>| emit(&notice_json(notice))),
+        }
+    }
+}
+
+impl Drop for JsonLines {
+    fn drop(&mut self) {
+        drop(self.events.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 /// The JSON event for `notice`.

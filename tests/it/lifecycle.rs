@@ -624,3 +624,46 @@ backend_test!(
         assert_eq!(again, value);
     }
 );
+
+backend_test!(
+    a_reader_that_stops_reading_the_events_does_not_stall_the_worker,
+    |env| {
+        // 300 jobs make ~150 KB of events, past a pipe's 64 KiB: a supervisor that
+        // wrote them itself would block on the full pipe, heartbeats and claims too.
+        env.ensure_store();
+        let lines: String = (0..300).map(|_| "{\"command\":\"true\"}\n").collect();
+        std::fs::write(env.file("jobs.jsonl"), lines).expect("write jobs");
+        env.ok(&["enqueue", "--file", "jobs.jsonl"]);
+        let mut child = env
+            .cmd(&["worker", "start", "--burst", "--json", "--count", "2"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start a worker");
+        struct Kill<'a>(&'a mut std::process::Child);
+        impl Drop for Kill<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let guard = Kill(&mut child);
+        wait_until(
+            "300 jobs completed, nobody reading",
+            Duration::from_secs(120),
+            || env.status()["completed"] == 300,
+        );
+        // Now read: every event is there, in order, and the worker exits 0.
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(guard.0.stdout.as_mut().expect("stdout"), &mut stdout)
+            .expect("read the events");
+        let status = guard.0.wait().expect("wait");
+        assert!(status.success());
+        let events = events(stdout.as_bytes());
+        assert_eq!(
+            names(&events).iter().filter(|n| **n == "job_ended").count(),
+            300
+        );
+        assert_eq!(names(&events).last(), Some(&"stopped"));
+    }
+);
