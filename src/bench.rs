@@ -41,6 +41,35 @@ pub struct Metric {
     pub unit: &'static str,
 }
 
+impl Metric {
+    /// The metric's key in `bench --json`: its name in snake_case ending with its
+    /// unit, so a script never has to guess one (`throughput_jobs_per_second`,
+    /// `claim_latency_p50_ms`, `wall_time_seconds`, `jobs_completed`).
+    pub fn key(&self) -> String {
+        let mut key = String::new();
+        for word in self.name.split(|c: char| !c.is_ascii_alphanumeric()) {
+            if !word.is_empty() {
+                if !key.is_empty() {
+                    key.push('_');
+                }
+                key.push_str(&word.to_ascii_lowercase());
+            }
+        }
+        let unit = match self.unit {
+            "jobs/s" => "jobs_per_second",
+            "s" => "seconds",
+            "x" => "ratio",
+            other => other,
+        };
+        let named = key.split('_').any(|word| word == unit);
+        if !named {
+            key.push('_');
+            key.push_str(unit);
+        }
+        key
+    }
+}
+
 /// The outcome of a bench run.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -173,6 +202,7 @@ fn burn_down(
         handle_signals: false,
         timings: true,
         on_spawn: None,
+        on_notice: None,
     };
     let started = Instant::now();
     let summary = worker::run(store, &options)?;
@@ -206,6 +236,7 @@ fn latency(plan: &Plan, location: &Location, report: &mut Report) -> Result<(), 
                 let _ = tx.send((job.id.clone(), Instant::now()));
             }
         })),
+        on_notice: None,
     };
     let worker = thread::spawn(move || worker::run(worker_store, &options));
     wait_for_workers(store.as_mut(), plan.workers)?;
@@ -391,6 +422,35 @@ mod tests {
         assert_eq!(
             median(&[Duration::from_millis(3)]),
             Duration::from_millis(3)
+        );
+    }
+
+    #[test]
+    fn json_keys_are_snake_case_and_end_with_their_unit() {
+        let key = |name: &str, unit: &'static str| {
+            Metric {
+                name: name.into(),
+                value: 0.0,
+                unit,
+            }
+            .key()
+        };
+        assert_eq!(key("throughput", "jobs/s"), "throughput_jobs_per_second");
+        assert_eq!(key("claim latency p50", "ms"), "claim_latency_p50_ms");
+        assert_eq!(key("wall time", "s"), "wall_time_seconds");
+        assert_eq!(key("jobs completed", "jobs"), "jobs_completed");
+        assert_eq!(key("jobs", "jobs"), "jobs");
+        assert_eq!(
+            key("process start (--version) p95", "ms"),
+            "process_start_version_p95_ms"
+        );
+        assert_eq!(
+            key("enqueue / process start (median)", "x"),
+            "enqueue_process_start_median_ratio"
+        );
+        assert_eq!(
+            key("enqueue --file", "jobs/s"),
+            "enqueue_file_jobs_per_second"
         );
     }
 

@@ -81,7 +81,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         let results: Map<String, Value> = report
             .metrics
             .iter()
-            .map(|m| (format!("{} ({})", m.name, m.unit), json!(round(m.value))))
+            .map(|m| (m.key(), json!(round(m.value))))
             .collect();
         return printed(p.json(&json!({
             "mode": mode,

@@ -31,6 +31,7 @@ mod transfer;
 mod wait;
 mod watch;
 mod worker;
+mod worker_events;
 
 use output::{ColorChoice, Printer};
 

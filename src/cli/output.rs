@@ -60,10 +60,18 @@ impl Printer {
         self.width.is_some()
     }
 
-    /// Prints a JSON value on stdout.
+    /// Prints a JSON value on stdout: indented on a terminal, for people; one line
+    /// when piped or redirected, so every document is one line for `jq`, `grep` or
+    /// a JSON-lines reader. (Event streams are one line per event either way.)
     pub fn json(&self, value: &Value) -> io::Result<()> {
-        let mut out = io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, value)?;
+        let out = io::stdout();
+        let pretty = out.is_terminal();
+        let mut out = out.lock();
+        if pretty {
+            serde_json::to_writer_pretty(&mut out, value)?;
+        } else {
+            serde_json::to_writer(&mut out, value)?;
+        }
         writeln!(out)
     }
 
@@ -210,17 +218,12 @@ pub fn opt_timestamp(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |ms| Value::String(timestamp(ms)))
 }
 
-/// A short human age: `850ms`, `12s`, `3m 4s`, `2h 5m`, `3d 4h`.
+/// A short human age or duration (`850ms`, `1.2s`, `3m05s`, `2h00m`): the worker's
+/// log and every table use the one form of [`crate::duration::human`].
 pub fn age(ms: i64) -> String {
-    let ms = ms.max(0);
-    let s = ms / 1000;
-    match s {
-        _ if ms < 1000 => format!("{ms}ms"),
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m {}s", s / 60, s % 60),
-        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
-    }
+    crate::duration::human(std::time::Duration::from_millis(
+        u64::try_from(ms).unwrap_or(0),
+    ))
 }
 
 /// The JSON form of a job, used by every command that prints jobs. While an

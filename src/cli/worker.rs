@@ -1,16 +1,24 @@
 //! `queuectl worker start | stop | list`.
+//!
+//! `worker start` runs workers in the foreground; with `--detach` it starts them in
+//! a session of their own and returns once they run (see [`crate::worker::detach`]).
+//! With `--json`, `start` and `stop` print JSON lines of events on stdout
+//! ([`super::worker_events`]); the human log stays on stderr.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::output::{age, one_line, worker_json};
-use super::{Context, printed};
+use super::output::{self, age, one_line, worker_json};
+use super::{Context, printed, worker_events};
 use crate::error::Failure;
 use crate::job::options::validate_queue;
 use crate::store::{OpenFor, StopRequest, WorkerRow};
+use crate::worker::detach::{self, DetachError};
+use crate::worker::notice::{Notice, NoticeSink};
 use crate::worker::{self, Executor, Options, platform};
 
 /// `defer`: see [`super::Command`]; clap builds every nested subcommand enum for
@@ -18,7 +26,7 @@ use crate::worker::{self, Executor, Options, platform};
 #[derive(Debug, clap::Subcommand)]
 #[command(defer = true)]
 pub enum Command {
-    /// Run workers in the foreground until stopped (Ctrl-C, SIGTERM or `worker stop`)
+    /// Run workers until stopped (Ctrl-C, SIGTERM, SIGHUP or `worker stop`)
     Start {
         /// How many jobs to run at once
         #[arg(long, default_value_t = 1, value_name = "N",
@@ -32,6 +40,14 @@ pub enum Command {
         /// Serve only these queues, comma-separated (default: all)
         #[arg(long, value_name = "NAMES", value_delimiter = ',')]
         queue: Vec<String>,
+        /// Run in the background, in a session of its own (closing the terminal does
+        /// not stop it): prints the pid once the workers run, logs to worker.log in
+        /// the store's directory (PostgreSQL: in $QUEUECTL_HOME)
+        #[arg(long)]
+        detach: bool,
+        /// Set by --detach for the process it starts: the pipe to say "started" on
+        #[arg(long, hide = true, value_name = "FD")]
+        ready_fd: Option<i32>,
     },
     /// Ask running workers to finish their current job and exit; waits for them
     Stop {
@@ -59,7 +75,15 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), Failure> {
             count,
             burst,
             queue,
-        } => start(ctx, usize::from(count), burst, queue),
+            detach,
+            ready_fd,
+        } => {
+            let queues = valid_queues(queue)?;
+            if detach {
+                return start_detached(ctx);
+            }
+            start(ctx, usize::from(count), burst, queues, ready_fd)
+        }
         Command::Stop {
             force,
             host,
@@ -69,14 +93,42 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), Failure> {
     }
 }
 
-fn start(ctx: &Context, count: usize, burst: bool, queues: Vec<String>) -> Result<(), Failure> {
-    let queues = if queues.is_empty() {
-        None
-    } else {
-        let valid = queues.iter().map(|q| validate_queue(q.trim()));
-        Some(valid.collect::<Result<Vec<_>, _>>()?)
-    };
+/// `--queue a,b` checked before anything starts (`None`: all queues).
+fn valid_queues(queues: Vec<String>) -> Result<Option<Vec<String>>, Failure> {
+    if queues.is_empty() {
+        return Ok(None);
+    }
+    let valid = queues.iter().map(|q| validate_queue(q.trim()));
+    Ok(Some(valid.collect::<Result<Vec<_>, _>>()?))
+}
+
+fn start(
+    ctx: &Context,
+    count: usize,
+    burst: bool,
+    queues: Option<Vec<String>>,
+    ready_fd: Option<i32>,
+) -> Result<(), Failure> {
+    let ready = ready_fd
+        .map(detach::Ready::adopt)
+        .transpose()
+        .map_err(detach_failure)?;
     let store = ctx.open_for(OpenFor::Worker)?;
+    // Declared before `options`, so the sinks are dropped first and its drop
+    // then waits for the last events to be written.
+    let json_lines = ctx.printer.json.then(worker_events::JsonLines::start);
+    let json = json_lines.as_ref().map(worker_events::JsonLines::sink);
+    let on_notice: Option<NoticeSink> = match (json, ready) {
+        (None, None) => None,
+        (json, ready) => Some(Arc::new(move |notice: &Notice<'_>| {
+            if let Some(json) = &json {
+                json(notice);
+            }
+            if let (Some(ready), Notice::Started { .. }) = (&ready, notice) {
+                ready.signal();
+            }
+        })),
+    };
     let options = Options {
         queues,
         count,
@@ -86,9 +138,47 @@ fn start(ctx: &Context, count: usize, burst: bool, queues: Vec<String>) -> Resul
         handle_signals: true,
         timings: false,
         on_spawn: None,
+        on_notice,
     };
     worker::run(store, &options)?;
+    drop(options);
+    drop(json_lines);
     Ok(())
+}
+
+/// `worker start --detach`: starts this same command in the background and prints
+/// its pid (stdout: the pid alone, so `pid=$(queuectl worker start --detach)` works;
+/// stderr: where it logs).
+fn start_detached(ctx: &Context) -> Result<(), Failure> {
+    let location = ctx.location()?;
+    let log =
+        detach::log_path(&location).ok_or_else(|| detach_failure(DetachError::NoLogDirectory))?;
+    let args = detach::child_args(std::env::args_os().skip(1));
+    let detached = detach::spawn(&args, &log).map_err(detach_failure)?;
+    let p = &ctx.printer;
+    if p.json {
+        return printed(p.json(&json!({
+            "pid": detached.pid,
+            "log": detached.log.to_string_lossy(),
+        })));
+    }
+    eprintln!(
+        "Worker process {} runs in the background, logging to {}; `queuectl worker stop` stops it",
+        detached.pid,
+        output::visible(&detached.log.to_string_lossy())
+    );
+    printed(p.line(&detached.pid.to_string()))
+}
+
+fn detach_failure(e: DetachError) -> Failure {
+    let code = match &e {
+        DetachError::NotStarted { code: Some(2), .. } => 2,
+        _ => 1,
+    };
+    Failure {
+        message: e.to_string(),
+        code,
+    }
 }
 
 fn stop(ctx: &Context, force: bool, host: Option<&str>, timeout: f64) -> Result<(), Failure> {
@@ -103,15 +193,28 @@ fn stop(ctx: &Context, force: bool, host: Option<&str>, timeout: f64) -> Result<
     };
     let asked: BTreeSet<String> = store.request_stop(host, request)?.into_iter().collect();
     let p = &ctx.printer;
+    if p.json {
+        worker_events::emit(&worker_events::event(
+            "stop_requested",
+            json!({"force": force, "host": host, "workers": asked}),
+        ));
+    }
     if asked.is_empty() {
+        if p.json {
+            worker_events::emit(&worker_events::event("stopped", json!({"workers": 0})));
+            return Ok(());
+        }
         return printed(p.line("No workers running."));
     }
-    eprintln!(
-        "Asked {} worker(s) to stop; waiting for them to exit...",
-        asked.len()
-    );
+    if !p.json {
+        eprintln!(
+            "Asked {} worker(s) to stop; waiting for them to exit...",
+            asked.len()
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs_f64(timeout);
     let here = platform::host_name();
+    let mut running = asked.clone();
     loop {
         let remaining: Vec<WorkerRow> = store
             .workers(false)?
@@ -119,10 +222,35 @@ fn stop(ctx: &Context, force: bool, host: Option<&str>, timeout: f64) -> Result<
             .filter(|w| asked.contains(&w.info.id))
             .filter(|w| w.info.host != here || platform::is_alive(w.info.pid, w.info.pid_start))
             .collect();
+        let still: BTreeSet<String> = remaining.iter().map(|w| w.info.id.clone()).collect();
+        if p.json {
+            for gone in running.difference(&still) {
+                worker_events::emit(&worker_events::event(
+                    "worker_stopped",
+                    json!({"worker": gone}),
+                ));
+            }
+        }
+        running = still;
         if remaining.is_empty() {
+            if p.json {
+                let stopped = json!({"workers": asked.len()});
+                worker_events::emit(&worker_events::event("stopped", stopped));
+                return Ok(());
+            }
             return printed(p.line(&format!("Stopped {} worker(s).", asked.len())));
         }
         if Instant::now() >= deadline {
+            if p.json {
+                let left: Vec<Value> = remaining
+                    .iter()
+                    .map(|w| json!({"worker": w.info.id, "job": w.job}))
+                    .collect();
+                worker_events::emit(&worker_events::event(
+                    "timed_out",
+                    json!({"remaining": left}),
+                ));
+            }
             let names: Vec<String> = remaining
                 .iter()
                 .map(|w| match &w.job {

@@ -25,8 +25,8 @@ pub enum Event {
     Done { slot: usize, execution: Execution },
     /// The store may have changed (a commit, ours or another process's).
     Wake,
-    /// SIGINT or SIGTERM arrived.
-    Signal,
+    /// SIGINT, SIGTERM or SIGHUP arrived (the signal's number).
+    Signal(i32),
 }
 
 /// Starts cross-process wake-ups; returns the idle poll interval to use.
@@ -39,18 +39,21 @@ pub fn subscribe(store: &dyn Store, events: &Sender<Event>) -> Duration {
         Ok(()) => POLL_FALLBACK,
         Err(e) => {
             log::warn(&format!(
-                "no wake-ups from the store ({e}); polling every {} ms",
-                POLL_WITHOUT_WAKEUPS.as_millis()
+                "no wake-ups from the store ({e}); polling every {}",
+                crate::duration::human(POLL_WITHOUT_WAKEUPS)
             ));
             POLL_WITHOUT_WAKEUPS
         }
     }
 }
 
-/// Posts an [`Event::Signal`] for each SIGINT and SIGTERM, from a thread of its own.
-/// Without signal handling the worker still runs; it says so in the log.
+/// Posts an [`Event::Signal`] for each SIGINT, SIGTERM and SIGHUP, from a thread of
+/// its own. SIGHUP is here so that closing the terminal a worker runs in stops it
+/// gracefully (its running jobs finish) instead of killing it with its jobs, which
+/// would then start over elsewhere. Without signal handling the worker still runs;
+/// it says so in the log.
 pub fn forward_signals(events: Sender<Event>) {
-    let signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]);
+    let signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP]);
     let mut signals = match signals {
         Ok(signals) => signals,
         Err(e) => {
@@ -61,8 +64,8 @@ pub fn forward_signals(events: Sender<Event>) {
     let spawned = thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            for _ in signals.forever() {
-                if events.send(Event::Signal).is_err() {
+            for signal in signals.forever() {
+                if events.send(Event::Signal(signal)).is_err() {
                     return;
                 }
             }

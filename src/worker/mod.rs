@@ -4,17 +4,21 @@
 //! [`supervisor`] is the worker process (`worker start`, configured by [`options`]):
 //! its round loop asks [`slots`] what to claim, keeps results in an [`outbox`] until
 //! they are committed, rides out store outages with [`store_retry`], hands jobs to
-//! each slot's [`slot_thread`], learns from [`run_report`] what a run's end means, and
-//! waits on one inbox of [`events`]. [`exec`] runs one attempt as a child process,
+//! each slot's [`slot_thread`], learns from [`run_report`] what a run's end means,
+//! waits on one inbox of [`events`], and tells whoever started it what happens
+//! through [`notice`]. [`exec`] runs one attempt as a child process,
 //! [`spawn`] starts a job's shell, [`attempt_output`] turns its output into what the
 //! store keeps (and what is shipped while it runs), [`stopping`] decides what a
 //! timeout or a cancel makes of a run, [`recovery`] releases jobs whose worker is
 //! gone, [`retention`] deletes old finished jobs in the background, and [`platform`]
-//! holds the operating-system details they share.
+//! holds the operating-system details they share. [`detach`] starts a worker process
+//! in the background (`worker start --detach`).
 
 pub mod attempt_output;
+pub mod detach;
 pub mod events;
 pub mod exec;
+pub mod notice;
 pub mod options;
 pub mod outbox;
 pub mod platform;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::job::AttemptOutcome;
 use crate::job::Job;
+use crate::worker::notice::NoticeSink;
 
 /// How a worker runs a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +31,7 @@ pub struct Options {
     pub executor: Executor,
     /// Print a line per job start and end.
     pub log_jobs: bool,
-    /// Stop on SIGINT/SIGTERM (first: drain, second: force).
+    /// Stop on SIGINT/SIGTERM/SIGHUP (first: drain, second SIGINT/SIGTERM: force).
     pub handle_signals: bool,
     /// Record claim and completion latencies in the [`Summary`] (for `bench`).
     pub timings: bool,
@@ -38,6 +39,8 @@ pub struct Options {
     pub on_spawn: Option<SpawnHook>,
     /// Serve only these queues (`worker start --queue`); `None`: all.
     pub queues: Option<Vec<String>>,
+    /// Told what the process does as it happens (`worker start --json`, `--detach`).
+    pub on_notice: Option<NoticeSink>,
 }
 
 /// See [`Options::on_spawn`].

@@ -16,17 +16,20 @@
 //! (`run_report`, `stopping`), the threads that run the jobs (`slot_thread`) and
 //! background cleaning (`retention`). Parts of the round have files of their own:
 //! stopping runs at their deadline or on a cancel ([`stops`]), shipping the output
-//! of long runs ([`shipping`]), waiting for the next event or timer ([`waiting`])
-//! and enqueueing the runs of recurring jobs ([`cron_tick`]).
+//! of long runs ([`shipping`]), waiting for the next event or timer ([`waiting`]),
+//! enqueueing the runs of recurring jobs ([`cron_tick`]), and stopping the process
+//! on a signal, `worker stop` or `--burst`, then shutting down ([`exit`]). What the
+//! process does is also reported, as it happens, to the sink of
+//! [`Options::on_notice`] (`worker::notice`).
 
 mod cron_tick;
+mod exit;
 mod shipping;
 mod stops;
 mod waiting;
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -35,10 +38,11 @@ use crate::job::{Job, JobState};
 use crate::log;
 use crate::store::{
     AttemptFacts, Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store,
-    WorkerInfo, WorkerState,
+    WorkerInfo,
 };
 use crate::worker::events::{self, Event};
 use crate::worker::exec::{Execution, Spool};
+use crate::worker::notice::{Notice, StopReason};
 use crate::worker::options::{Options, Summary};
 use crate::worker::outbox::Outbox;
 use crate::worker::retention::Retention;
@@ -84,12 +88,20 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Work
         .map(|(n, info)| SlotThread::start(n, info, options, &spool, &events))
         .collect::<Result<Vec<_>, _>>()?;
     let slots = Slots::new(infos.iter().map(|info| info.id.clone()));
-    log::info(&format!(
-        "{} worker(s) started on {} (pid {pid}), store {}",
-        options.count,
-        host,
-        store.describe()
+    let described = store.describe();
+    log::started(&format!(
+        "{} worker(s) started on {} (pid {pid}), store {described}",
+        options.count, host,
     ));
+    let ids: Vec<String> = infos.iter().map(|info| info.id.clone()).collect();
+    if let Some(sink) = &options.on_notice {
+        sink(&Notice::Started {
+            host: &host,
+            pid,
+            workers: &ids,
+            store: &described,
+        });
+    }
     let mut supervisor = Supervisor {
         store,
         options: options.clone(),
@@ -173,8 +185,7 @@ impl Supervisor {
                 self.retention
                     .clean_if_due(self.store.as_mut(), self.config.retention, now);
                 if self.options.burst && claimed_all == Some(false) && self.burst_done() {
-                    log::info("no job left to run (--burst); stopping");
-                    self.stop = self.stop.max(StopRequest::Graceful);
+                    self.request_stop(StopRequest::Graceful, StopReason::Burst);
                     continue;
                 }
             }
@@ -272,7 +283,7 @@ impl Supervisor {
             self.lose(lease);
         }
         if reply.stop > self.stop {
-            self.request_stop(reply.stop, "stop requested by `queuectl worker stop`");
+            self.request_stop(reply.stop, StopReason::Requested);
         }
         if claimed {
             self.next_due = reply.next_due_in.map(|d| Instant::now() + d);
@@ -306,6 +317,11 @@ impl Supervisor {
         if self.options.log_jobs {
             log::info(&run_report::start_line(&self.slots[index].worker_id, &job));
         }
+        self.notify(&Notice::JobStarted {
+            worker: &self.slots[index].worker_id,
+            job: &job,
+            attempt: job.attempts + 1,
+        });
         let limit = self.config.output_limit;
         if let Some(run) = self.slots[index].run.as_mut() {
             run.deadline = self.deadlines.remove(&lease_of(&job));
@@ -330,30 +346,6 @@ impl Supervisor {
                 run.lost = true;
                 thread.terminate(run, KILL_GRACE);
             }
-        }
-    }
-
-    fn request_stop(&mut self, stop: StopRequest, why: &str) {
-        self.stop = self.stop.max(stop);
-        for index in 0..self.slots.len() {
-            self.release_queued(index);
-        }
-        match self.stop {
-            StopRequest::Force => {
-                log::info(&format!(
-                    "{why}: killing running jobs, they go back to pending"
-                ));
-                for (slot, thread) in self.slots.iter_mut().zip(&self.threads) {
-                    if let Some(run) = slot.run.as_mut().filter(|r| !r.forced) {
-                        run.forced = true;
-                        thread.terminate(run, KILL_GRACE);
-                    }
-                }
-            }
-            StopRequest::Graceful => log::info(&format!(
-                "{why}: finishing running jobs, then exiting (stop again to kill them)"
-            )),
-            StopRequest::None => {}
         }
     }
 
@@ -462,6 +454,16 @@ impl Supervisor {
             let line = run_report::end_line(&worker_id, job, &ended, took, &transition);
             log::info(&line);
         }
+        self.notify(&Notice::JobEnded {
+            worker: &worker_id,
+            job,
+            attempt: job.attempts + 1,
+            outcome,
+            exit_code: transition.exit_code,
+            error: transition.last_error.as_deref(),
+            took,
+            state: transition.state,
+        });
         let finished = Finished {
             lease: lease_of(job),
             worker_id: Some(worker_id),
@@ -476,40 +478,5 @@ impl Supervisor {
             only_if_expired: false,
         };
         self.outbox.record(finished, Instant::now());
-    }
-
-    /// Records what is left, deregisters the workers and joins the slot threads.
-    fn shut_down(&mut self, infos: &[WorkerInfo]) {
-        let ids: Vec<String> = infos.iter().map(|w| w.id.clone()).collect();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let flushed = self.outbox.has_no_results()
-                || self
-                    .store
-                    .exchange(&Exchange {
-                        finished: self.outbox.finished(),
-                        lease_timeout: self.config.lease_timeout,
-                        ..Exchange::default()
-                    })
-                    .is_ok();
-            if flushed {
-                drop(self.outbox.committed());
-                if self.store.end_workers(&ids, WorkerState::Stopped).is_ok() {
-                    break;
-                }
-            }
-            if Instant::now() >= deadline {
-                log::warn("could not record the final results; the store will recover the jobs");
-                break;
-            }
-            thread::sleep(self.store_retry.back_off());
-        }
-        for thread in &mut self.threads {
-            thread.stop();
-        }
-        log::info(&format!(
-            "workers stopped: {} succeeded, {} failed, {} interrupted",
-            self.summary.succeeded, self.summary.failed, self.summary.interrupted
-        ));
     }
 }

@@ -15,9 +15,12 @@ backend_test!(a_noop_bench_reports_every_job_completed, |env| {
         "{report}"
     );
     let results = &report["results"];
-    assert_eq!(results["jobs completed (jobs)"], 300.0, "{report}");
+    assert_eq!(results["jobs_completed"], 300.0, "{report}");
     assert!(
-        results["throughput (jobs/s)"].as_f64().unwrap_or(0.0) > 0.0,
+        results["throughput_jobs_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0,
         "{report}"
     );
     // The store was empty, so bench used it as given.
@@ -42,9 +45,9 @@ backend_test!(a_store_in_use_is_left_alone, |env| {
         );
         let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
         let done = if mode == "latency" {
-            "jobs (jobs)"
+            "jobs"
         } else {
-            "jobs completed (jobs)"
+            "jobs_completed"
         };
         assert_eq!(report["results"][done], 20.0, "{report}");
         assert!(
@@ -89,7 +92,7 @@ backend_test!(in_place_measures_inside_a_store_in_use, |env| {
     let id = env.enqueue("echo mine");
     let report = env.json(&["bench", "--mode", "noop", "--jobs", "20", "--in-place"]);
     // bench's workers took the store's own job too (noop: completed, not run).
-    assert_eq!(report["results"]["jobs completed (jobs)"], 21.0, "{report}");
+    assert_eq!(report["results"]["jobs_completed"], 21.0, "{report}");
     assert_eq!(env.state(&id), "completed");
     assert_eq!(env.json(&["status"])["completed"], 21);
 });

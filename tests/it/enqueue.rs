@@ -92,7 +92,7 @@ backend_test!(generated_ids_are_unique_listed_in_order, |env| {
     sorted.sort();
     sorted.dedup();
     assert_eq!(sorted.len(), ids.len(), "ids must be unique: {ids:?}");
-    // Generated ids are random (DECISIONS.md §14); the store keeps creation order.
+    // Generated ids are random (DECISIONS.md §15); the store keeps creation order.
     let listed: Vec<String> = env
         .jobs()
         .iter()

@@ -75,14 +75,7 @@ impl Supervisor {
                     self.want_claim = true;
                 }
             }
-            Event::Signal => {
-                let next = if self.stop == StopRequest::None {
-                    StopRequest::Graceful
-                } else {
-                    StopRequest::Force
-                };
-                self.request_stop(next, "signal received");
-            }
+            Event::Signal(signal) => self.on_signal(signal),
         }
     }
 }
