@@ -408,7 +408,7 @@ mod tests {
     fn ages_read_naturally() {
         assert_eq!(age(850), "850ms");
         assert_eq!(age(12_000), "12s");
-        assert_eq!(age(184_000), "3m 4s");
+        assert_eq!(age(184_000), "3m04s");
     }
 
     #[test]
