@@ -63,13 +63,14 @@ impl Sink {
         self.attempt = (attempt.number, attempt.token);
         self.offset = offset;
         if with_header {
-            self.header(&attempt.header())?;
+            self.header_between_attempts(&attempt.header())?;
         }
         Ok(())
     }
 
-    /// A header line of ours (`== attempt 2 (running) ==`), on a line of its own.
-    /// JSON lines have none: each object names its attempt.
+    /// A header line of ours (`== attempt 2 (running) ==`) on stdout, on a line of
+    /// its own, for `logs --all`, whose listing is the output. JSON lines have
+    /// none: each object names its attempt.
     pub fn header(&mut self, line: &str) -> io::Result<()> {
         if self.mode == Mode::JsonLines {
             return Ok(());
@@ -82,6 +83,28 @@ impl Sink {
         writeln!(out, "{line}")?;
         self.at_line_start = true;
         out.flush()
+    }
+
+    /// While following, the header of the next attempt (`== attempt 2 (running)
+    /// ==`), on stderr: stdout
+    /// carries exactly the job's output, so `enqueue --wait -- make > log` or
+    /// `logs -f ID | grep` see only what the command printed. On a terminal, where
+    /// both meet, the header starts a line of its own. JSON lines have none: each
+    /// object names its attempt.
+    fn header_between_attempts(&mut self, line: &str) -> io::Result<()> {
+        if self.mode == Mode::JsonLines {
+            return Ok(());
+        }
+        self.end()?;
+        let mut out = io::stdout().lock();
+        if self.mode == Mode::Visible && !self.at_line_start {
+            out.write_all(b"\n")?;
+            self.at_line_start = true;
+        }
+        out.flush()?;
+        let mut err = io::stderr().lock();
+        writeln!(err, "{}", super::output::visible(line))?;
+        err.flush()
     }
 
     /// Writes output bytes (and flushes: a follower shows them as they come).

@@ -116,7 +116,16 @@ pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
         field("updated", p.time(job.updated_at)),
     ];
     if matches!(job.state, JobState::Pending | JobState::Failed) {
-        lines.push(field("next run", p.time(job.next_run_at)));
+        // A job waiting on others has no time yet: it runs once they completed.
+        let next = if job.blocked_by > 0 {
+            format!(
+                "when the jobs it runs after have completed ({} left)",
+                job.blocked_by
+            )
+        } else {
+            p.time(job.next_run_at)
+        };
+        lines.push(field("next run", next));
     }
     if let Some(at) = job.run_at {
         lines.push(field("run at", p.time(at)));

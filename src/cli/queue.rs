@@ -116,7 +116,7 @@ fn list(ctx: &Context) -> Result<(), Failure> {
             "DEAD",
             "CANCELLED",
             "STATUS",
-            "CONCURRENCY",
+            "LIMIT",
         ],
         &rows,
     ))

@@ -32,8 +32,10 @@ const FREE_TEXT: [&str; 6] = [
 /// Columns, by header, left out (in this order, one at a time) when the table
 /// does not fit even with its free-text columns at their narrowest: details that
 /// `show` and `--json` still give, so that the id, state, command and (last of
-/// all) when the job last changed stay readable.
-const DROPPABLE: [&str; 9] = [
+/// all) when the job last changed stay readable. A table's first column names
+/// its rows (a job's id, a queue's or a cron entry's name) and is never left out,
+/// whatever its header.
+const DROPPABLE: [&str; 11] = [
     "PRIORITY",
     "QUEUE",
     "RUNS",
@@ -42,6 +44,8 @@ const DROPPABLE: [&str; 9] = [
     "HEARTBEAT",
     "CPU",
     "MAX RSS",
+    "LAST RUN",
+    "TZ",
     "UPDATED",
 ];
 
@@ -144,10 +148,11 @@ pub fn render(header: &[&str], rows: &[Vec<String>], limit: Option<usize>) -> Ve
             if fit(&kept, &mut widths, limit) {
                 break;
             }
-            let Some(drop) = droppable.find(|d| kept.contains(d)) else {
+            let Some(drop) = droppable.find(|d| kept.get(1..).unwrap_or_default().contains(d))
+            else {
                 break;
             };
-            shown.retain(|&i| header[i] != *drop);
+            shown.retain(|&i| i == 0 || header[i] != *drop);
         }
     }
     let pick = |cells: &[String]| -> Vec<String> {
@@ -320,5 +325,50 @@ mod tests {
             Some(10),
         );
         assert_eq!(lines[1], "xxxxxxxxx…");
+    }
+
+    #[test]
+    fn the_first_column_names_the_rows_and_stays() {
+        // `queue list`: the queue's name is the first column, headed QUEUE.
+        let header = [
+            "QUEUE",
+            "PENDING",
+            "RUNNING",
+            "COMPLETED",
+            "FAILED",
+            "STATUS",
+        ];
+        let row: Vec<String> = [
+            "mail", "1234567", "1234567", "1234567", "1234567", "running",
+        ]
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect();
+        let lines = render(&header, &[row], Some(40));
+        assert!(lines[0].starts_with("QUEUE"), "{lines:?}");
+        assert!(lines[1].starts_with("mail"), "{lines:?}");
+    }
+
+    #[test]
+    fn cron_entries_fit_by_leaving_out_details_not_by_cutting_lines() {
+        let header = ["NAME", "SCHEDULE", "TZ", "NEXT RUN", "LAST RUN", "COMMAND"];
+        let row: Vec<String> = [
+            "nightly-backup",
+            "0 3 * * *",
+            "Europe/Paris",
+            "2026-12-01 02:00:00 (in 20h28m)",
+            "-",
+            "./backup.sh --full",
+        ]
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect();
+        let lines = render(&header, &[row], Some(80));
+        for line in &lines {
+            assert!(display_width(line) <= 80, "{line}");
+            assert!(!line.ends_with('…') || line.contains("./backup"), "{line}");
+        }
+        assert!(lines[0].contains("COMMAND"), "{lines:?}");
+        assert!(lines[1].contains("(in 20h28m)"), "{lines:?}");
     }
 }

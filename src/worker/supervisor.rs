@@ -431,18 +431,32 @@ impl Supervisor {
             return;
         };
         let worker_id = slot.worker_id.clone();
-        if let Some(next) = slot.queued.pop_front() {
-            self.start(index, next);
-        } else {
-            self.rebalance();
-        }
+        let next = slot.queued.pop_front();
         self.want_claim = true;
-        let job = &run.job;
         let took = run.started.elapsed();
         if run.lost {
             self.summary.interrupted += 1;
-            return;
+        } else {
+            self.record_end(worker_id, run, execution, took);
         }
+        // After the end is logged, so a worker's log never shows its next job
+        // starting before its last one ended.
+        match next {
+            Some(next) => self.start(index, next),
+            None => self.rebalance(),
+        }
+    }
+
+    /// Settles a run that ended under its lease: logs and announces the end, and
+    /// puts the result in the outbox for the next round trip.
+    fn record_end(
+        &mut self,
+        worker_id: String,
+        run: crate::worker::slots::Run,
+        execution: Execution,
+        took: Duration,
+    ) {
+        let job = &run.job;
         let (forced, ended) = stopping::decide(run.forced, run.ending, execution.outcome);
         if run_report::reads_backoff(forced, &ended) {
             // backoff-base is read when a failure happens.

@@ -25,6 +25,15 @@ backend_test!(a_chain_runs_in_order, |env| {
     assert_eq!(listed[1]["after"], json!([a]), "list --json too");
     let text = env.ok(&["show", &b]);
     assert!(text.contains(&a), "show {b} does not name {a}:\n{text}");
+    // It has no run time of its own yet: show says what it waits for instead.
+    let next = text
+        .lines()
+        .find(|l| l.starts_with("next run"))
+        .unwrap_or_default();
+    assert!(
+        next.contains("runs after have completed (1 left)"),
+        "{text}"
+    );
     assert_eq!(env.state(&b), "pending");
 
     env.spawn_workers(&["--count", "3"]);

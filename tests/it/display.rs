@@ -353,3 +353,24 @@ backend_test!(a_terminal_gets_a_page_and_a_pipe_everything, |env| {
     assert_eq!(rows_of(&pending.text, &ids).len(), 50);
     assert!(pending.text.contains("80 more jobs"), "{}", pending.text);
 });
+
+backend_test!(wait_draws_its_progress_on_a_terminal, |env| {
+    let ids: Vec<String> = (0..3).map(|_| env.enqueue("sleep 0.3")).collect();
+    env.spawn_workers(&[]);
+    let mut args = vec!["wait"];
+    args.extend(ids.iter().map(String::as_str));
+    let out = on_terminal(&env, &args, &[]);
+    // The bar: done/total, dead and cancelled, the rate and the time left.
+    assert!(
+        out.text.contains("/3 done, 0 dead, 0 cancelled"),
+        "{}",
+        out.text
+    );
+    assert!(out.text.contains(" jobs/s, ETA "), "{}", out.text);
+    assert!(
+        out.text
+            .contains("Finished: 3 jobs (3 completed, 0 dead, 0 cancelled)"),
+        "{}",
+        out.text
+    );
+});

@@ -667,3 +667,39 @@ backend_test!(
         assert_eq!(names(&events).last(), Some(&"stopped"));
     }
 );
+
+backend_test!(
+    a_workers_log_ends_each_job_before_it_starts_the_next,
+    |env| {
+        for _ in 0..30 {
+            env.enqueue("true");
+        }
+        let out = env.run(&["worker", "start", "--count", "2", "--burst"]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let log = String::from_utf8_lossy(&out.stderr);
+        // Per worker, `start job` and `end job` lines alternate, starting with a start.
+        let mut running: std::collections::HashMap<&str, bool> = Default::default();
+        let mut ends = 0;
+        for line in log.lines() {
+            let Some(rest) = line.split_once(" [").map(|(_, rest)| rest) else {
+                continue;
+            };
+            let Some((worker, what)) = rest.split_once("] ") else {
+                continue;
+            };
+            let busy = running.entry(worker).or_default();
+            if what.starts_with("start job") {
+                assert!(
+                    !*busy,
+                    "{worker} started a job before ending the last:\n{log}"
+                );
+                *busy = true;
+            } else if what.starts_with("end job") {
+                assert!(*busy, "{worker} ended a job it had not started:\n{log}");
+                *busy = false;
+                ends += 1;
+            }
+        }
+        assert_eq!(ends, 30, "{log}");
+    }
+);

@@ -160,6 +160,35 @@ backend_test!(logs_all_shows_each_attempt_of_a_retried_job, |env| {
     crate::common::assert_usage_error(&out, "--attempt");
 });
 
+backend_test!(
+    enqueue_wait_keeps_stdout_for_the_output_of_every_attempt,
+    |env| {
+        env.ok(&["config", "set", "backoff-max", "0"]);
+        env.spawn_workers(&[]);
+        let out = env.run(&[
+            "enqueue",
+            "--wait",
+            "--max-retries",
+            "2",
+            "--command",
+            "echo checking; exit 3",
+        ]);
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert_eq!(
+            stdout_of(&out),
+            "checking\nchecking\nchecking\n",
+            "stdout is the job's output alone, attempt after attempt"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for n in [2, 3] {
+            assert!(
+                stderr.contains(&format!("== attempt {n} (")),
+                "the attempt headers go to stderr: {stderr}"
+            );
+        }
+    }
+);
+
 backend_test!(enqueue_wait_exits_with_the_job_code, |env| {
     env.ok(&["config", "set", "max-retries", "0"]);
     env.spawn_workers(&[]);
