@@ -81,15 +81,15 @@ const READ_NOW: &str = "SELECT now_ms()";
 const READ_JOB: &str = concat!(
     "SELECT ",
     job_columns!(),
-    ", (SELECT output_tail FROM attempts a WHERE a.job_id = j.id \
+    ", (SELECT output_tail FROM attempts a WHERE a.job_seq = j.seq \
      ORDER BY a.lease_token DESC LIMIT 1) FROM jobs j WHERE id = $1"
 );
 
-/// The attempts of job `$1`, oldest first.
+/// The attempts of job `$1`, oldest first: attempts are keyed by the job's `seq`.
 const READ_ATTEMPTS: &str = concat!(
     "SELECT ",
     attempt_columns!(),
-    " FROM attempts WHERE job_id = $1 ORDER BY lease_token"
+    " FROM attempts WHERE job_seq = (SELECT seq FROM jobs WHERE id = $1) ORDER BY lease_token"
 );
 
 /// Up to `$2` jobs waiting in state `$1` (`pending` or `failed`), in the order they

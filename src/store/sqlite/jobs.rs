@@ -63,15 +63,15 @@ const READ_AFTER: &str =
 const READ_JOB: &str = concat!(
     "SELECT ",
     job_columns!(),
-    ", (SELECT output_tail FROM attempts a WHERE a.job_id = j.id \
+    ", (SELECT output_tail FROM attempts a WHERE a.job_seq = j.seq \
      ORDER BY a.lease_token DESC LIMIT 1) FROM jobs j WHERE id = ?1"
 );
 
-/// A job's attempts, oldest first.
+/// A job's attempts, oldest first: attempts are keyed by the job's `seq`.
 const READ_ATTEMPTS: &str = concat!(
     "SELECT ",
     attempt_columns!(),
-    " FROM attempts WHERE job_id = ?1 ORDER BY lease_token"
+    " FROM attempts WHERE job_seq = (SELECT seq FROM jobs WHERE id = ?1) ORDER BY lease_token"
 );
 
 /// Every job, oldest first (`?1` is the state, always NULL here).
