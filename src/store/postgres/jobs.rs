@@ -78,7 +78,7 @@ const READ_AFTER: &str =
 const READ_NOW: &str = "SELECT now_ms()";
 
 /// Job `$1`, followed by the output tail of its latest attempt.
-const READ_JOB: &str = concat!(
+pub(super) const READ_JOB: &str = concat!(
     "SELECT ",
     job_columns!(),
     ", (SELECT output_tail FROM attempts a WHERE a.job_seq = j.seq \
@@ -86,7 +86,7 @@ const READ_JOB: &str = concat!(
 );
 
 /// The attempts of job `$1`, oldest first: attempts are keyed by the job's `seq`.
-const READ_ATTEMPTS: &str = concat!(
+pub(super) const READ_ATTEMPTS: &str = concat!(
     "SELECT ",
     attempt_columns!(),
     " FROM attempts WHERE job_seq = (SELECT seq FROM jobs WHERE id = $1) ORDER BY lease_token"

@@ -27,7 +27,7 @@ const EXPORT_BATCH: i32 = 1000;
 /// Every job (or those in state `$1`) joined with its attempts, in enqueue order then
 /// attempt order. Built at run time (the join qualifies the shared column lists) and
 /// not cached: `export` runs once per command.
-fn export_jobs() -> String {
+pub(super) fn export_jobs() -> String {
     format!(
         "SELECT {}, {}, (SELECT string_agg(d.after_id, E'\\n' ORDER BY d.after_id) \
          FROM job_dependencies d WHERE d.job_id = j.id) \

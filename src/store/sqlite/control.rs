@@ -67,7 +67,7 @@ const DELETE_FINISHED_JOBS: &str = "DELETE FROM jobs WHERE seq IN (SELECT seq FR
      ORDER BY seq LIMIT ?5) AND state IN (?1, ?2, ?3) RETURNING id, seq";
 
 /// The history of a deleted job, by its `seq` (the attempts' key).
-const DELETE_ATTEMPTS: &str = "DELETE FROM attempts WHERE job_seq = ?1";
+pub(super) const DELETE_ATTEMPTS: &str = "DELETE FROM attempts WHERE job_seq = ?1";
 
 /// Output chunks of a deleted job (normally none: an attempt's end deletes them).
 const DELETE_CHUNKS: &str = "DELETE FROM output_chunks WHERE job_id = ?1";

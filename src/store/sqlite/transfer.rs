@@ -20,7 +20,7 @@ use crate::store::{Emit, JobRecord, RecordStream, Result, control};
 /// Jobs (of state `?1`, or all) each followed by its attempts, one row per
 /// attempt (or one without any), in job order. Built once: the column lists are
 /// qualified with their table alias at run time.
-static EXPORT_JOBS: LazyLock<String> = LazyLock::new(|| {
+pub(super) static EXPORT_JOBS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {}, {}, (SELECT group_concat(after_id, char(10)) FROM (SELECT after_id \
          FROM job_dependencies d WHERE d.job_id = j.id ORDER BY after_id)) \
