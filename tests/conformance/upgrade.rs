@@ -1,14 +1,18 @@
-//! Upgrades: stores made by the releases before schema versions 2 and 3 open with
-//! this one, migrated in place with every job and attempt intact; a store of a
+//! Upgrades: stores made by the releases before schema versions 2, 3 and 4 open
+//! with this one, migrated in place with every job and attempt intact; a store of a
 //! newer release is refused and left exactly as it was.
 
 use queuectl::error::StoreError;
 use queuectl::job::{AttemptOutcome, JobState};
+use queuectl::store::CleanRequest;
 
-use crate::{Backend, LONG_LEASE, Raw, TestStore, claim, conformance_test, job, report, succeeded};
+use crate::{
+    Backend, LONG_LEASE, Raw, TestStore, claim, conformance_test, failed, job, no_backoff, report,
+    succeeded,
+};
 
 /// The schema version this build writes.
-const CURRENT_VERSION: i64 = 3;
+const CURRENT_VERSION: i64 = 4;
 
 /// Makes the store a version-1 store, as the release before version 2 created it,
 /// holding a completed job with its attempt (output tail `hello`), a dead one whose
@@ -241,4 +245,209 @@ fn a_version_2_store_is_migrated_in_place_sqlite() {
 #[test]
 fn a_version_2_store_is_migrated_in_place_postgres() {
     migrates_version_2(Backend::Postgres);
+}
+
+/// Makes the store a version-3 store, as the release before version 4 (attempts
+/// keyed by job `seq`) created it, with jobs whose ids sort against their enqueue
+/// order: `zulu` (first, pending after two failed attempts), `alpha` (completed on
+/// its second attempt, with output and process facts), `mike` (dead after one
+/// silent attempt), and one attempt row of a job that no longer exists.
+fn build_version_3(stores: &TestStore, raw: &mut Raw) {
+    match stores.backend() {
+        Backend::Sqlite => raw.run(&format!(
+            "{}\n{}\n{}\nPRAGMA application_id = {}; PRAGMA user_version = 3;",
+            include_str!("../../src/store/sqlite/0001_init.sql"),
+            include_str!("../../src/store/sqlite/0002_control.sql"),
+            include_str!("../../src/store/sqlite/0003_schedule.sql"),
+            0x5143_544C
+        )),
+        Backend::Postgres => raw.run(&format!(
+            "{}\n{}\n{}\nINSERT INTO schema_version (version) VALUES (3);",
+            include_str!("../../src/store/postgres/0001_init.sql"),
+            include_str!("../../src/store/postgres/0002_control.sql"),
+            include_str!("../../src/store/postgres/0003_schedule.sql")
+        )),
+    }
+    raw.run(
+        "INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, created_at, \
+             updated_at, next_run_at, lease_token, worker_id, started_at, finished_at, \
+             exit_code, last_error) VALUES \
+         ('zulu', 'sh -c \"exit 1\"', '/', 'pending', 2, 5, 1000, 2300, 1000, 2, 'w1', \
+             2200, 2300, 1, 'exit code 1'), \
+         ('alpha', 'echo ok', '/', 'completed', 2, 3, 1100, 2500, 1100, 2, 'w2', 2400, \
+             2500, 0, NULL), \
+         ('mike', 'exit 3', '/', 'dead', 1, 0, 1200, 2600, 1200, 1, 'w1', 2550, 2600, 3, \
+             'exit code 3');
+         INSERT INTO attempts (job_id, lease_token, worker_id, started_at, finished_at, \
+             outcome, exit_code, error, output_tail, output, output_total, host, pid) VALUES \
+         ('alpha', 2, 'w2', 2400, 2500, 'succeeded', 0, NULL, 'ok\n', NULL, 3, 'h2', 42), \
+         ('zulu', 1, 'w1', 2000, 2100, 'failed', 1, 'exit code 1', 'one\n', NULL, 4, 'h1', 7), \
+         ('mike', 1, 'w1', 2550, 2600, 'failed', 3, 'exit code 3', NULL, NULL, NULL, 'h1', 9), \
+         ('alpha', 1, 'w1', 2300, 2350, 'failed', 1, 'exit code 1', 'no\n', NULL, 3, 'h1', 8), \
+         ('zulu', 2, 'w1', 2200, 2300, 'failed', 1, 'exit code 1', 'two\n', NULL, 4, 'h1', 11), \
+         ('ghost', 1, 'w1', 500, 600, 'succeeded', 0, NULL, NULL, NULL, NULL, NULL, NULL);",
+    );
+    // Kept output as version 2 and later write it (the tail is all it printed).
+    raw.run(match stores.backend() {
+        Backend::Sqlite => "UPDATE attempts SET output = CAST(output_tail AS BLOB)",
+        Backend::Postgres => "UPDATE attempts SET output = convert_to(output_tail, 'UTF8')",
+    });
+}
+
+/// How many indexes `attempts` has, and how many of them start with `job_seq`,
+/// `lease_token` (the version-4 key).
+fn attempt_indexes(stores: &TestStore, raw: &mut Raw) -> (i64, i64) {
+    match stores.backend() {
+        Backend::Sqlite => (
+            raw.number("SELECT count(*) FROM pragma_index_list('attempts')"),
+            raw.number(
+                "SELECT count(*) FROM pragma_index_list('attempts') l \
+                 WHERE (SELECT group_concat(name, ',') FROM (SELECT name \
+                 FROM pragma_index_info(l.name) ORDER BY seqno)) = 'job_seq,lease_token'",
+            ),
+        ),
+        Backend::Postgres => (
+            raw.number(
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND tablename = 'attempts'",
+            ),
+            raw.number(
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND tablename = 'attempts' AND indexdef LIKE '%(job_seq, lease_token)'",
+            ),
+        ),
+    }
+}
+
+/// The tokens, outcomes and hosts of a job's attempts, oldest first.
+fn history(store: &mut dyn queuectl::store::Store, id: &str) -> Vec<(i64, AttemptOutcome, String)> {
+    let attempts = store.attempts(id).expect("attempts");
+    attempts
+        .into_iter()
+        .map(|a| {
+            let host = a.facts.host.unwrap_or_default();
+            (a.lease_token, a.outcome, host)
+        })
+        .collect()
+}
+
+/// The kept output of attempt `token` of job `id`.
+fn kept(store: &mut dyn queuectl::store::Store, id: &str, token: i64) -> Vec<u8> {
+    let read = store.output(id, token, 0).expect("output");
+    assert!(read.finished, "attempt {token} of {id} is finished");
+    read.pieces
+        .into_iter()
+        .flat_map(|(_, bytes)| bytes)
+        .collect()
+}
+
+fn migrates_version_3(backend: Backend) {
+    let Some(stores) = TestStore::unopened(backend) else {
+        return;
+    };
+    let mut raw = stores.raw();
+    build_version_3(&stores, &mut raw);
+    assert_eq!(attempt_indexes(&stores, &mut raw), (1, 0));
+    drop(raw);
+
+    let mut store = stores.try_open().expect("a version-3 store opens");
+    let mut raw = stores.raw();
+    assert_eq!(schema_version(&stores, &mut raw), CURRENT_VERSION);
+    // One key, on (job_seq, lease_token): the old (job_id, lease_token) one is gone.
+    assert_eq!(attempt_indexes(&stores, &mut raw), (1, 1));
+    // Every attempt kept its job's seq; the orphan's row is gone.
+    assert_eq!(raw.number("SELECT count(*) FROM attempts"), 5);
+    assert_eq!(
+        raw.number(
+            "SELECT count(*) FROM attempts a JOIN jobs j ON j.seq = a.job_seq \
+             AND j.id = a.job_id"
+        ),
+        5
+    );
+    if backend == Backend::Sqlite {
+        // Still a rowid table (new rows append to it).
+        assert_eq!(raw.number("SELECT count(rowid) FROM attempts"), 5);
+    }
+
+    assert_eq!(
+        history(&mut *store, "zulu"),
+        [
+            (1, AttemptOutcome::Failed, "h1".into()),
+            (2, AttemptOutcome::Failed, "h1".into())
+        ]
+    );
+    assert_eq!(
+        history(&mut *store, "alpha"),
+        [
+            (1, AttemptOutcome::Failed, "h1".into()),
+            (2, AttemptOutcome::Succeeded, "h2".into())
+        ]
+    );
+    assert_eq!(
+        history(&mut *store, "mike"),
+        [(1, AttemptOutcome::Failed, "h1".into())]
+    );
+    let alpha = store.attempts("alpha").expect("attempts");
+    assert_eq!(
+        (
+            alpha[1].facts.pid,
+            alpha[1].output_total,
+            alpha[1].finished_at
+        ),
+        (Some(42), Some(3), 2500)
+    );
+    assert!(store.attempts("ghost").expect("attempts").is_empty());
+    assert_eq!(kept(&mut *store, "zulu", 1), b"one\n");
+    assert_eq!(kept(&mut *store, "zulu", 2), b"two\n");
+    assert_eq!(kept(&mut *store, "alpha", 2), b"ok\n");
+    assert!(kept(&mut *store, "mike", 1).is_empty());
+    assert_eq!(
+        job(&mut *store, "alpha").output_tail.as_deref(),
+        Some("ok\n")
+    );
+    assert_eq!(
+        job(&mut *store, "zulu").output_tail.as_deref(),
+        Some("two\n")
+    );
+
+    // A new attempt is recorded under the job's seq, and shows after the old ones.
+    let run = claim(&mut *store, "w3", LONG_LEASE).expect("the pending job");
+    assert_eq!((run.id.as_str(), run.lease_token), ("zulu", 3));
+    assert!(
+        report(&mut *store, &[failed(&run, &no_backoff())])
+            .rejected
+            .is_empty()
+    );
+    let run = claim(&mut *store, "w3", LONG_LEASE).expect("the retried job");
+    assert!(report(&mut *store, &[succeeded(&run)]).rejected.is_empty());
+    let tokens: Vec<i64> = history(&mut *store, "zulu").iter().map(|a| a.0).collect();
+    assert_eq!(tokens, [1, 2, 3, 4]);
+    assert_eq!(job(&mut *store, "zulu").state, JobState::Completed);
+    assert_eq!(
+        raw.number(
+            "SELECT count(*) FROM attempts WHERE job_seq = \
+             (SELECT seq FROM jobs WHERE id = 'zulu')"
+        ),
+        4
+    );
+
+    // Cleaning deletes the history with the jobs, through the new key.
+    let request = CleanRequest {
+        states: vec![JobState::Completed],
+        older_than: None,
+        limit: None,
+    };
+    assert_eq!(store.clean(&request).expect("clean").jobs, 2);
+    assert_eq!(raw.number("SELECT count(*) FROM attempts"), 1);
+    assert_eq!(history(&mut *store, "mike").len(), 1);
+}
+
+#[test]
+fn a_version_3_store_is_migrated_in_place_sqlite() {
+    migrates_version_3(Backend::Sqlite);
+}
+
+#[test]
+fn a_version_3_store_is_migrated_in_place_postgres() {
+    migrates_version_3(Backend::Postgres);
 }

@@ -75,9 +75,9 @@ const DELETE_FINISHED_JOBS: &str = "WITH gone AS ( \
             SELECT seq FROM jobs WHERE state = ANY($1) \
             AND coalesce(finished_at, updated_at) <= now_ms() - $2 \
             ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) \
-        AND state = ANY($1) RETURNING id \
+        AND state = ANY($1) RETURNING id, seq \
     ), history AS ( \
-        DELETE FROM attempts a USING gone g WHERE a.job_id = g.id \
+        DELETE FROM attempts a USING gone g WHERE a.job_seq = g.seq \
     ), chunks AS ( \
         DELETE FROM output_chunks c USING gone g WHERE c.job_id = g.id \
     ) SELECT count(*) FROM gone";

@@ -38,7 +38,9 @@ const NEXT_DUE_IN: &str = "SELECT min(next_run_at) - now_ms() FROM jobs \
 /// where the job is still `processing` under that lease (and, for runs flagged
 /// `only_if_expired`, the lease expired), records the attempt with its kept output
 /// and facts unless the run was released unstarted, deletes the run's output chunks,
-/// and returns the `(id, lease_token, state)` of the jobs it changed.
+/// and returns the `(id, lease_token, state)` of the jobs it changed. Attempts are
+/// keyed by the job's `seq`, not its random id, so the rows of one round trip append
+/// at the right edge of `attempts_pkey` (DECISIONS.md §17).
 const RECORD_FINISHED: &str = "WITH f AS ( \
         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], \
             $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::boolean[], \
@@ -57,17 +59,17 @@ const RECORD_FINISHED: &str = "WITH f AS ( \
         FROM f \
         WHERE j.id = f.job_id AND j.lease_token = f.token AND j.state = 'processing' \
             AND (NOT f.only_if_expired OR coalesce(j.lease_expires_at, 0) < now_ms()) \
-        RETURNING j.id, j.lease_token, j.started_at, j.state, j.has_dependents \
+        RETURNING j.id, j.seq, j.lease_token, j.started_at, j.state, j.has_dependents \
     ), recorded AS ( \
-        INSERT INTO attempts (job_id, lease_token, worker_id, started_at, finished_at, \
-            outcome, exit_code, error, output_tail, output, output_total, host, pid, \
-            signal, max_rss_kb, cpu_ms) \
-        SELECT d.id, d.lease_token, f.worker_id, d.started_at, now_ms(), f.outcome, \
+        INSERT INTO attempts (job_seq, job_id, lease_token, worker_id, started_at, \
+            finished_at, outcome, exit_code, error, output_tail, output, output_total, \
+            host, pid, signal, max_rss_kb, cpu_ms) \
+        SELECT d.seq, d.id, d.lease_token, f.worker_id, d.started_at, now_ms(), f.outcome, \
             f.exit_code, f.error, f.output_tail, f.output, f.output_total, f.host, f.pid, \
             f.signal, f.max_rss_kb, f.cpu_ms \
         FROM done d JOIN f ON f.job_id = d.id AND f.token = d.lease_token \
         WHERE f.outcome <> 'released' \
-        ON CONFLICT (job_id, lease_token) DO UPDATE SET worker_id = excluded.worker_id, \
+        ON CONFLICT (job_seq, lease_token) DO UPDATE SET worker_id = excluded.worker_id, \
             started_at = excluded.started_at, finished_at = excluded.finished_at, \
             outcome = excluded.outcome, exit_code = excluded.exit_code, \
             error = excluded.error, output_tail = excluded.output_tail, \

@@ -78,18 +78,18 @@ const READ_AFTER: &str =
 const READ_NOW: &str = "SELECT now_ms()";
 
 /// Job `$1`, followed by the output tail of its latest attempt.
-const READ_JOB: &str = concat!(
+pub(super) const READ_JOB: &str = concat!(
     "SELECT ",
     job_columns!(),
-    ", (SELECT output_tail FROM attempts a WHERE a.job_id = j.id \
+    ", (SELECT output_tail FROM attempts a WHERE a.job_seq = j.seq \
      ORDER BY a.lease_token DESC LIMIT 1) FROM jobs j WHERE id = $1"
 );
 
-/// The attempts of job `$1`, oldest first.
-const READ_ATTEMPTS: &str = concat!(
+/// The attempts of job `$1`, oldest first: attempts are keyed by the job's `seq`.
+pub(super) const READ_ATTEMPTS: &str = concat!(
     "SELECT ",
     attempt_columns!(),
-    " FROM attempts WHERE job_id = $1 ORDER BY lease_token"
+    " FROM attempts WHERE job_seq = (SELECT seq FROM jobs WHERE id = $1) ORDER BY lease_token"
 );
 
 /// Up to `$2` jobs waiting in state `$1` (`pending` or `failed`), in the order they

@@ -22,7 +22,8 @@
 //! - `output`: output chunks of running attempts, and reading output back;
 //! - `workers`: registering, listing and stopping workers, running jobs;
 //! - `transfer`: `export` and `import`;
-//! - `cron`: recurring jobs (`cron add/list/...`) and firing due entries.
+//! - `cron`: recurring jobs (`cron add/list/...`) and firing due entries;
+//! - `attempt_plans` (tests only): attempts are found through their `job_seq` key.
 //!
 //! Each statement is a constant named after its operation (`CLAIM_NEXT`,
 //! `RECORD_FINISHED`, ...) beside the code that binds its parameters, so the same
@@ -63,6 +64,8 @@ use super::{
 use crate::error::{InputError, StoreError};
 use crate::job::{self, Cancel, Job, JobState, NewJob};
 
+#[cfg(test)]
+mod attempt_plans;
 mod connect;
 mod control;
 mod cron;

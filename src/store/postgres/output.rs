@@ -37,9 +37,9 @@ const DROP_CHUNKS: &str = "DELETE FROM output_chunks o \
 /// Whether job `$1` exists, and the kept output of its attempt `$2` if that ended
 /// with how much it printed in all (an imported attempt may not say: then what was
 /// kept).
-const READ_KEPT_OUTPUT: &str = "SELECT a.lease_token IS NOT NULL, a.output, \
+pub(super) const READ_KEPT_OUTPUT: &str = "SELECT a.lease_token IS NOT NULL, a.output, \
     coalesce(a.output_total, octet_length(a.output), 0) FROM jobs j \
-    LEFT JOIN attempts a ON a.job_id = j.id AND a.lease_token = $2 WHERE j.id = $1";
+    LEFT JOIN attempts a ON a.job_seq = j.seq AND a.lease_token = $2 WHERE j.id = $1";
 
 /// The chunks of a running attempt that end after `$3`, in order.
 const READ_CHUNKS: &str = "SELECT byte_offset, data FROM output_chunks \

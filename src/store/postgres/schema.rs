@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_control.sql"),
     include_str!("0003_schedule.sql"),
+    include_str!("0004_attempt_seq.sql"),
 ];
 
 /// First key of the migration advisory lock ("QCTL"); the second is the schema's hash,

@@ -27,11 +27,11 @@ const EXPORT_BATCH: i32 = 1000;
 /// Every job (or those in state `$1`) joined with its attempts, in enqueue order then
 /// attempt order. Built at run time (the join qualifies the shared column lists) and
 /// not cached: `export` runs once per command.
-fn export_jobs() -> String {
+pub(super) fn export_jobs() -> String {
     format!(
         "SELECT {}, {}, (SELECT string_agg(d.after_id, E'\\n' ORDER BY d.after_id) \
          FROM job_dependencies d WHERE d.job_id = j.id) \
-         FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
+         FROM jobs j LEFT JOIN attempts a ON a.job_seq = j.seq \
          WHERE $1::text IS NULL OR j.state = $1 ORDER BY j.seq, a.lease_token",
         qualified("j", job_columns!()),
         qualified("a", attempt_columns!()),
@@ -88,19 +88,21 @@ const IMPORT_JOBS: &str = "\
 
 /// Inserts attempts exactly as exported (arrays `$1`..`$15`). An export carries the
 /// output's tail, not all of it: the tail becomes the kept output, as for attempts
-/// from before version 2.
+/// from before version 2. Each is keyed by its job's `seq`, given by the insert of
+/// the jobs just before.
 const IMPORT_ATTEMPTS: &str = "\
-    INSERT INTO attempts (job_id, lease_token, worker_id, started_at, finished_at, \
-        outcome, exit_code, error, output_tail, output, output_total, host, pid, signal, \
-        max_rss_kb, cpu_ms) \
-    SELECT t.job_id, t.lease_token, t.worker_id, t.started_at, t.finished_at, t.outcome, \
-        t.exit_code, t.error, t.output_tail, convert_to(t.output_tail, 'UTF8'), \
+    INSERT INTO attempts (job_seq, job_id, lease_token, worker_id, started_at, \
+        finished_at, outcome, exit_code, error, output_tail, output, output_total, host, \
+        pid, signal, max_rss_kb, cpu_ms) \
+    SELECT j.seq, t.job_id, t.lease_token, t.worker_id, t.started_at, t.finished_at, \
+        t.outcome, t.exit_code, t.error, t.output_tail, convert_to(t.output_tail, 'UTF8'), \
         t.output_total, t.host, t.pid, t.signal, t.max_rss_kb, t.cpu_ms \
     FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], \
         $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::bigint[], \
         $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[]) \
         AS t(job_id, lease_token, worker_id, started_at, finished_at, outcome, exit_code, \
-        error, output_tail, output_total, host, pid, signal, max_rss_kb, cpu_ms)";
+        error, output_tail, output_total, host, pid, signal, max_rss_kb, cpu_ms) \
+    JOIN jobs j ON j.id = t.job_id";
 
 /// Streams `export`: one statement (so one snapshot) read through a portal,
 /// [`EXPORT_BATCH`] rows per round trip. Never retried: part of it may already be

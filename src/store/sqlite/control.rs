@@ -59,15 +59,15 @@ const REQUEST_CANCEL: &str = "UPDATE jobs SET cancel_requested = 1, updated_at =
      WHERE id = ?1 AND lease_token = ?2 AND state = 'processing'";
 
 /// Deletes up to `?5` (-1: all) jobs in states `?1`..`?3` that finished by `?4`,
-/// oldest first; returns their ids. In creation order, so the scan of a large
+/// oldest first; returns their ids and `seq`s. In creation order, so the scan of a large
 /// history stops as soon as it has found enough (finished jobs have no index of
 /// their own: it would cost every finish).
 const DELETE_FINISHED_JOBS: &str = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs \
      WHERE state IN (?1, ?2, ?3) AND coalesce(finished_at, updated_at) <= ?4 \
-     ORDER BY seq LIMIT ?5) AND state IN (?1, ?2, ?3) RETURNING id";
+     ORDER BY seq LIMIT ?5) AND state IN (?1, ?2, ?3) RETURNING id, seq";
 
-/// The history of a deleted job.
-const DELETE_ATTEMPTS: &str = "DELETE FROM attempts WHERE job_id = ?1";
+/// The history of a deleted job, by its `seq` (the attempts' key).
+pub(super) const DELETE_ATTEMPTS: &str = "DELETE FROM attempts WHERE job_seq = ?1";
 
 /// Output chunks of a deleted job (normally none: an attempt's end deletes them).
 const DELETE_CHUNKS: &str = "DELETE FROM output_chunks WHERE job_id = ?1";
@@ -181,22 +181,24 @@ pub(super) fn clean(tx: &Transaction<'_>, now: i64, request: &CleanRequest) -> R
     let limit = request
         .limit
         .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-    let ids: Vec<String> = {
+    let gone: Vec<(String, i64)> = {
         let mut stmt = tx.prepare_cached(DELETE_FINISHED_JOBS).map_err(db_error)?;
         let rows = stmt
-            .query_map(params![a, b, c, finished_by, limit], |r| r.get(0))
+            .query_map(params![a, b, c, finished_by, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .map_err(db_error)?;
         rows.collect::<rusqlite::Result<_>>().map_err(db_error)?
     };
     let mut attempts = tx.prepare_cached(DELETE_ATTEMPTS).map_err(db_error)?;
     let mut chunks = tx.prepare_cached(DELETE_CHUNKS).map_err(db_error)?;
-    for id in &ids {
-        attempts.execute([id]).map_err(db_error)?;
+    for (id, seq) in &gone {
+        attempts.execute([seq]).map_err(db_error)?;
         chunks.execute([id]).map_err(db_error)?;
     }
     let workers = workers::forget_ended(tx, now - millis(control::ENDED_WORKER_KEPT))?;
     Ok(Cleaned {
-        jobs: ids.len() as u64,
+        jobs: gone.len() as u64,
         workers,
     })
 }

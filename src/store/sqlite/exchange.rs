@@ -21,20 +21,22 @@ use crate::store::rows::job_columns;
 use crate::store::{Exchange, ExchangeReply, Finished, Lease, Result, StopRequest};
 
 /// Applies a finished run's transition if its lease still holds (and, for a
-/// recovery, only if it has expired); returns when the run started. With
-/// [`RECORD_ATTEMPT`], what PostgreSQL's `RECORD_FINISHED` does in one statement.
+/// recovery, only if it has expired); returns when the run started and the job's
+/// `seq`, which keys its attempts. With [`RECORD_ATTEMPT`], what PostgreSQL's
+/// `RECORD_FINISHED` does in one statement.
 const FINISH_RUN: &str = "UPDATE jobs SET state = ?3, attempts = ?4, interruptions = ?5, \
      next_run_at = ?6, exit_code = ?7, last_error = ?8, finished_at = ?9, updated_at = ?9, \
      lease_expires_at = NULL, deadline_at = NULL, cancel_requested = 0, scheduled = ?6 > ?9 \
      WHERE id = ?1 AND lease_token = ?2 AND state = 'processing' \
-     AND (?10 = 0 OR coalesce(lease_expires_at, 0) < ?9) RETURNING started_at, has_dependents";
+     AND (?10 = 0 OR coalesce(lease_expires_at, 0) < ?9) RETURNING started_at, has_dependents, seq";
 
 /// Keeps the history of one finished run, with its kept output and what its
-/// process did.
+/// process did. Keyed by the job's `seq` (`?17`), not its random id, so the rows of
+/// one round trip append at the right edge of the key's index (DECISIONS.md §17).
 const RECORD_ATTEMPT: &str = "INSERT OR REPLACE INTO attempts (job_id, lease_token, worker_id, \
      started_at, finished_at, outcome, exit_code, error, output_tail, output, output_total, \
-     host, pid, signal, max_rss_kb, cpu_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+     host, pid, signal, max_rss_kb, cpu_ms, job_seq) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
 /// Records which worker of this process now runs a job.
 const REASSIGN_WORKER: &str = "UPDATE jobs SET worker_id = ?3 \
@@ -183,7 +185,7 @@ pub(super) fn exchange(tx: &Transaction<'_>, now: i64, ex: &Exchange<'_>) -> Res
 /// `chunks`: whether any shipped output may be waiting to be replaced.
 fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished, chunks: bool) -> Result<bool> {
     let t = &f.transition;
-    let finished: Option<(Option<i64>, bool)> = tx
+    let finished: Option<(Option<i64>, bool, i64)> = tx
         .prepare_cached(FINISH_RUN)
         .and_then(|mut s| {
             s.query_row(
@@ -199,12 +201,12 @@ fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished, chunks: bool) -
                     now,
                     f.only_if_expired,
                 ],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
         })
         .map_err(db_error)?;
-    let Some((started_at, has_dependents)) = finished else {
+    let Some((started_at, has_dependents, seq)) = finished else {
         return Ok(false);
     };
     if has_dependents {
@@ -241,6 +243,7 @@ fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished, chunks: bool) -
                 facts.signal,
                 facts.max_rss_kb,
                 facts.cpu_ms,
+                seq,
             ])
         })
         .map_err(db_error)?;

@@ -60,18 +60,18 @@ const READ_AFTER: &str =
     "SELECT after_id FROM job_dependencies WHERE job_id = ?1 ORDER BY after_id";
 
 /// One job by id, followed by the output tail of its latest attempt.
-const READ_JOB: &str = concat!(
+pub(super) const READ_JOB: &str = concat!(
     "SELECT ",
     job_columns!(),
-    ", (SELECT output_tail FROM attempts a WHERE a.job_id = j.id \
+    ", (SELECT output_tail FROM attempts a WHERE a.job_seq = j.seq \
      ORDER BY a.lease_token DESC LIMIT 1) FROM jobs j WHERE id = ?1"
 );
 
-/// A job's attempts, oldest first.
-const READ_ATTEMPTS: &str = concat!(
+/// A job's attempts, oldest first: attempts are keyed by the job's `seq`.
+pub(super) const READ_ATTEMPTS: &str = concat!(
     "SELECT ",
     attempt_columns!(),
-    " FROM attempts WHERE job_id = ?1 ORDER BY lease_token"
+    " FROM attempts WHERE job_seq = (SELECT seq FROM jobs WHERE id = ?1) ORDER BY lease_token"
 );
 
 /// Every job, oldest first (`?1` is the state, always NULL here).

@@ -29,7 +29,8 @@
 //! - `output`: output chunks of running attempts, and reading output back;
 //! - `workers`: the worker rows, stop requests, and the running jobs recovery reads;
 //! - `transfer`: export and import;
-//! - `cron`: recurring jobs (`cron add/list/...`) and firing due entries.
+//! - `cron`: recurring jobs (`cron add/list/...`) and firing due entries;
+//! - `attempt_plans` (tests only): attempts are found through their `job_seq` key.
 //!
 //! Every statement is a named constant in the module that runs it, named after what
 //! it does (`CLAIM_NEXT`, `RENEW_LEASES`, ...). The PostgreSQL backend uses the same
@@ -58,6 +59,8 @@ use crate::error::InputError;
 use crate::error::StoreError;
 use crate::job::{self, Cancel, Job, JobState, NewJob};
 
+#[cfg(test)]
+mod attempt_plans;
 mod control;
 mod cron;
 mod exchange;

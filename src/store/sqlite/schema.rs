@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_control.sql"),
     include_str!("0003_schedule.sql"),
+    include_str!("0004_attempt_seq.sql"),
 ];
 
 /// Whether the file holds any schema at all: a file without our `application_id`

@@ -20,11 +20,11 @@ use crate::store::{Emit, JobRecord, RecordStream, Result, control};
 /// Jobs (of state `?1`, or all) each followed by its attempts, one row per
 /// attempt (or one without any), in job order. Built once: the column lists are
 /// qualified with their table alias at run time.
-static EXPORT_JOBS: LazyLock<String> = LazyLock::new(|| {
+pub(super) static EXPORT_JOBS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {}, {}, (SELECT group_concat(after_id, char(10)) FROM (SELECT after_id \
          FROM job_dependencies d WHERE d.job_id = j.id ORDER BY after_id)) \
-         FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id \
+         FROM jobs j LEFT JOIN attempts a ON a.job_seq = j.seq \
          WHERE ?1 IS NULL OR j.state = ?1 ORDER BY j.seq, a.lease_token",
         qualified("j", job_columns!()),
         qualified("a", attempt_columns!()),
@@ -58,20 +58,22 @@ const RECOUNT_WAITING: &str = "UPDATE jobs SET blocked_by = (SELECT count(*) \
      WHERE d.job_id = jobs.id AND a.state <> 'completed') \
      WHERE state = 'pending' AND id IN (SELECT job_id FROM job_dependencies)";
 
-/// Writes back one exported job, every column as it was.
+/// Writes back one exported job, every column as it was; returns the `seq` it
+/// gets here, which keys its attempts.
 const IMPORT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, \
      interruptions, created_at, updated_at, next_run_at, lease_token, \
      lease_expires_at, worker_id, started_at, finished_at, exit_code, last_error, timeout_ms) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-     ?16, ?17, ?18)";
+     ?16, ?17, ?18) RETURNING seq";
 
 /// Writes back one exported attempt. An export carries the output's tail, not all
 /// of it: the tail becomes the kept output, as for attempts from before version 2.
+/// Keyed by the imported job's new `seq` (`?16`).
 const IMPORT_ATTEMPTS: &str = "INSERT INTO attempts (job_id, lease_token, worker_id, started_at, \
      finished_at, outcome, exit_code, error, output_tail, output, output_total, host, pid, \
-     signal, max_rss_kb, cpu_ms) \
+     signal, max_rss_kb, cpu_ms, job_seq) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, CAST(?9 AS BLOB), ?10, ?11, ?12, ?13, ?14, \
-     ?15)";
+     ?15, ?16)";
 
 /// Streams the jobs (of `state`, or all) with their attempts to `emit`, until it
 /// asks to stop.
@@ -108,27 +110,30 @@ pub(super) fn import(tx: &Transaction<'_>, now: i64, jobs: &[JobRecord]) -> Resu
     let mut insert_attempt = tx.prepare_cached(IMPORT_ATTEMPTS).map_err(db_error)?;
     for record in jobs {
         let j = &record.job;
-        insert_job
-            .execute(params![
-                j.id,
-                j.command,
-                j.cwd,
-                j.state.as_str(),
-                j.attempts,
-                j.max_retries,
-                j.interruptions,
-                j.created_at,
-                j.updated_at,
-                j.next_run_at,
-                j.lease_token,
-                j.lease_expires_at,
-                j.worker_id,
-                j.started_at,
-                j.finished_at,
-                j.exit_code,
-                j.last_error,
-                j.timeout_ms,
-            ])
+        let seq: i64 = insert_job
+            .query_row(
+                params![
+                    j.id,
+                    j.command,
+                    j.cwd,
+                    j.state.as_str(),
+                    j.attempts,
+                    j.max_retries,
+                    j.interruptions,
+                    j.created_at,
+                    j.updated_at,
+                    j.next_run_at,
+                    j.lease_token,
+                    j.lease_expires_at,
+                    j.worker_id,
+                    j.started_at,
+                    j.finished_at,
+                    j.exit_code,
+                    j.last_error,
+                    j.timeout_ms,
+                ],
+                |r| r.get(0),
+            )
             .map_err(|e| match e.sqlite_error_code() {
                 Some(ErrorCode::ConstraintViolation) => StoreError::DuplicateId(j.id.clone()),
                 _ => db_error(e),
@@ -151,6 +156,7 @@ pub(super) fn import(tx: &Transaction<'_>, now: i64, jobs: &[JobRecord]) -> Resu
                     a.facts.signal,
                     a.facts.max_rss_kb,
                     a.facts.cpu_ms,
+                    seq,
                 ])
                 .map_err(db_error)?;
         }
