@@ -23,6 +23,7 @@ mod enqueue;
 mod execution;
 mod ids_and_words;
 mod job_env;
+mod json_events;
 mod lifecycle;
 mod logs;
 mod multi_host;

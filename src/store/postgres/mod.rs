@@ -24,6 +24,7 @@
 //! - `transfer`: `export` and `import`;
 //! - `cron`: recurring jobs (`cron add/list/...`) and firing due entries;
 //! - `attempt_plans` (tests only): attempts are found through their `job_seq` key.
+//! - `exchange_plans` (tests only): the claim's plan, and the lock of limited queues.
 //!
 //! Each statement is a constant named after its operation (`CLAIM_NEXT`,
 //! `RECORD_FINISHED`, ...) beside the code that binds its parameters, so the same
@@ -70,6 +71,8 @@ mod connect;
 mod control;
 mod cron;
 mod exchange;
+#[cfg(test)]
+mod exchange_plans;
 mod ids;
 mod jobs;
 mod listen;
