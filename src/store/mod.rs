@@ -41,11 +41,27 @@ pub enum Location {
 }
 
 impl Location {
-    /// `postgres://` and `postgresql://` URLs select PostgreSQL; anything else is a
-    /// SQLite file path.
+    /// `postgres://` and `postgresql://` URLs (the scheme in any case) and libpq
+    /// key=value settings (`host=... dbname=...`) select PostgreSQL; any other
+    /// `scheme://` is refused rather than taken for a file name (a mistyped URL
+    /// would otherwise become a SQLite file named after it, password and all);
+    /// anything else is a SQLite file path.
     pub fn parse(text: &str, schema: Option<&str>) -> Result<Location> {
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return postgres::PgLocation::parse(text, schema).map(Location::Postgres);
+        if let Some(scheme) = url_scheme(text) {
+            if scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
+            {
+                let url = format!("postgresql{}", &text[scheme.len()..]);
+                return postgres::PgLocation::parse(&url, schema).map(Location::Postgres);
+            }
+            return Err(StoreError::BadLocation(format!(
+                "unsupported store URL scheme '{scheme}://' in {}; give --db (or QUEUECTL_DB) \
+                 a postgres:// URL, libpq settings such as 'host=db dbname=jobs', or a SQLite \
+                 file path",
+                postgres::redact(text)
+            )));
+        }
+        if is_libpq_settings(text) {
+            return postgres::PgLocation::parse_key_value(text, schema).map(Location::Postgres);
         }
         if text.is_empty() {
             return Err(StoreError::BadLocation(
@@ -77,6 +93,39 @@ impl Location {
             Location::Postgres(pg) => Location::Postgres(pg.scratch_beside(tag)),
         }
     }
+}
+
+/// The scheme of a URL-shaped `text` (`letters://...`, RFC 3986's scheme syntax).
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then_some(scheme)
+}
+
+/// Whether `text` reads as libpq key=value settings: its first word is
+/// `KEYWORD=` for a connection keyword libpq knows. A file path does not start so.
+fn is_libpq_settings(text: &str) -> bool {
+    const KEYWORDS: [&str; 12] = [
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "password",
+        "sslmode",
+        "connect_timeout",
+        "application_name",
+        "options",
+        "target_session_attrs",
+        "channel_binding",
+    ];
+    let first = text.split_whitespace().next().unwrap_or_default();
+    first
+        .split_once('=')
+        .is_some_and(|(key, _)| KEYWORDS.contains(&key.trim()))
 }
 
 /// Deletes a store made by [`Location::scratch_beside`], with everything in it.

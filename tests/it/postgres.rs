@@ -134,3 +134,39 @@ fn schemas_keep_queues_in_one_database_apart() {
     assert_eq!(b.json(&["status"])["pending"], 0);
     assert_eq!(b.run(&["show", &id]).status.code(), Some(1));
 }
+
+/// Issue 15, defect 4: the scheme's case does not matter, and libpq key=value
+/// settings (as `psql` takes them) name a PostgreSQL store too; both reach the same
+/// schema as the canonical URL.
+#[test]
+fn uppercase_schemes_and_libpq_settings_are_postgres() {
+    let Some(env) = Env::new(Backend::Postgres) else {
+        return;
+    };
+    let (schema, base) = schema_and_base(&env);
+    let id = env.enqueue("true");
+    let upper = base.replacen("postgres://", "POSTGRESQL://", 1) + "?schema=" + &schema;
+    let rest = base
+        .strip_prefix("postgres://")
+        .expect("a postgres:// test URL");
+    let (user, rest) = rest.split_once('@').expect("user@host in the test URL");
+    let (hostport, dbname) = rest.split_once('/').expect("a database in the test URL");
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+    let settings = format!("host={host} port={port} user={user} dbname={dbname} schema={schema}");
+    for db in [upper, settings] {
+        let out = Command::new(bin())
+            .args(["--db", &db, "--json", "show", &id])
+            .current_dir(env.path())
+            .output()
+            .expect("run queuectl");
+        assert!(out.status.success(), "{db}: {out:?}");
+    }
+    // Nothing was created in the working directory under the URL's name.
+    let files: Vec<_> = std::fs::read_dir(env.path())
+        .expect("read the test directory")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains("POSTGRES"))
+        .collect();
+    assert!(files.is_empty(), "{files:?}");
+}

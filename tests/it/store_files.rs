@@ -227,3 +227,37 @@ fn concurrent_first_use_of_a_new_store() {
         failures.join("\n")
     );
 }
+
+/// Issue 15, defect 4: a location that looks like a URL of another scheme, or like
+/// libpq settings that do not parse, is refused (exit 2) instead of becoming a
+/// SQLite file named after it; the password never appears in the message.
+#[test]
+fn near_miss_database_urls_are_refused_without_echoing_the_password() {
+    let env = Env::sqlite();
+    let before = tree(env.path());
+    for db in [
+        "pg://bob:topsecret@db.example/jobs",
+        "mysql://bob:topsecret@db.example/jobs",
+        "sqlite://bob:topsecret@/tmp/x.db",
+        "host=db.example password=topsecret nosuchsetting=1",
+        "host=db.example password='top secret' port=notaport",
+    ] {
+        for args in [&["status"][..], &["enqueue", "--", "true"]] {
+            let out = Command::new(bin())
+                .arg("--db")
+                .arg(db)
+                .args(args)
+                .current_dir(env.path())
+                .env_remove("QUEUECTL_DB")
+                .output()
+                .expect("run queuectl");
+            assert_usage_error(&out, "--db");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !stderr.contains("topsecret") && !stderr.contains("top secret"),
+                "{stderr}"
+            );
+        }
+    }
+    assert_eq!(tree(env.path()), before, "nothing was created");
+}

@@ -45,21 +45,7 @@ impl PgLocation {
                 _ => kept.push(pair),
             }
         }
-        let schema = schema
-            .map(str::to_owned)
-            .or(url_schema)
-            .unwrap_or_else(|| "queuectl".to_owned());
-        if schema.is_empty()
-            || schema.len() > 63
-            || !schema
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            || schema.starts_with(|c: char| c.is_ascii_digit())
-        {
-            return Err(bad(
-                "the schema must be 1-63 letters, digits or underscores, not starting with a digit",
-            ));
-        }
+        let schema = checked_schema(schema.map(str::to_owned).or(url_schema), text)?;
         let rest = base
             .split_once("://")
             .map(|(_, rest)| rest)
@@ -93,6 +79,45 @@ impl PgLocation {
             port,
             user,
             dbname: dbname.to_owned(),
+        })
+    }
+
+    /// A libpq key=value connection string (`host=db dbname=jobs user=bob
+    /// password=...`), as `psql` takes it. The driver parses it (the same parser
+    /// the connection uses, so what is accepted here connects there); a `schema=`
+    /// setting, which libpq does not know, is queuectl's and is taken out first.
+    pub fn parse_key_value(text: &str, schema: Option<&str>) -> Result<PgLocation> {
+        let mut url_schema = None;
+        let mut kept = Vec::new();
+        for word in text.split_whitespace() {
+            match word.strip_prefix("schema=") {
+                Some(value) => url_schema = Some(value.to_owned()),
+                None => kept.push(word),
+            }
+        }
+        let settings = kept.join(" ");
+        let config: postgres::Config = settings.parse().map_err(|e: postgres::Error| {
+            let reason = e.to_string();
+            StoreError::BadLocation(format!(
+                "invalid PostgreSQL connection string {}: {}; give --db (or QUEUECTL_DB) \
+                 key=value settings such as 'host=db.example dbname=jobs user=me'",
+                redact(text),
+                redact(&reason)
+            ))
+        })?;
+        let schema = checked_schema(schema.map(str::to_owned).or(url_schema), text)?;
+        let host = match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(host)) => host.clone(),
+            Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
+            None => "localhost".to_owned(),
+        };
+        Ok(PgLocation {
+            url: settings,
+            schema,
+            host,
+            port: config.get_ports().first().copied().unwrap_or(5432),
+            user: config.get_user().unwrap_or_default().to_owned(),
+            dbname: config.get_dbname().unwrap_or_default().to_owned(),
         })
     }
 
@@ -134,10 +159,30 @@ impl PgLocation {
     }
 }
 
-/// Replaces the password in a URL-like string with `***`.
+/// The schema to use (`queuectl` unless named), if it is a plain identifier.
+fn checked_schema(schema: Option<String>, text: &str) -> Result<String> {
+    let schema = schema.unwrap_or_else(|| "queuectl".to_owned());
+    if schema.is_empty()
+        || schema.len() > 63
+        || !schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || schema.starts_with(|c: char| c.is_ascii_digit())
+    {
+        return Err(StoreError::BadLocation(format!(
+            "invalid PostgreSQL location {}: the schema must be 1-63 letters, digits or \
+             underscores, not starting with a digit",
+            redact(text)
+        )));
+    }
+    Ok(schema)
+}
+
+/// Replaces the password in a URL (`user:PASSWORD@`) or in libpq key=value settings
+/// (`password=PASSWORD`, quoted or not) with `***`.
 pub fn redact(text: &str) -> String {
     let Some((scheme, rest)) = text.split_once("://") else {
-        return text.to_owned();
+        return redact_key_value(text);
     };
     let (authority, tail) = match rest.find('/') {
         Some(i) => rest.split_at(i),
@@ -150,6 +195,41 @@ pub fn redact(text: &str) -> String {
         }
         _ => text.to_owned(),
     }
+}
+
+/// `password=...` in key=value settings, up to the end of its (possibly
+/// single-quoted, backslash-escaped) value, replaced by `password=***`.
+fn redact_key_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("password") {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let after_key = &from["password".len()..];
+        let trimmed = after_key.trim_start();
+        let starts_word = before.is_empty() || before.ends_with(char::is_whitespace);
+        let Some(value) = trimmed.strip_prefix('=').filter(|_| starts_word) else {
+            out.push_str("password");
+            rest = after_key;
+            continue;
+        };
+        out.push_str("password=***");
+        let value = value.trim_start();
+        let end = if let Some(quoted) = value.strip_prefix('\'') {
+            let mut escaped = false;
+            let close = quoted.char_indices().find(|&(_, c)| {
+                let end = c == '\'' && !escaped;
+                escaped = c == '\\' && !escaped;
+                end
+            });
+            close.map_or(value.len(), |(i, _)| i + 2)
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -214,6 +294,37 @@ mod tests {
         assert_eq!(scrub_password("kept".into(), None), "kept");
         let err =
             PgLocation::parse("postgres://u:topsecret@h:notaport/d", None).expect_err("bad port");
+        assert!(!err.to_string().contains("topsecret"), "{err}");
+    }
+
+    #[test]
+    fn key_value_settings_are_a_postgres_location_without_the_password_in_sight() {
+        let loc = PgLocation::parse_key_value(
+            "host=db.example port=6543 user=bob password='s3 cret' dbname=jobs schema=q2",
+            None,
+        )
+        .expect("valid settings");
+        assert_eq!(
+            (
+                loc.host.as_str(),
+                loc.port,
+                loc.user.as_str(),
+                loc.dbname.as_str()
+            ),
+            ("db.example", 6543, "bob", "jobs")
+        );
+        assert_eq!(loc.schema, "q2");
+        assert!(!loc.describe().contains("s3"), "{}", loc.describe());
+        let config = client_config(&loc).expect("driver accepts the settings");
+        assert_eq!(config.get_password(), Some(&b"s3 cret"[..]));
+        assert_eq!(
+            redact("host=h password='a b\\' c' dbname=d"),
+            "host=h password=*** dbname=d"
+        );
+        assert_eq!(redact("host=h password=pw"), "host=h password=***");
+        assert_eq!(redact("host=h mypassword=x"), "host=h mypassword=x");
+        let err = PgLocation::parse_key_value("host=h password=topsecret bogus=1", None)
+            .expect_err("unknown setting");
         assert!(!err.to_string().contains("topsecret"), "{err}");
     }
 }
