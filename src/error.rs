@@ -117,6 +117,10 @@ pub enum WorkerError {
     /// A measurement could not be completed (`bench`): what happened and what to check.
     #[error("{0}")]
     Stalled(String),
+    /// A local file the worker would use (its spool) fails the ownership and
+    /// permission checks of [`crate::file_trust`].
+    #[error(transparent)]
+    Untrusted(#[from] crate::file_trust::Untrusted),
 }
 
 impl WorkerError {
@@ -183,6 +187,7 @@ impl From<WorkerError> for Failure {
     fn from(e: WorkerError) -> Failure {
         match e {
             WorkerError::Store(e) => e.into(),
+            WorkerError::Untrusted(e) => Failure::usage(e.0),
             other => Failure::runtime(other.to_string()),
         }
     }

@@ -27,6 +27,7 @@ pub mod config;
 pub mod cron;
 pub mod duration;
 pub mod error;
+pub mod file_trust;
 pub mod job;
 pub mod log;
 pub mod store;

@@ -16,7 +16,7 @@
 //! output ([`attempt_output::read_kept`]) goes to the store with the result and the
 //! file is emptied, so the spool holds nothing of finished attempts.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::Mutex;
 
+use crate::error::WorkerError;
+use crate::file_trust;
 use crate::job::output::{KeptOutput, tail_text};
 use crate::job::{Job, OUTPUT_TAIL_BYTES, Outcome};
 use crate::store::AttemptFacts;
@@ -42,10 +44,26 @@ impl Spool {
         Spool { root }
     }
 
-    /// Creates the directories (0700: job output may hold secrets).
-    pub fn create(&self) -> io::Result<()> {
-        for dir in [self.root.join("out"), self.root.join("run")] {
-            DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    /// Creates the directories (0700: job output may hold secrets), after checking
+    /// that what is already there is ours, private and no symbolic link
+    /// ([`file_trust::check_own`]): the spool decides which process groups a
+    /// worker kills and what output it stores. Files in it are opened with
+    /// `O_NOFOLLOW`.
+    pub fn create(&self) -> Result<(), WorkerError> {
+        let out = self.root.join("out");
+        let run = self.root.join("run");
+        for dir in [&self.root, &out, &run] {
+            file_trust::check_own(dir, "the spool")?;
+        }
+        for dir in [&out, &run] {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| WorkerError::io("cannot create the spool directory", e))?;
+        }
+        for dir in [&self.root, &out, &run] {
+            file_trust::check_own(dir, "the spool")?;
         }
         Ok(())
     }
@@ -58,7 +76,18 @@ impl Spool {
     /// of `worker_id` says that attempt was running, and clears the marker.
     pub fn kill_leftovers(&self, worker_id: &str, job_id: &str, token: i64) {
         let path = self.marker_path(worker_id);
-        let Ok(text) = fs::read_to_string(&path) else {
+        let no_follow = |write: bool| {
+            OpenOptions::new()
+                .read(!write)
+                .write(write)
+                .truncate(write)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+        };
+        let Ok(text) = no_follow(false).and_then(|mut f| {
+            let mut text = String::new();
+            io::Read::read_to_string(&mut f, &mut text).map(|_| text)
+        }) else {
             return;
         };
         let Some(marker) = Marker::parse(&text) else {
@@ -73,7 +102,7 @@ impl Spool {
                 marker.pgid
             ));
         }
-        let _ = fs::write(&path, "");
+        let _ = no_follow(true);
     }
 
     /// The files one slot reuses for every attempt it runs.
@@ -87,6 +116,7 @@ impl Spool {
             .create(true)
             .truncate(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(self.marker_path(worker_id))?;
         Ok(SlotFiles {
             output: open_output(&output_path)?,
@@ -274,6 +304,7 @@ fn open_output(path: &Path) -> io::Result<File> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
 }
 

@@ -65,9 +65,7 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Work
         pid,
     };
     let spool = Spool::new(store.spool_dir());
-    spool
-        .create()
-        .map_err(|e| WorkerError::io("cannot create the spool directory", e))?;
+    spool.create()?;
     let poll = events::subscribe(store.as_ref(), &events);
     if options.handle_signals {
         events::forward_signals(events.clone());

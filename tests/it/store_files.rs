@@ -261,3 +261,104 @@ fn near_miss_database_urls_are_refused_without_echoing_the_password() {
     }
     assert_eq!(tree(env.path()), before, "nothing was created");
 }
+
+/// Issue 15, defect 3: like ssh's StrictModes, a store that others can write or
+/// replace is refused (exit 2, naming the path and the fix) and left as it was; a
+/// sticky directory such as `/tmp` is fine for a store of one's own.
+#[test]
+fn stores_others_can_write_or_replace_are_refused() {
+    let env = Env::sqlite();
+    let run = |db: &Path, args: &[&str]| {
+        Command::new(bin())
+            .arg("--db")
+            .arg(db)
+            .args(args)
+            .env_remove("QUEUECTL_DB")
+            .output()
+            .expect("run queuectl")
+    };
+    let chmod = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    // A store file others can write.
+    let db = env.file("open/queue.db");
+    assert!(run(&db, &["enqueue", "--", "true"]).status.success());
+    chmod(&db, 0o666);
+    let before = std::fs::read(&db).expect("read the store");
+    assert_usage_error(&run(&db, &["status"]), "chmod go-w");
+    assert_usage_error(
+        &run(&db, &["enqueue", "--", "true"]),
+        "can be written by other users",
+    );
+    assert_eq!(
+        std::fs::read(&db).expect("read the store"),
+        before,
+        "left as it was"
+    );
+    chmod(&db, 0o600);
+    assert!(run(&db, &["status"]).status.success());
+
+    // A directory others can write, unless it is sticky.
+    let shared = env.file("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    chmod(&shared, 0o777);
+    assert_usage_error(&run(&shared.join("q.db"), &["status"]), "chmod go-w");
+    assert!(!shared.join("q.db").exists(), "nothing created");
+    chmod(&shared, 0o1777);
+    assert!(run(&shared.join("q.db"), &["status"]).status.success());
+
+    // A pre-existing QUEUECTL_HOME others can write is not adopted.
+    let home = env.file("home");
+    std::fs::create_dir(&home).expect("mkdir");
+    chmod(&home, 0o777);
+    let out = Command::new(bin())
+        .arg("status")
+        .env_remove("QUEUECTL_DB")
+        .env("QUEUECTL_HOME", &home)
+        .output()
+        .expect("run queuectl");
+    assert_usage_error(&out, "can be written by other users");
+
+    // Symbolic links where the store or its spool should be are never followed.
+    let target = env.file("elsewhere");
+    let link = env.file("link.db");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    assert_usage_error(&run(&link, &["status"]), "symbolic link");
+    assert!(!target.exists(), "nothing created through the link");
+    let db = env.file("spooled/queue.db");
+    assert!(run(&db, &["enqueue", "--", "true"]).status.success());
+    std::os::unix::fs::symlink(&target, env.file("spooled/queue.db.spool")).expect("symlink");
+    assert_usage_error(&run(&db, &["worker", "start", "--burst"]), "symbolic link");
+    assert!(!target.exists(), "nothing created through the spool's link");
+}
+
+/// A store file another user owns is refused even for root (the attack: a
+/// world-writable `queue.db` planted in a shared directory, adopted by root, whose
+/// jobs then run as root). Needs root to give a file away; skipped otherwise.
+#[test]
+fn a_store_owned_by_another_user_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can give a file to another user");
+        return;
+    }
+    let env = Env::sqlite();
+    let db = env.file("theirs/queue.db");
+    let created = Command::new(bin())
+        .arg("--db")
+        .arg(&db)
+        .args(["status"])
+        .output()
+        .expect("run queuectl");
+    assert!(created.status.success());
+    let c_path = std::ffi::CString::new(db.to_string_lossy().as_bytes()).expect("no NUL");
+    // SAFETY: a valid C string; 65534 is `nobody` on Debian.
+    assert_eq!(unsafe { libc::chown(c_path.as_ptr(), 65534, 65534) }, 0);
+    let out = Command::new(bin())
+        .arg("--db")
+        .arg(&db)
+        .args(["enqueue", "--", "true"])
+        .output()
+        .expect("run queuectl");
+    assert_usage_error(&out, "belongs to user id 65534");
+}

@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
-use super::{BUSY_TIMEOUT, SqliteStore, db_error, is_busy};
+use super::{BUSY_TIMEOUT, SqliteStore, db_error, is_busy, wal};
 use crate::error::StoreError;
+use crate::file_trust;
 use crate::store::Result;
 
 /// `PRAGMA application_id`: marks a file as a queuectl store ("QCTL").
@@ -132,8 +133,15 @@ fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result
 }
 
 /// Creates the store file 0600 (and missing directories 0700) before SQLite opens it,
-/// so no other user can ever read it, not even for an instant.
+/// so no other user can ever read it, not even for an instant. An existing store,
+/// its `-wal` and `-shm` files and its directory must pass [`file_trust`]'s checks
+/// (ours, not writable by others, not a link), or nothing is opened.
 pub(super) fn create_private_file(path: &Path) -> Result<()> {
+    let untrusted = |e: file_trust::Untrusted| StoreError::BadLocation(e.0);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     match fs::metadata(path) {
         Ok(meta) if meta.is_dir() => {
             return Err(StoreError::BadLocation(format!(
@@ -141,7 +149,14 @@ pub(super) fn create_private_file(path: &Path) -> Result<()> {
                 path.display()
             )));
         }
-        Ok(_) => return Ok(()),
+        Ok(_) => {
+            file_trust::check_directory(dir).map_err(untrusted)?;
+            file_trust::check_own(path, "the store").map_err(untrusted)?;
+            for companion in [wal::wal_path(path), wal::shm_path(path)] {
+                file_trust::check_own(&companion, "the store's file").map_err(untrusted)?;
+            }
+            return Ok(());
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => {
             return Err(StoreError::BadLocation(format!(
@@ -150,15 +165,14 @@ pub(super) fn create_private_file(path: &Path) -> Result<()> {
             )));
         }
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| {
-                StoreError::BadLocation(format!("cannot create {}: {e}", dir.display()))
-            })?;
-    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| StoreError::BadLocation(format!("cannot create {}: {e}", dir.display())))?;
+    file_trust::check_directory(dir).map_err(untrusted)?;
+    // A dangling link where the store should be: refused, never created through.
+    file_trust::check_own(path, "the store").map_err(untrusted)?;
     match OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -129,6 +129,11 @@ pub(super) fn wal_path(path: &Path) -> PathBuf {
     sibling(path, "-wal")
 }
 
+/// The store's shared-memory index of the log, beside it.
+pub(super) fn shm_path(path: &Path) -> PathBuf {
+    sibling(path, "-shm")
+}
+
 /// fsyncs the directory holding `path`, so newly created files in it survive a
 /// power loss.
 pub(super) fn sync_parent_dir(path: &Path) -> Result<()> {
