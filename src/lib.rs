@@ -7,6 +7,8 @@
 //! - [`store`] persists jobs behind the [`store::Store`] trait, one module per backend.
 //! - [`worker`] claims jobs, runs their commands and keeps their leases.
 //! - [`cli`] parses arguments and prints results; `main.rs` only calls [`cli::main`].
+//! - [`text`] (control characters made visible) and [`log`] (the worker's log lines)
+//!   serve every human-facing output; [`file_trust`] checks local files before use.
 
 // queuectl runs on Linux only, and says so at compile time rather than failing to
 // build deep inside a module. Linux-specific: inotify wakes idle workers on the
@@ -31,5 +33,6 @@ pub mod file_trust;
 pub mod job;
 pub mod log;
 pub mod store;
+pub mod text;
 pub mod transfer;
 pub mod worker;

@@ -48,7 +48,8 @@ fn line(prefix: &str, message: &str, full: bool) {
     // One write per line: processes sharing a log file (detached workers append to
     // one `worker.log`) never interleave within a line. A closed stderr (a terminal
     // that went away) is no reason to stop working.
-    let line = format!("{stamp} {prefix}{message}\n");
+    // Messages quote commands, ids and host names: one line, control characters shown.
+    let line = format!("{stamp} {prefix}{}\n", crate::text::one_line(message));
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 

@@ -130,7 +130,9 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     match run(cli) {
         Ok(()) => 0,
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
+            // Messages quote user input (ids, paths, commands): one line, whatever
+            // it holds, with control characters shown, never obeyed by the terminal.
+            eprintln!("error: {}", output::one_line(&failure.message));
             failure.code
         }
     }
@@ -156,7 +158,10 @@ fn report_parse_error(e: &clap::Error) {
         | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
         }
-        _ => eprintln!("error: {}", one_line(&e.render().to_string())),
+        _ => eprintln!(
+            "error: {}",
+            output::one_line(&one_line(&e.render().to_string()))
+        ),
     }
 }
 

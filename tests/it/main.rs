@@ -21,6 +21,7 @@ mod display;
 mod dlq;
 mod enqueue;
 mod execution;
+mod hostile_text;
 mod ids_and_words;
 mod job_env;
 mod json_events;
