@@ -237,8 +237,21 @@ pub fn validate_command(command: &str) -> Result<String, InputError> {
             "the command contains a NUL byte, which no shell can run; remove it".into(),
         ));
     }
+    if command.len() > MAX_COMMAND_BYTES {
+        return Err(InputError::Invalid(format!(
+            "the command is {} bytes, more than the {MAX_COMMAND_BYTES} the kernel lets one \
+             argument of `sh -c` hold; put it in a script file and enqueue `sh script.sh`",
+            command.len()
+        )));
+    }
     Ok(command.to_owned())
 }
+
+/// The longest command that can run: it reaches `sh -c` as one argument, and Linux
+/// refuses (E2BIG) an argument of `MAX_ARG_STRLEN` (32 pages, 128 KiB) or more,
+/// counting its NUL. Longer commands would fail every attempt and go dead, so they
+/// are refused at enqueue instead.
+pub const MAX_COMMAND_BYTES: usize = 128 * 1024 - 1;
 
 pub fn validate_max_retries(n: i64) -> Result<i64, InputError> {
     if !(0..=MAX_RETRIES_LIMIT).contains(&n) {

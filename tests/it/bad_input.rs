@@ -273,3 +273,20 @@ backend_test!(argument_errors_are_one_line_pointing_to_help, |env| {
         );
     }
 });
+
+// Issue 15, defect 7: a command longer than one argument of `sh -c` may be
+// (Linux's 128 KiB `MAX_ARG_STRLEN`, with its NUL) is refused at enqueue, exit 2,
+// instead of failing E2BIG on every attempt; the longest that fits runs.
+backend_test!(commands_too_long_to_run_are_refused_at_enqueue, |env| {
+    let before = env.snapshot();
+    let command = |len: usize| format!("echo {}", "x".repeat(len - "echo ".len()));
+    let too_long = serde_json::json!({"command": command(128 * 1024)}).to_string();
+    std::fs::write(env.file("long.jsonl"), format!("{too_long}\n")).expect("write");
+    env.assert_refused(&["enqueue", "--file", "long.jsonl"], "script file", &before);
+    assert_eq!(env.snapshot(), before);
+    let fits = serde_json::json!({"command": command(128 * 1024 - 1), "id": "fits"});
+    std::fs::write(env.file("fits.jsonl"), format!("{fits}\n")).expect("write");
+    env.ok(&["enqueue", "--file", "fits.jsonl"]);
+    env.spawn_workers(&[]);
+    env.wait_state("fits", "completed", std::time::Duration::from_secs(60));
+});
