@@ -70,3 +70,18 @@ fn strip_sgr(text: &str) -> String {
     }
     out
 }
+
+// Issue 15, defect 6: ids whose percent-encoding is longer than a file name may be
+// (100 × `é`, 100 × `/`) keep their output: spool files are named by worker, not id.
+backend_test!(ids_longer_than_a_file_name_keep_their_output, |env| {
+    let accents = "é".repeat(100);
+    let slashes = "/".repeat(100);
+    for (id, word) in [(&accents, "accents"), (&slashes, "slashes")] {
+        let job = serde_json::json!({"id": id, "command": format!("echo {word}")});
+        env.enqueue_json(&job);
+    }
+    let worker = env.run(&["worker", "start", "--burst"]);
+    assert!(worker.status.success(), "{worker:?}");
+    assert_eq!(env.ok(&["logs", &accents]), "accents\n");
+    assert_eq!(env.ok(&["logs", &slashes]), "slashes\n");
+});
