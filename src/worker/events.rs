@@ -53,7 +53,12 @@ pub fn subscribe(store: &dyn Store, events: &Sender<Event>) -> Duration {
 /// would then start over elsewhere. Without signal handling the worker still runs;
 /// it says so in the log.
 pub fn forward_signals(events: Sender<Event>) {
-    let signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP]);
+    let signals = signal_hook::iterator::Signals::new([
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGTSTP,
+    ]);
     let mut signals = match signals {
         Ok(signals) => signals,
         Err(e) => {

@@ -116,3 +116,9 @@ fn parse_time_accepts_only_rfc3339_utc_with_z() {
         );
     }
 }
+
+/// Whether process `pid` is stopped (state `T`, as after SIGSTOP or Ctrl-Z).
+pub fn process_stopped(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat_fields(&stat).is_some_and(|fields| fields.first() == Some(&"T")))
+}

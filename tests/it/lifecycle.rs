@@ -470,3 +470,42 @@ backend_test!(
         assert_eq!(ends, 30, "{log}");
     }
 );
+
+// Issue 15, defect 1: Ctrl-Z (SIGTSTP) on a busy worker stops it between store
+// round trips, never inside a write transaction: while it is stopped, another
+// command writes at once instead of waiting out SQLite's busy timeout. It resumes on
+// SIGCONT and finishes the work.
+backend_test!(a_worker_stopped_with_ctrl_z_never_holds_the_store, |env| {
+    let lines = "{\"command\": \"true\"}\n".repeat(3000);
+    std::fs::write(env.file("jobs.jsonl"), lines).expect("write the jobs");
+    env.ok(&["enqueue", "--file", "jobs.jsonl"]);
+    let pid = env.spawn_workers(&["--count", "4"]);
+    env.wait_live_workers(1, Duration::from_secs(20));
+    for round in 0..5 {
+        env.signal(pid, libc::SIGTSTP);
+        wait_until("the worker to stop", Duration::from_secs(10), || {
+            crate::common::process_stopped(i64::from(pid))
+        });
+        let started = std::time::Instant::now();
+        let out = env.run(&["enqueue", "--", "true"]);
+        assert!(out.status.success(), "round {round}: {out:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "round {round}: enqueue waited {:?} on a stopped worker",
+            started.elapsed()
+        );
+        env.signal(pid, libc::SIGCONT);
+        wait_until("the worker to continue", Duration::from_secs(10), || {
+            !crate::common::process_stopped(i64::from(pid))
+        });
+    }
+    wait_until("every job to finish", Duration::from_secs(120), || {
+        let status = env.status();
+        status["pending"] == 0 && status["processing"] == 0
+    });
+    assert!(
+        worker_log(&env, 1).contains("SIGTSTP received"),
+        "{}",
+        worker_log(&env, 1)
+    );
+});

@@ -95,6 +95,40 @@ pub struct SqliteStore {
     /// Whether this connection has written (and so decided whether to start the
     /// WAL over).
     wal_checked: bool,
+    /// For a short command: Ctrl-Z waits until the store is closed. Declared
+    /// after `conn`, so it is dropped (and a pending stop delivered) after it.
+    _stop_deferred: Option<StopDeferred>,
+}
+
+/// Keeps SIGTSTP (Ctrl-Z) blocked on this thread while it lives; a stop asked for
+/// meanwhile happens when it is dropped. A short command may hold the store's write
+/// lock, or the whole file, for its short life: stopped then, it froze every other
+/// user of the store until resumed. Workers handle SIGTSTP themselves, between round
+/// trips (`worker::supervisor::exit`).
+struct StopDeferred {
+    previous: libc::sigset_t,
+}
+
+impl StopDeferred {
+    fn new() -> Option<StopDeferred> {
+        // SAFETY: the sets are plain data initialised by sigemptyset; the calls only
+        // change this thread's signal mask.
+        unsafe {
+            let mut block: libc::sigset_t = std::mem::zeroed();
+            let mut previous: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut block);
+            libc::sigaddset(&mut block, libc::SIGTSTP);
+            (libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut previous) == 0)
+                .then_some(StopDeferred { previous })
+        }
+    }
+}
+
+impl Drop for StopDeferred {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new` on this same thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut()) };
+    }
 }
 
 impl SqliteStore {
@@ -102,6 +136,9 @@ impl SqliteStore {
     /// migrating it as needed. Refuses directories, files that are not queuectl
     /// stores and stores from a newer queuectl.
     pub fn open(path: &Path, purpose: OpenFor) -> Result<SqliteStore> {
+        let stop_deferred = (purpose == OpenFor::Command)
+            .then(StopDeferred::new)
+            .flatten();
         schema::create_private_file(path)?;
         let wal_existed = wal::wal_path(path).exists();
         let conn = Connection::open(path).map_err(|e| schema::open_error(path, e))?;
@@ -117,6 +154,7 @@ impl SqliteStore {
             purpose,
             alone,
             wal_checked: false,
+            _stop_deferred: stop_deferred,
         };
         store.migrate()?;
         // A short-lived CLI command is often the last connection to close; without

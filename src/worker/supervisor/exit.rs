@@ -30,6 +30,10 @@ impl Supervisor {
 
     /// A stop signal arrived: see the module docs.
     pub(super) fn on_signal(&mut self, signal: i32) {
+        if signal == libc::SIGTSTP {
+            self.pause_for_the_terminal();
+            return;
+        }
         let name = stop_signal_name(signal);
         let next = match self.stop {
             StopRequest::None => StopRequest::Graceful,
@@ -43,6 +47,22 @@ impl Supervisor {
             _ => StopRequest::Force,
         };
         self.request_stop(next, StopReason::Signal(name));
+    }
+
+    /// Ctrl-Z (SIGTSTP), deferred to here: signals reach this thread as events
+    /// between store round trips, so no transaction is open and no SQLite write
+    /// lock is held while the process is stopped (stopped inside one, it froze
+    /// every other user of the store). Stops the whole process as the terminal
+    /// asked; `fg` or SIGCONT resumes it where it was. Jobs run in process groups
+    /// of their own and keep running; if the pause outlasts the lease, other
+    /// workers take them over as after any lost worker.
+    fn pause_for_the_terminal(&mut self) {
+        log::info(
+            "SIGTSTP received: stopping between store round trips (resume with fg or SIGCONT)",
+        );
+        // SAFETY: raise has no memory preconditions; SIGSTOP stops this process.
+        unsafe { libc::raise(libc::SIGSTOP) };
+        log::info("continued");
     }
 
     /// What the process does now that it stops, in the words of its log.
