@@ -6,6 +6,8 @@
 //!   nothing of SQL or terminals.
 //! - [`store`] persists jobs behind the [`store::Store`] trait, one module per backend.
 //! - [`worker`] claims jobs, runs their commands and keeps their leases.
+//! - [`stats`] and [`metrics`] turn a store's raw aggregates into `stats` numbers
+//!   and the Prometheus exposition; they know nothing of SQL or terminals.
 //! - [`cli`] parses arguments and prints results; `main.rs` only calls [`cli::main`].
 
 // queuectl runs on Linux only, and says so at compile time rather than failing to
@@ -29,6 +31,7 @@ pub mod duration;
 pub mod error;
 pub mod job;
 pub mod log;
+pub mod metrics;
 pub mod store;
 pub mod transfer;
 pub mod worker;

@@ -24,6 +24,7 @@ mod ids;
 mod jobs;
 mod list;
 mod logs;
+mod metrics;
 pub mod output;
 mod queue;
 mod table;
@@ -103,6 +104,8 @@ enum Command {
     /// Queue settings shared by every worker
     #[command(subcommand)]
     Config(config::Command),
+    /// Print the Prometheus text exposition of the queue (jobs, attempts, workers)
+    Metrics,
     /// Measure throughput and latency on this machine
     Bench(bench::Args),
     /// Print jobs with their attempts and output as JSON lines (for `import`)
@@ -231,6 +234,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Dlq(command) => dlq::run(&ctx, command),
         Command::Queue(command) => queue::run(&ctx, command),
         Command::Config(command) => config::run(&ctx, command),
+        Command::Metrics => metrics::run(&ctx),
         Command::Bench(args) => bench::run(&ctx, args),
         Command::Export(args) => transfer::export(&ctx, args),
         Command::Import(args) => transfer::import(&ctx, args),

@@ -8,7 +8,7 @@ use queuectl::job::{AttemptOutcome, JobState};
 use crate::{Backend, LONG_LEASE, Raw, TestStore, claim, conformance_test, job, report, succeeded};
 
 /// The schema version this build writes.
-const CURRENT_VERSION: i64 = 3;
+const CURRENT_VERSION: i64 = 4;
 
 /// Makes the store a version-1 store, as the release before version 2 created it,
 /// holding a completed job with its attempt (output tail `hello`), a dead one whose

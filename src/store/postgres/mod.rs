@@ -22,7 +22,8 @@
 //! - `output`: output chunks of running attempts, and reading output back;
 //! - `workers`: registering, listing and stopping workers, running jobs;
 //! - `transfer`: `export` and `import`;
-//! - `cron`: recurring jobs (`cron add/list/...`) and firing due entries.
+//! - `cron`: recurring jobs (`cron add/list/...`) and firing due entries;
+//! - `stats`: the aggregates of `stats` and `metrics`, and the history's rollup.
 //!
 //! Each statement is a constant named after its operation (`CLAIM_NEXT`,
 //! `RECORD_FINISHED`, ...) beside the code that binds its parameters, so the same
@@ -74,6 +75,7 @@ mod location;
 mod output;
 mod schedule;
 mod schema;
+mod stats;
 mod transfer;
 mod workers;
 
@@ -522,6 +524,17 @@ impl Store for PgStore {
         }
         let channel = self.channel.clone();
         self.write(|db| cron::fire_in(db, &channel))
+    }
+
+    fn stats(&mut self, request: &super::stats::StatsRequest) -> Result<super::stats::StatsRaw> {
+        self.snapshot(|db| stats::stats(db, request))
+    }
+
+    fn metrics(&mut self) -> Result<super::stats::MetricsRaw> {
+        if self.read(stats::roll_due)? {
+            self.write(|db| stats::roll_if_due(db))?;
+        }
+        self.snapshot(|db| stats::metrics(db))
     }
 }
 

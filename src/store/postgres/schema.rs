@@ -19,6 +19,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_control.sql"),
     include_str!("0003_schedule.sql"),
+    // Numbered 0005: 0004 is taken by the attempts key change (job_seq).
+    include_str!("0005_stats.sql"),
 ];
 
 /// First key of the migration advisory lock ("QCTL"); the second is the schema's hash,

@@ -31,6 +31,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_control.sql"),
     include_str!("0003_schedule.sql"),
+    // Numbered 0005: 0004 is taken by the attempts key change (job_seq).
+    include_str!("0005_stats.sql"),
 ];
 
 /// Whether the file holds any schema at all: a file without our `application_id`
