@@ -32,6 +32,7 @@ pub mod error;
 pub mod job;
 pub mod log;
 pub mod metrics;
+pub mod stats;
 pub mod store;
 pub mod transfer;
 pub mod worker;
