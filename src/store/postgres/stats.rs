@@ -24,15 +24,17 @@ use crate::store::stats::{
 const NOW: &str = "SELECT now_ms()";
 
 /// See the SQLite statement of the same name.
+///
+/// `$1` and `$2` are cast: PostgreSQL would infer `$2 - 60000` as `integer`.
 const ATTEMPT_COUNTS: &str = "SELECT j.queue, \
-     count(*) FILTER (WHERE a.outcome = 'succeeded' AND a.finished_at >= $1), \
-     count(*) FILTER (WHERE a.outcome IN ('failed', 'timed_out') AND a.finished_at >= $1), \
-     count(*) FILTER (WHERE a.finished_at >= $2 - 60000), \
-     count(*) FILTER (WHERE a.finished_at >= $2 - 300000), \
-     count(*) FILTER (WHERE a.finished_at >= $2 - 900000), \
-     max(greatest(0, a.finished_at - a.started_at)) FILTER (WHERE a.finished_at >= $1) \
+     count(*) FILTER (WHERE a.outcome = 'succeeded' AND a.finished_at >= $1::bigint), \
+     count(*) FILTER (WHERE a.outcome IN ('failed', 'timed_out') AND a.finished_at >= $1::bigint), \
+     count(*) FILTER (WHERE a.finished_at >= $2::bigint - 60000), \
+     count(*) FILTER (WHERE a.finished_at >= $2::bigint - 300000), \
+     count(*) FILTER (WHERE a.finished_at >= $2::bigint - 900000), \
+     max(greatest(0, a.finished_at - a.started_at)) FILTER (WHERE a.finished_at >= $1::bigint) \
      FROM attempts a JOIN jobs j ON j.id = a.job_id \
-     WHERE a.finished_at >= least($1, $2 - 900000) AND ($3::text IS NULL OR j.queue = $3) \
+     WHERE a.finished_at >= least($1::bigint, $2::bigint - 900000) AND ($3::text IS NULL OR j.queue = $3) \
      GROUP BY j.queue";
 
 const DEAD_SINCE: &str = "SELECT queue, count(*) FROM jobs \
