@@ -532,9 +532,9 @@ impl Store for PgStore {
 
     fn metrics(&mut self) -> Result<super::stats::MetricsRaw> {
         if self.read(stats::roll_due)? {
-            self.write(|db| stats::roll_if_due(db))?;
+            self.write(stats::roll_if_due)?;
         }
-        self.snapshot(|db| stats::metrics(db))
+        self.snapshot(stats::metrics)
     }
 }
 

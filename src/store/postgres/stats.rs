@@ -261,7 +261,7 @@ pub(super) fn roll_due<C: GenericClient>(db: &mut Db<'_, C>) -> Step<bool> {
 }
 
 /// Moves the rollup forward if it is a step behind.
-pub(super) fn roll_if_due<C: GenericClient>(db: &mut Db<'_, C>) -> Step<()> {
+pub(super) fn roll_if_due(db: &mut Db<'_, Transaction<'_>>) -> Step<()> {
     let now: i64 = db.query_one(NOW, &[])?.try_get(0)?;
     let rolled_to: i64 = db.query_one(READ_ROLLED, &[])?.try_get(0)?;
     let Some(target) = stats::roll_target(rolled_to, now) else {
@@ -281,7 +281,7 @@ pub(super) fn forget_rollup<C: GenericClient>(db: &mut Db<'_, C>) -> Step<()> {
 }
 
 /// The numbers of `metrics`.
-pub(super) fn metrics<C: GenericClient>(db: &mut Db<'_, C>) -> Step<MetricsRaw> {
+pub(super) fn metrics(db: &mut Db<'_, Transaction<'_>>) -> Step<MetricsRaw> {
     let now: i64 = db.query_one(NOW, &[])?.try_get(0)?;
     let mut raw = MetricsRaw {
         now,
