@@ -11,8 +11,9 @@
 //! - `success_rate`: completed / (completed + failed attempts); `None` when neither.
 //! - throughput: attempts finished (any outcome) per second over the last 1, 5 and
 //!   15 minutes, whatever the window.
-//! - percentiles: nearest rank over the sample (exact up to
-//!   [`crate::store::stats::SAMPLE_LIMIT`] attempts, else over the newest).
+//! - percentiles: nearest rank over the sample: the newest
+//!   [`crate::store::stats::SAMPLE_LIMIT`] attempts of the window (all of them
+//!   below that), pickup delays over the first attempts among them.
 //! - pickup delay: a first attempt's claim minus when its job became claimable
 //!   (created, or its `run_at`); retries (which wait for a backoff on purpose) and
 //!   jobs that run after others (whose release time the store does not keep) are

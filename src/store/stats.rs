@@ -4,8 +4,10 @@
 //! out in [`crate::stats`] and [`crate::metrics`], which know nothing of SQL.
 //!
 //! Invariants: every time is the store's clock; a sample holds at most
-//! [`SAMPLE_LIMIT`] values, the newest attempts of the window first (ties broken by
-//! job and run), so both stores return the same sample for the same data; histogram
+//! [`SAMPLE_LIMIT`] values, the newest attempts of the window (read newest first
+//! down the `attempts_finished` index and stopped there, so its cost is bounded
+//! whatever the window; attempts ending in the same millisecond at the limit may
+//! differ between stores); histogram
 //! buckets are the indexes of [`BUCKET_BOUNDS_MS`] (the first bound a value does not
 //! exceed, `BUCKET_BOUNDS_MS.len()` past the last), computed by the SQL of
 //! [`bucket_case`] on both stores.
@@ -100,9 +102,8 @@ pub struct StatsRaw {
     /// `(queue, ms)`: durations of the newest attempts that finished in the window
     /// (those with a start), at most [`SAMPLE_LIMIT`].
     pub durations: Vec<(String, i64)>,
-    /// `(queue, ms)`: pickup delays of the newest first attempts that finished in
-    /// the window, at most [`SAMPLE_LIMIT`] (see [`crate::stats`] for the
-    /// definition).
+    /// `(queue, ms)`: pickup delays of the first attempts among those of
+    /// `durations` (see [`crate::stats`] for the definition).
     pub pickups: Vec<(String, i64)>,
 }
 
@@ -166,6 +167,15 @@ pub(crate) fn add_jobs(
     {
         Some(row) => row.2 += n,
         None => raw.jobs.push((queue, state.to_owned(), n)),
+    }
+}
+
+/// Keeps in `oldest` the earliest `at` seen for `queue`.
+pub(crate) fn note_oldest(oldest: &mut Vec<(String, i64)>, queue: &str, at: Option<i64>) {
+    let Some(at) = at else { return };
+    match oldest.iter_mut().find(|(q, _)| q == queue) {
+        Some(entry) => entry.1 = entry.1.min(at),
+        None => oldest.push((queue.to_owned(), at)),
     }
 }
 

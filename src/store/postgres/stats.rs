@@ -17,7 +17,7 @@ use super::{Db, PgStore, Step};
 use crate::store::Result;
 use crate::store::stats::{
     self, BucketCount, MetricsRaw, QueueCounts, SAMPLE_LIMIT, StatsRaw, StatsRequest, add_jobs,
-    queue_entry,
+    note_oldest, queue_entry,
 };
 
 /// The store's clock for the whole transaction.
@@ -69,11 +69,6 @@ const CANCELLED_BY_QUEUE: &str =
 
 const ALL_BY_QUEUE: &str = "SELECT queue, count(*) FROM jobs GROUP BY queue";
 
-const DURATION_SAMPLE: &str = "SELECT j.queue, greatest(0, a.finished_at - a.started_at) \
-     FROM attempts a JOIN jobs j ON j.id = a.job_id \
-     WHERE a.finished_at >= $1 AND a.started_at IS NOT NULL AND ($2::text IS NULL OR j.queue = $2) \
-     ORDER BY a.finished_at DESC LIMIT $3";
-
 /// See the SQLite macro of the same name.
 macro_rules! first_attempt {
     () => {
@@ -91,13 +86,15 @@ macro_rules! pickup_ms {
     };
 }
 
-const PICKUP_SAMPLE: &str = concat!(
-    "SELECT j.queue, ",
-    pickup_ms!(),
-    " FROM attempts a JOIN jobs j ON j.id = a.job_id \
-     WHERE a.finished_at >= $1 AND ($2::text IS NULL OR j.queue = $2) AND ",
+/// See the SQLite statement of the same name.
+const SAMPLE: &str = concat!(
+    "SELECT j.queue, greatest(0, a.finished_at - a.started_at), CASE WHEN ",
     first_attempt!(),
-    " ORDER BY a.finished_at DESC LIMIT $3"
+    " THEN ",
+    pickup_ms!(),
+    " END FROM attempts a JOIN jobs j ON j.id = a.job_id \
+     WHERE a.finished_at >= $1 AND a.started_at IS NOT NULL AND ($2::text IS NULL OR j.queue = $2) \
+     ORDER BY a.finished_at DESC LIMIT $3"
 );
 
 const READ_ROLLED: &str = "SELECT until FROM stats_rolled";
@@ -217,8 +214,13 @@ pub(super) fn stats<C: GenericClient>(
     backlog(db, now, queue, rows)?;
     rows.sort_by(|a, b| a.queue.cmp(&b.queue));
     let limit = SAMPLE_LIMIT as i64;
-    raw.durations = pairs(db, DURATION_SAMPLE, &[&since, &queue, &limit])?;
-    raw.pickups = pairs(db, PICKUP_SAMPLE, &[&since, &queue, &limit])?;
+    for r in db.query(SAMPLE, &[&since, &queue, &limit])? {
+        let q: String = r.try_get(0)?;
+        if let Some(pickup) = r.try_get::<_, Option<i64>>(2)? {
+            raw.pickups.push((q.clone(), pickup));
+        }
+        raw.durations.push((q, r.try_get(1)?));
+    }
     Ok(raw)
 }
 
@@ -297,28 +299,32 @@ pub(super) fn metrics(db: &mut Db<'_, Transaction<'_>>) -> Step<MetricsRaw> {
             add_jobs(&mut raw, &mut totals, queue, state, n);
         }
     }
+    // The waiting jobs, read once for both the counts and the oldest ready job.
     let none: Option<&str> = None;
+    let mut oldest = Vec::new();
     for sql in [READY_BY_QUEUE, BLOCKED_BY_QUEUE] {
         for r in db.query(sql, &[&none])? {
+            let queue: String = r.try_get(0)?;
             let state: String = r.try_get(1)?;
-            add_jobs(&mut raw, &mut totals, r.try_get(0)?, &state, r.try_get(2)?);
+            if sql == READY_BY_QUEUE {
+                note_oldest(&mut oldest, &queue, r.try_get(3)?);
+            }
+            add_jobs(&mut raw, &mut totals, queue, &state, r.try_get(2)?);
         }
     }
     for r in db.query(SCHEDULED_BY_QUEUE, &[&none, &now])? {
+        let queue: String = r.try_get(0)?;
         let state: String = r.try_get(1)?;
         let n = r.try_get::<_, i64>(2)? + r.try_get::<_, i64>(3)?;
-        add_jobs(&mut raw, &mut totals, r.try_get(0)?, &state, n);
+        note_oldest(&mut oldest, &queue, r.try_get(4)?);
+        add_jobs(&mut raw, &mut totals, queue, &state, n);
     }
     for (queue, n) in std::mem::take(&mut totals) {
         add_jobs(&mut raw, &mut [], queue, "completed", n);
     }
     raw.jobs.retain(|(_, _, n)| *n != 0);
-    let mut waiting = Vec::new();
-    backlog(db, now, None, &mut waiting)?;
-    raw.oldest_ready = waiting
-        .into_iter()
-        .filter_map(|q| Some((q.queue, q.oldest_ready_at?)))
-        .collect();
+    oldest.sort();
+    raw.oldest_ready = oldest;
 
     let rolled_to: i64 = db.query_one(READ_ROLLED, &[])?.try_get(0)?;
     let mut found = db.query(READ_ROLLUP, &[])?;

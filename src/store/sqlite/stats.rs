@@ -17,7 +17,7 @@ use super::db_error;
 use crate::store::Result;
 use crate::store::stats::{
     self, BucketCount, MetricsRaw, QueueCounts, SAMPLE_LIMIT, StatsRaw, StatsRequest, add_jobs,
-    queue_entry,
+    note_oldest, queue_entry,
 };
 
 /// Per queue, over the attempts that finished since `min(?1, ?2 - 15 min)`: those
@@ -76,14 +76,19 @@ const DEAD_BY_QUEUE: &str =
 const CANCELLED_BY_QUEUE: &str = "SELECT queue, count(*) FROM jobs INDEXED BY jobs_cancelled \
      WHERE state = 'cancelled' GROUP BY queue";
 
-/// Every job per queue.
-const ALL_BY_QUEUE: &str = "SELECT queue, count(*) FROM jobs INDEXED BY jobs_queue GROUP BY queue";
+/// Every queue that has jobs, in order: one probe of `jobs_queue` per queue (a
+/// skip scan), however many jobs each has.
+const QUEUES_WITH_JOBS: &str = "WITH RECURSIVE q(name) AS (\
+     SELECT min(queue) FROM jobs INDEXED BY jobs_queue \
+     UNION ALL SELECT (SELECT min(queue) FROM jobs INDEXED BY jobs_queue WHERE queue > q.name) \
+     FROM q WHERE q.name IS NOT NULL) SELECT name FROM q WHERE name IS NOT NULL";
 
-/// Durations of the newest attempts that finished since `?1` (with a start).
-const DURATION_SAMPLE: &str = "SELECT j.queue, max(0, a.finished_at - a.started_at) \
-     FROM attempts a INDEXED BY attempts_finished JOIN jobs j ON j.id = a.job_id \
-     WHERE a.finished_at >= ?1 AND a.started_at IS NOT NULL AND (?2 IS NULL OR j.queue = ?2) \
-     ORDER BY a.finished_at DESC LIMIT ?3";
+/// The jobs of queue `?1`.
+const COUNT_QUEUE: &str = "SELECT count(*) FROM jobs INDEXED BY jobs_queue WHERE queue = ?1";
+
+/// Every job: SQLite counts a whole table from its b-tree pages, far faster than
+/// walking the entries of one range.
+const COUNT_ALL: &str = "SELECT count(*) FROM jobs";
 
 /// The attempts of `a` that are their job's first, of a job that ran after no
 /// other (whose readiness the store does not keep), as a condition.
@@ -104,14 +109,16 @@ macro_rules! pickup_ms {
     };
 }
 
-/// Pickup delays of the newest first attempts that finished since `?1`.
-const PICKUP_SAMPLE: &str = concat!(
-    "SELECT j.queue, ",
-    pickup_ms!(),
-    " FROM attempts a INDEXED BY attempts_finished JOIN jobs j ON j.id = a.job_id \
-     WHERE a.finished_at >= ?1 AND (?2 IS NULL OR j.queue = ?2) AND ",
+/// The newest attempts that finished since `?1` (with a start), at most `?3`: each
+/// one's queue, duration, and pickup delay if it is a first attempt (else NULL).
+const SAMPLE: &str = concat!(
+    "SELECT j.queue, max(0, a.finished_at - a.started_at), CASE WHEN ",
     first_attempt!(),
-    " ORDER BY a.finished_at DESC LIMIT ?3"
+    " THEN ",
+    pickup_ms!(),
+    " END FROM attempts a INDEXED BY attempts_finished JOIN jobs j ON j.id = a.job_id \
+     WHERE a.finished_at >= ?1 AND a.started_at IS NOT NULL AND (?2 IS NULL OR j.queue = ?2) \
+     ORDER BY a.finished_at DESC LIMIT ?3"
 );
 
 /// Where the rollup stands.
@@ -199,8 +206,15 @@ pub(super) fn stats(tx: &Transaction<'_>, now: i64, request: &StatsRequest) -> R
     backlog(tx, now, queue, rows)?;
     rows.sort_by(|a, b| a.queue.cmp(&b.queue));
     let limit = SAMPLE_LIMIT as i64;
-    raw.durations = pairs(tx, DURATION_SAMPLE, params![since, queue, limit])?;
-    raw.pickups = pairs(tx, PICKUP_SAMPLE, params![since, queue, limit])?;
+    let mut stmt = tx.prepare_cached(SAMPLE).map_err(db_error)?;
+    let mut found = stmt.query(params![since, queue, limit]).map_err(db_error)?;
+    while let Some(r) = found.next().map_err(db_error)? {
+        let q: String = r.get(0).map_err(db_error)?;
+        if let Some(pickup) = r.get::<_, Option<i64>>(2).map_err(db_error)? {
+            raw.pickups.push((q.clone(), pickup));
+        }
+        raw.durations.push((q, r.get(1).map_err(db_error)?));
+    }
     Ok(raw)
 }
 
@@ -239,6 +253,42 @@ fn backlog(
         e.blocked += r.get::<_, i64>(2).map_err(db_error)?;
     }
     Ok(())
+}
+
+/// Jobs per queue. Counting a range walks its entries, while counting the whole
+/// table is cheap: the largest queue (by guess: `default` if it has jobs, else the
+/// first) is the total less the others, so a store with one queue costs one
+/// whole-table count.
+fn queue_totals(conn: &Connection) -> Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached(QUEUES_WITH_JOBS).map_err(db_error)?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(db_error)?;
+    let names: Vec<String> = names.collect::<rusqlite::Result<_>>().map_err(db_error)?;
+    let Some(derived) = names
+        .iter()
+        .position(|n| n == "default")
+        .or((!names.is_empty()).then_some(0))
+    else {
+        return Ok(Vec::new());
+    };
+    let all: i64 = conn
+        .query_row(COUNT_ALL, [], |r| r.get(0))
+        .map_err(db_error)?;
+    let mut count = conn.prepare_cached(COUNT_QUEUE).map_err(db_error)?;
+    let mut totals = Vec::with_capacity(names.len());
+    let mut others = 0;
+    for (at, name) in names.iter().enumerate() {
+        let n: i64 = if at == derived {
+            0
+        } else {
+            count.query_row([name], |r| r.get(0)).map_err(db_error)?
+        };
+        others += n;
+        totals.push((name.clone(), n));
+    }
+    totals[derived].1 = all - others;
+    Ok(totals)
 }
 
 /// Runs `sql` and collects its `(text, integer)` rows.
@@ -293,7 +343,7 @@ pub(super) fn metrics(tx: &Transaction<'_>, now: i64) -> Result<MetricsRaw> {
         ..MetricsRaw::default()
     };
     // Jobs per queue and state; completed ones are what the others leave.
-    let mut totals = pairs(tx, ALL_BY_QUEUE, [])?;
+    let mut totals = queue_totals(tx)?;
     for (queue, n) in pairs(tx, RUNNING_BY_QUEUE, [])? {
         add_jobs(&mut raw, &mut totals, queue, "processing", n);
     }
@@ -303,21 +353,21 @@ pub(super) fn metrics(tx: &Transaction<'_>, now: i64) -> Result<MetricsRaw> {
     for (queue, n) in pairs(tx, CANCELLED_BY_QUEUE, [])? {
         add_jobs(&mut raw, &mut totals, queue, "cancelled", n);
     }
+    // The waiting jobs, read once for both the counts and the oldest ready job.
+    let mut oldest = Vec::new();
     for sql in [READY_BY_QUEUE, BLOCKED_BY_QUEUE] {
         let mut stmt = tx.prepare_cached(sql).map_err(db_error)?;
         let mut found = stmt
             .query(params![Option::<String>::None])
             .map_err(db_error)?;
         while let Some(r) = found.next().map_err(db_error)? {
+            let queue: String = r.get(0).map_err(db_error)?;
             let state: String = r.get(1).map_err(db_error)?;
             let n: i64 = r.get(2).map_err(db_error)?;
-            add_jobs(
-                &mut raw,
-                &mut totals,
-                r.get(0).map_err(db_error)?,
-                &state,
-                n,
-            );
+            if sql == READY_BY_QUEUE {
+                note_oldest(&mut oldest, &queue, r.get(3).map_err(db_error)?);
+            }
+            add_jobs(&mut raw, &mut totals, queue, &state, n);
         }
     }
     let mut stmt = tx.prepare_cached(SCHEDULED_BY_QUEUE).map_err(db_error)?;
@@ -325,26 +375,18 @@ pub(super) fn metrics(tx: &Transaction<'_>, now: i64) -> Result<MetricsRaw> {
         .query(params![Option::<String>::None, now])
         .map_err(db_error)?;
     while let Some(r) = found.next().map_err(db_error)? {
+        let queue: String = r.get(0).map_err(db_error)?;
         let state: String = r.get(1).map_err(db_error)?;
         let n = r.get::<_, i64>(2).map_err(db_error)? + r.get::<_, i64>(3).map_err(db_error)?;
-        add_jobs(
-            &mut raw,
-            &mut totals,
-            r.get(0).map_err(db_error)?,
-            &state,
-            n,
-        );
+        note_oldest(&mut oldest, &queue, r.get(4).map_err(db_error)?);
+        add_jobs(&mut raw, &mut totals, queue, &state, n);
     }
     for (queue, n) in std::mem::take(&mut totals) {
         add_jobs(&mut raw, &mut [], queue, "completed", n);
     }
     raw.jobs.retain(|(_, _, n)| *n != 0);
-    let mut waiting = Vec::new();
-    backlog(tx, now, None, &mut waiting)?;
-    raw.oldest_ready = waiting
-        .into_iter()
-        .filter_map(|q| Some((q.queue, q.oldest_ready_at?)))
-        .collect();
+    oldest.sort();
+    raw.oldest_ready = oldest;
 
     // The attempt history: the rollup, plus everything after its mark.
     let rolled_to: i64 = tx
