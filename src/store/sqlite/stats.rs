@@ -49,6 +49,12 @@ const READY_BY_QUEUE: &str = "SELECT queue, state, count(*), min(next_run_at) \
      WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 0 \
      AND (?1 IS NULL OR queue = ?1) GROUP BY queue, state";
 
+/// Claimable jobs of queue `?1` by state, and since when the oldest has been: no
+/// `GROUP BY`, whose sort of a large backlog cost twice the scan.
+const READY_IN_QUEUE: &str = "SELECT coalesce(sum(state = 'pending'), 0), \
+     coalesce(sum(state = 'failed'), 0), min(next_run_at) FROM jobs INDEXED BY jobs_ready \
+     WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 0 AND queue = ?1";
+
 /// Jobs waiting for their time per queue and state: those whose time has come by
 /// `?2` (claimable; a worker moves them to jobs_ready on its next round trip), the
 /// others, and the oldest due.
@@ -231,12 +237,10 @@ fn backlog(
             (a, b) => a.or(b),
         };
     };
-    let mut stmt = tx.prepare_cached(READY_BY_QUEUE).map_err(db_error)?;
-    let mut found = stmt.query(params![queue]).map_err(db_error)?;
-    while let Some(r) = found.next().map_err(db_error)? {
-        let e = queue_entry(rows, &r.get::<_, String>(0).map_err(db_error)?);
-        e.ready += r.get::<_, i64>(2).map_err(db_error)?;
-        oldest(e, r.get(3).map_err(db_error)?);
+    for (q, _, n, at) in ready_rows(tx, queue)? {
+        let e = queue_entry(rows, &q);
+        e.ready += n;
+        oldest(e, at);
     }
     let mut stmt = tx.prepare_cached(SCHEDULED_BY_QUEUE).map_err(db_error)?;
     let mut found = stmt.query(params![queue, now]).map_err(db_error)?;
@@ -290,6 +294,55 @@ fn queue_totals(conn: &Connection) -> Result<Vec<(String, i64)>> {
     totals[derived].1 = all - others;
     Ok(totals)
 }
+
+/// Claimable jobs as `(queue, state, jobs, oldest next_run_at)`, of `queue` or
+/// every queue. With one queue to look at (asked for, or the only one the store
+/// has), one scan without a sort; else one grouped scan.
+fn ready_rows(conn: &Connection, queue: Option<&str>) -> Result<Vec<ReadyRow>> {
+    let only = match queue {
+        Some(q) => Some(q.to_owned()),
+        None => {
+            let mut stmt = conn.prepare_cached(QUEUES_WITH_JOBS).map_err(db_error)?;
+            let names = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(db_error)?;
+            let mut names: Vec<String> =
+                names.collect::<rusqlite::Result<_>>().map_err(db_error)?;
+            match names.len() {
+                0 => return Ok(Vec::new()),
+                1 => names.pop(),
+                _ => None,
+            }
+        }
+    };
+    let mut rows = Vec::new();
+    match only {
+        Some(q) => {
+            let (pending, failed, oldest): (i64, i64, Option<i64>) = conn
+                .prepare_cached(READY_IN_QUEUE)
+                .and_then(|mut s| s.query_row([&q], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+                .map_err(db_error)?;
+            for (state, n) in [("pending", pending), ("failed", failed)] {
+                if n > 0 {
+                    rows.push((q.clone(), state.to_owned(), n, oldest));
+                }
+            }
+        }
+        None => {
+            let mut stmt = conn.prepare_cached(READY_BY_QUEUE).map_err(db_error)?;
+            let found = stmt
+                .query_map(params![Option::<String>::None], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .map_err(db_error)?;
+            rows = found.collect::<rusqlite::Result<_>>().map_err(db_error)?;
+        }
+    }
+    Ok(rows)
+}
+
+/// `(queue, state, jobs, oldest next_run_at)`, see [`ready_rows`].
+type ReadyRow = (String, String, i64, Option<i64>);
 
 /// Runs `sql` and collects its `(text, integer)` rows.
 fn pairs(
@@ -355,20 +408,24 @@ pub(super) fn metrics(tx: &Transaction<'_>, now: i64) -> Result<MetricsRaw> {
     }
     // The waiting jobs, read once for both the counts and the oldest ready job.
     let mut oldest = Vec::new();
-    for sql in [READY_BY_QUEUE, BLOCKED_BY_QUEUE] {
-        let mut stmt = tx.prepare_cached(sql).map_err(db_error)?;
-        let mut found = stmt
-            .query(params![Option::<String>::None])
-            .map_err(db_error)?;
-        while let Some(r) = found.next().map_err(db_error)? {
-            let queue: String = r.get(0).map_err(db_error)?;
-            let state: String = r.get(1).map_err(db_error)?;
-            let n: i64 = r.get(2).map_err(db_error)?;
-            if sql == READY_BY_QUEUE {
-                note_oldest(&mut oldest, &queue, r.get(3).map_err(db_error)?);
-            }
-            add_jobs(&mut raw, &mut totals, queue, &state, n);
-        }
+    for (queue, state, n, at) in ready_rows(tx, None)? {
+        note_oldest(&mut oldest, &queue, at);
+        add_jobs(&mut raw, &mut totals, queue, &state, n);
+    }
+    let mut stmt = tx.prepare_cached(BLOCKED_BY_QUEUE).map_err(db_error)?;
+    let mut found = stmt
+        .query(params![Option::<String>::None])
+        .map_err(db_error)?;
+    while let Some(r) = found.next().map_err(db_error)? {
+        let state: String = r.get(1).map_err(db_error)?;
+        let n: i64 = r.get(2).map_err(db_error)?;
+        add_jobs(
+            &mut raw,
+            &mut totals,
+            r.get(0).map_err(db_error)?,
+            &state,
+            n,
+        );
     }
     let mut stmt = tx.prepare_cached(SCHEDULED_BY_QUEUE).map_err(db_error)?;
     let mut found = stmt
