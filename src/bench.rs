@@ -203,6 +203,7 @@ fn burn_down(
         timings: true,
         on_spawn: None,
         on_notice: None,
+        round_trips: None,
     };
     let started = Instant::now();
     let summary = worker::run(store, &options)?;
@@ -237,6 +238,7 @@ fn latency(plan: &Plan, location: &Location, report: &mut Report) -> Result<(), 
             }
         })),
         on_notice: None,
+        round_trips: None,
     };
     let worker = thread::spawn(move || worker::run(worker_store, &options));
     wait_for_workers(store.as_mut(), plan.workers)?;

@@ -6,6 +6,8 @@
 //!   nothing of SQL or terminals.
 //! - [`store`] persists jobs behind the [`store::Store`] trait, one module per backend.
 //! - [`worker`] claims jobs, runs their commands and keeps their leases.
+//! - [`stats`] and [`metrics`] turn a store's raw aggregates into `stats` numbers
+//!   and the Prometheus exposition; they know nothing of SQL or terminals.
 //! - [`cli`] parses arguments and prints results; `main.rs` only calls [`cli::main`].
 //! - [`text`] (control characters made visible) and [`log`] (the worker's log lines)
 //!   serve every human-facing output; [`file_trust`] checks local files before use.
@@ -32,6 +34,8 @@ pub mod error;
 pub mod file_trust;
 pub mod job;
 pub mod log;
+pub mod metrics;
+pub mod stats;
 pub mod store;
 pub mod text;
 pub mod transfer;

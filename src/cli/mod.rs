@@ -24,8 +24,10 @@ mod ids;
 mod jobs;
 mod list;
 mod logs;
+mod metrics;
 pub mod output;
 mod queue;
+mod stats;
 mod table;
 mod transfer;
 mod wait;
@@ -103,6 +105,10 @@ enum Command {
     /// Queue settings shared by every worker
     #[command(subcommand)]
     Config(config::Command),
+    /// Per queue and in total: finished, success rate, throughput, durations, backlog
+    Stats(stats::Args),
+    /// Print the Prometheus text exposition of the queue (jobs, attempts, workers)
+    Metrics,
     /// Measure throughput and latency on this machine
     Bench(bench::Args),
     /// Print jobs with their attempts and output as JSON lines (for `import`)
@@ -236,6 +242,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Dlq(command) => dlq::run(&ctx, command),
         Command::Queue(command) => queue::run(&ctx, command),
         Command::Config(command) => config::run(&ctx, command),
+        Command::Stats(args) => stats::run(&ctx, args),
+        Command::Metrics => metrics::run(&ctx),
         Command::Bench(args) => bench::run(&ctx, args),
         Command::Export(args) => transfer::export(&ctx, args),
         Command::Import(args) => transfer::import(&ctx, args),

@@ -19,7 +19,7 @@ use crate::job::options::validate_queue;
 use crate::store::{OpenFor, StopRequest, WorkerRow};
 use crate::worker::detach::{self, DetachError};
 use crate::worker::notice::{Notice, NoticeSink};
-use crate::worker::{self, Executor, Options, platform};
+use crate::worker::{self, Executor, Options, metrics_server, platform};
 
 /// `defer`: see [`super::Command`]; clap builds every nested subcommand enum for
 /// every command line, so only deferring the arguments keeps short commands short.
@@ -45,6 +45,10 @@ pub enum Command {
         /// the store's directory (PostgreSQL: in $QUEUECTL_HOME)
         #[arg(long)]
         detach: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics (PORT or :PORT binds
+        /// 127.0.0.1; give HOST:PORT, e.g. 0.0.0.0:9464, to listen elsewhere)
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
         /// Set by --detach for the process it starts: the pipe to say "started" on
         #[arg(long, hide = true, value_name = "FD")]
         ready_fd: Option<i32>,
@@ -76,13 +80,26 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), Failure> {
             burst,
             queue,
             detach,
+            metrics,
             ready_fd,
         } => {
             let queues = valid_queues(queue)?;
+            let metrics = metrics
+                .as_deref()
+                .map(metrics_server::metrics_address)
+                .transpose()
+                .map_err(Failure::usage)?;
             if detach {
                 return start_detached(ctx);
             }
-            start(ctx, usize::from(count), burst, queues, ready_fd)
+            let start_args = StartArgs {
+                count: usize::from(count),
+                burst,
+                queues,
+                metrics,
+                ready_fd,
+            };
+            start(ctx, start_args)
         }
         Command::Stop {
             force,
@@ -102,18 +119,40 @@ fn valid_queues(queues: Vec<String>) -> Result<Option<Vec<String>>, Failure> {
     Ok(Some(valid.collect::<Result<Vec<_>, _>>()?))
 }
 
-fn start(
-    ctx: &Context,
+/// `worker start` as checked before anything starts.
+struct StartArgs {
     count: usize,
     burst: bool,
     queues: Option<Vec<String>>,
+    /// `--metrics`, resolved by [`metrics_server::metrics_address`].
+    metrics: Option<String>,
     ready_fd: Option<i32>,
-) -> Result<(), Failure> {
+}
+
+fn start(ctx: &Context, args: StartArgs) -> Result<(), Failure> {
+    let StartArgs {
+        count,
+        burst,
+        queues,
+        metrics,
+        ready_fd,
+    } = args;
     let ready = ready_fd
         .map(detach::Ready::adopt)
         .transpose()
         .map_err(detach_failure)?;
     let store = ctx.open_for(OpenFor::Worker)?;
+    let round_trips = match metrics {
+        Some(addr) => {
+            let trips = metrics_server::RoundTrips::default();
+            let host = platform::host_name();
+            let server = metrics_server::start(ctx.location()?, &addr, host, trips.clone())
+                .map_err(Failure::runtime)?;
+            crate::log::info(&format!("metrics at http://{}/metrics", server.addr));
+            Some(trips)
+        }
+        None => None,
+    };
     // Declared before `options`, so the sinks are dropped first and its drop
     // then waits for the last events to be written.
     let json_lines = ctx.printer.json.then(worker_events::JsonLines::start);
@@ -139,6 +178,7 @@ fn start(
         timings: false,
         on_spawn: None,
         on_notice,
+        round_trips,
     };
     worker::run(store, &options)?;
     drop(options);

@@ -29,6 +29,7 @@ mod records;
 pub(crate) mod rows;
 pub mod schedule;
 pub mod sqlite;
+pub mod stats;
 mod worker_rows;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -501,4 +502,15 @@ pub trait Store: Send {
     /// across every worker on the store (see [`cron`]), all in one transaction, and
     /// says when the next entry is due. Cheap (one read, no write) when nothing is.
     fn cron_fire(&mut self) -> Result<CronFired>;
+
+    // Stats and metrics (issue 13): raw aggregates, see [`stats`].
+
+    /// `stats`: what finished in the request's window, the backlog now, and samples
+    /// for percentiles, per queue, in one consistent read.
+    fn stats(&mut self, request: &stats::StatsRequest) -> Result<stats::StatsRaw>;
+    /// `metrics`: jobs per queue and state, the whole attempt history in histogram
+    /// cells, the oldest ready job of each queue. May first move the history's
+    /// rollup forward (a small write), so its cost stays that of the newest
+    /// attempts.
+    fn metrics(&mut self) -> Result<stats::MetricsRaw>;
 }

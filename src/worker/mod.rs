@@ -18,6 +18,7 @@ pub mod attempt_output;
 pub mod detach;
 pub mod events;
 pub mod exec;
+pub mod metrics_server;
 pub mod notice;
 pub mod options;
 pub mod outbox;

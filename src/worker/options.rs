@@ -41,6 +41,9 @@ pub struct Options {
     pub queues: Option<Vec<String>>,
     /// Told what the process does as it happens (`worker start --json`, `--detach`).
     pub on_notice: Option<NoticeSink>,
+    /// Where to record how long each writing store round trip took (`worker start
+    /// --metrics`); `None`: not measured.
+    pub round_trips: Option<crate::worker::metrics_server::RoundTrips>,
 }
 
 /// See [`Options::on_spawn`].

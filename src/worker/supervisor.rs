@@ -219,7 +219,8 @@ impl Supervisor {
         } else {
             Default::default()
         };
-        let result = self.store.exchange(&Exchange {
+        let asked = Instant::now();
+        let exchange = Exchange {
             finished: self.outbox.finished(),
             renew: &renew,
             process: Some(&self.process),
@@ -231,7 +232,16 @@ impl Supervisor {
             check_cancels: !self.slots.all_idle(),
             lease_timeout: self.config.lease_timeout,
             queues: self.options.queues.as_deref(),
-        });
+        };
+        let result = self.store.exchange(&exchange);
+        if let Some(trips) = &self.options.round_trips
+            && exchange.writes()
+        {
+            let ms = asked.elapsed().as_secs_f64() * 1000.0;
+            if let Ok(mut histogram) = trips.lock() {
+                histogram.observe(ms);
+            }
+        }
         match result {
             Ok(reply) => {
                 self.store_retry.succeeded(now);

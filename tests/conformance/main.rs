@@ -31,6 +31,7 @@ mod listing;
 mod output;
 mod schedule;
 mod settings;
+mod stats;
 mod transfer;
 mod upgrade;
 mod workers;

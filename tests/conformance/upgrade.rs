@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// The schema version this build writes.
-const CURRENT_VERSION: i64 = 4;
+const CURRENT_VERSION: i64 = 5;
 
 /// Makes the store a version-1 store, as the release before version 2 created it,
 /// holding a completed job with its attempt (output tail `hello`), a dead one whose
@@ -354,7 +354,8 @@ fn migrates_version_3(backend: Backend) {
     let mut raw = stores.raw();
     assert_eq!(schema_version(&stores, &mut raw), CURRENT_VERSION);
     // One key, on (job_seq, lease_token): the old (job_id, lease_token) one is gone.
-    assert_eq!(attempt_indexes(&stores, &mut raw), (1, 1));
+    // The other index is version 5's `attempts_finished` (stats), on finished_at.
+    assert_eq!(attempt_indexes(&stores, &mut raw), (2, 1));
     // Every attempt kept its job's seq; the orphan's row is gone.
     assert_eq!(raw.number("SELECT count(*) FROM attempts"), 5);
     assert_eq!(

@@ -35,6 +35,7 @@ mod recovery;
 mod retry;
 mod schedule_transfer;
 mod smoke;
+mod stats;
 mod store_files;
 mod transfer;
 mod unique;

@@ -25,6 +25,7 @@
 //! - `cron`: recurring jobs (`cron add/list/...`) and firing due entries;
 //! - `attempt_plans` (tests only): attempts are found through their `job_seq` key.
 //! - `exchange_plans` (tests only): the claim's plan, and the lock of limited queues.
+//! - `stats`: the aggregates of `stats` and `metrics`, and the history's rollup.
 //!
 //! Each statement is a constant named after its operation (`CLAIM_NEXT`,
 //! `RECORD_FINISHED`, ...) beside the code that binds its parameters, so the same
@@ -80,6 +81,7 @@ mod location;
 mod output;
 mod schedule;
 mod schema;
+mod stats;
 mod transfer;
 mod workers;
 
@@ -528,6 +530,17 @@ impl Store for PgStore {
         }
         let channel = self.channel.clone();
         self.write(|db| cron::fire_in(db, &channel))
+    }
+
+    fn stats(&mut self, request: &super::stats::StatsRequest) -> Result<super::stats::StatsRaw> {
+        self.snapshot(|db| stats::stats(db, request))
+    }
+
+    fn metrics(&mut self) -> Result<super::stats::MetricsRaw> {
+        if self.read(stats::roll_due)? {
+            self.write(stats::roll_if_due)?;
+        }
+        self.snapshot(stats::metrics)
     }
 }
 

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0002_control.sql"),
     include_str!("0003_schedule.sql"),
     include_str!("0004_attempt_seq.sql"),
+    include_str!("0005_stats.sql"),
 ];
 
 /// First key of the migration advisory lock ("QCTL"); the second is the schema's hash,

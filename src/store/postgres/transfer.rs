@@ -144,6 +144,8 @@ pub(super) fn import_in(
     jobs: &[JobRecord],
     channel: &str,
 ) -> Step<()> {
+    // Imported attempts may be older than the metrics rollup's mark: count again.
+    super::stats::forget_rollup(db)?;
     for chunk in jobs.chunks(ENQUEUE_CHUNK) {
         import_chunk(db, chunk)?;
         import_schedule(db, chunk)?;

@@ -31,6 +31,7 @@
 //! - `transfer`: export and import;
 //! - `cron`: recurring jobs (`cron add/list/...`) and firing due entries;
 //! - `attempt_plans` (tests only): attempts are found through their `job_seq` key.
+//! - `stats`: the aggregates of `stats` and `metrics`, and the history's rollup.
 //!
 //! Every statement is a named constant in the module that runs it, named after what
 //! it does (`CLAIM_NEXT`, `RENEW_LEASES`, ...). The PostgreSQL backend uses the same
@@ -69,6 +70,7 @@ mod jobs;
 mod output;
 mod schedule;
 mod schema;
+mod stats;
 mod transfer;
 mod wal;
 mod workers;
@@ -385,6 +387,19 @@ impl Store for SqliteStore {
             });
         }
         self.write(cron::fire)
+    }
+
+    fn stats(&mut self, request: &super::stats::StatsRequest) -> Result<super::stats::StatsRaw> {
+        self.transact(TransactionBehavior::Deferred, |tx, now| {
+            stats::stats(tx, now, request)
+        })
+    }
+
+    fn metrics(&mut self) -> Result<super::stats::MetricsRaw> {
+        if stats::roll_due(&self.conn, now_ms())? {
+            self.write(stats::roll_if_due)?;
+        }
+        self.transact(TransactionBehavior::Deferred, stats::metrics)
     }
 }
 

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0002_control.sql"),
     include_str!("0003_schedule.sql"),
     include_str!("0004_attempt_seq.sql"),
+    include_str!("0005_stats.sql"),
 ];
 
 /// Whether the file holds any schema at all: a file without our `application_id`

@@ -106,6 +106,8 @@ pub(super) fn export(conn: &Connection, state: Option<JobState>, emit: Emit<'_>)
 }
 
 pub(super) fn import(tx: &Transaction<'_>, now: i64, jobs: &[JobRecord]) -> Result<()> {
+    // Imported attempts may be older than the metrics rollup's mark: count again.
+    super::stats::forget_rollup(tx)?;
     let mut insert_job = tx.prepare_cached(IMPORT_JOBS).map_err(db_error)?;
     let mut insert_attempt = tx.prepare_cached(IMPORT_ATTEMPTS).map_err(db_error)?;
     for record in jobs {
