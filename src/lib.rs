@@ -7,6 +7,8 @@
 //! - [`store`] persists jobs behind the [`store::Store`] trait, one module per backend.
 //! - [`worker`] claims jobs, runs their commands and keeps their leases.
 //! - [`cli`] parses arguments and prints results; `main.rs` only calls [`cli::main`].
+//! - [`dashboard`] serves the web UI and its JSON API (`queuectl dashboard`);
+//!   [`metrics`] renders the Prometheus exposition.
 
 // queuectl runs on Linux only, and says so at compile time rather than failing to
 // build deep inside a module. Linux-specific: inotify wakes idle workers on the
@@ -25,10 +27,12 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod cron;
+pub mod dashboard;
 pub mod duration;
 pub mod error;
 pub mod job;
 pub mod log;
+pub mod metrics;
 pub mod store;
 pub mod transfer;
 pub mod worker;

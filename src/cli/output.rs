@@ -15,11 +15,11 @@ use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};
 
 use anstyle::{AnsiColor, Style};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::table;
 use crate::job::{Job, JobState};
-use crate::store::{AttemptRecord, WorkerRow, WorkerState};
+use crate::store::{AttemptRecord, QueueRow, WorkerRow, WorkerState};
 
 /// `--color`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -380,6 +380,20 @@ pub fn visible(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(shown)
+}
+
+/// One queue in JSON: its name, a count per state (as `status --json` has them),
+/// `running` (its `processing` jobs), `paused` and `concurrency` (null: no limit).
+pub fn queue_json(q: &QueueRow) -> Value {
+    let mut object = Map::new();
+    object.insert("name".into(), json!(q.name));
+    for state in JobState::ALL {
+        object.insert(state.as_str().into(), json!(q.counts.get(state)));
+    }
+    object.insert("running".into(), json!(q.counts.get(JobState::Processing)));
+    object.insert("paused".into(), json!(q.paused));
+    object.insert("concurrency".into(), json!(q.concurrency));
+    Value::Object(object)
 }
 
 pub fn worker_json(worker: &WorkerRow) -> Value {
