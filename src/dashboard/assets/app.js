@@ -20,7 +20,7 @@ function el(tag, attrs, ...children) {
     if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v === true ? '' : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -92,7 +92,9 @@ function table(headers, rows, empty) {
     el('tbody', {}, rows));
 }
 
-function replace(node, ...children) { node.replaceChildren(...children.flat()); }
+function replace(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter(c => c !== null && c !== undefined));
+}
 
 // ---- session (sign in with the token; the cookie is HttpOnly) ----
 
@@ -124,7 +126,7 @@ function renderSession() {
 function overview(main) {
   const cards = el('div', { class: 'cards', id: 'counts' });
   const oldest = el('p', { id: 'oldest' });
-  const chart = svg('svg', { class: 'chart', id: 'throughput', viewBox: '0 0 600 160', preserveAspectRatio: 'none' });
+  const chart = svg('svg', { class: 'chart', id: 'throughput', viewBox: '0 0 1200 180' });
   const chartNote = el('p', { class: 'muted', id: 'throughput-total' });
   const queues = el('div', { id: 'overview-queues' });
   const hosts = el('div', { id: 'overview-hosts' });
@@ -162,7 +164,7 @@ function drawChart(chart, note, t) {
   const n = t.succeeded.length;
   const totals = t.succeeded.map((s, i) => s + t.other[i]);
   const max = Math.max(1, ...totals);
-  const w = 600 / n, h = 140;
+  const w = 1200 / n, h = 150;
   const nodes = [];
   for (let i = 0; i < n; i++) {
     const okH = h * t.succeeded[i] / max, badH = h * t.other[i] / max;
@@ -171,8 +173,8 @@ function drawChart(chart, note, t) {
   }
   const label = svg('text', { x: 4, y: 12 });
   label.textContent = 'max ' + max + '/min';
-  const left = svg('text', { x: 4, y: 158 }); left.textContent = '-60 min';
-  const right = svg('text', { x: 560, y: 158 }); right.textContent = 'now';
+  const left = svg('text', { x: 4, y: 176 }); left.textContent = '-60 min';
+  const right = svg('text', { x: 1170, y: 176 }); right.textContent = 'now';
   chart.replaceChildren(...nodes, label, left, right);
   const ok = t.succeeded.reduce((a, b) => a + b, 0), bad = t.other.reduce((a, b) => a + b, 0);
   note.textContent = ok + ' succeeded, ' + bad + ' failed or interrupted in the last hour';
