@@ -335,6 +335,9 @@ backend_test!(the_api_pages_filters_and_answers_errors_as_json, |env| {
     let overview = dashboard.api("overview");
     assert_eq!(overview["counts"]["pending"], env.status()["pending"]);
     assert_eq!(overview["counts"]["total"], 7);
+    assert_eq!(overview["queues"].as_array().map(Vec::len), Some(2));
+    let light = dashboard.api("overview?queues=0");
+    assert!(light.get("queues").is_none() && light["counts"] == overview["counts"]);
 
     // Actions with the token header (no Origin: not a browser).
     let token = [("X-Queuectl-Token", TOKEN)];

@@ -134,16 +134,19 @@ function overview(main) {
     el('h2', {}, 'Throughput, last hour (attempts per minute)'), chart, chartNote,
     el('div', { class: 'grid2' }, el('div', {}, el('h2', {}, 'Queues'), queues),
       el('div', {}, el('h2', {}, 'Workers by host'), hosts)));
-  let chartAt = 0;
+  let chartAt = 0, queuesAt = 0;
   return {
     async refresh(gen) {
-      const data = await api('overview');
+      // Per-queue counts read every job: every 5 s; the rest every second.
+      const withQueues = Date.now() - queuesAt > 5000;
+      const data = await api(withQueues ? 'overview' : 'overview?queues=0');
       if (gen !== generation) return;
+      if (withQueues) queuesAt = Date.now();
       replace(cards, [...STATES, 'total'].map(s => el('a', { class: 'card', href: s === 'total' ? '#/jobs' : '#/jobs?state=' + s },
         el('div', { class: 'n', id: 'count-' + s }, data.counts[s]), el('div', { class: 'label' }, s))));
       replace(oldest, 'Oldest ready job waiting: ', el('strong', {}, age(data.oldest_pending_age_seconds)),
         ' · workers: ' + data.workers.live + ' live, ' + data.workers.busy + ' busy, ' + data.workers.idle + ' idle');
-      replace(queues, table(['Queue', { label: 'Pending', num: 1 }, { label: 'Running', num: 1 }, { label: 'Dead', num: 1 }, 'Paused'],
+      if (data.queues) replace(queues, table(['Queue', { label: 'Pending', num: 1 }, { label: 'Running', num: 1 }, { label: 'Dead', num: 1 }, 'Paused'],
         data.queues.map(q => el('tr', {}, el('td', {}, el('a', { href: '#/jobs?queue=' + encodeURIComponent(q.name) }, q.name)),
           el('td', { class: 'num' }, q.pending), el('td', { class: 'num' }, q.running), el('td', { class: 'num' }, q.dead),
           el('td', {}, q.paused ? 'paused' : ''))), 'No queues yet.'));
@@ -353,6 +356,8 @@ function route() {
 
 async function tick(force) {
   if (!view || (busy && !force)) return;
+  // A page in a background tab does not poll: it catches up when shown again.
+  if (!force && document.hidden) return;
   if (!force && view.pauseWhileEditing && document.activeElement && document.activeElement.matches('input')) return;
   busy = true;
   const gen = generation;
@@ -372,6 +377,7 @@ async function tick(force) {
 }
 
 window.addEventListener('hashchange', route);
+document.addEventListener('visibilitychange', () => { if (!document.hidden) tick(true); });
 document.addEventListener('DOMContentLoaded', async () => {
   await loadSession();
   route();
