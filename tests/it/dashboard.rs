@@ -401,3 +401,37 @@ fn a_non_loopback_address_needs_a_token() {
     let out = env.run(&["dashboard", "--listen", "not-an-address"]);
     assert_usage_error(&out, "--listen");
 }
+
+backend_test!(with_the_token_the_page_enqueues_and_pauses_queues, |env| {
+    let dashboard = Dashboard::start(&mut env, Some(TOKEN));
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    browser.goto(&dashboard.url("/#/jobs"));
+    browser.type_into("#token", TOKEN);
+    browser.click("#login");
+    browser.wait_text("#session", LONG, |t| t.contains("signed in"));
+    wait_until("the enqueue form", LONG, || {
+        browser.count("#enqueue-command") == 1
+    });
+    browser.type_into("#enqueue-command", "echo from the page");
+    browser.type_into("#enqueue-queue", "web");
+    browser.click("#enqueue");
+    wait_until("the job to be stored", LONG, || env.status()["total"] == 1);
+    let listed = env.json(&["list"]);
+    assert_eq!(listed[0]["command"], "echo from the page");
+    assert_eq!(listed[0]["queue"], "web");
+
+    browser.goto(&dashboard.url("/#/queues"));
+    let row = "tr[data-queue=\"web\"]";
+    browser.wait_text(row, LONG, |t| t.contains("web"));
+    browser.click(&format!("{row} button.pause"));
+    wait_until("the queue to be paused", LONG, || {
+        env.json(&["queue", "list"])[0]["paused"] == true
+    });
+    browser.wait_text(row, LONG, |t| t.contains("paused"));
+    browser.click(&format!("{row} button.resume"));
+    wait_until("the queue to be resumed", LONG, || {
+        env.json(&["queue", "list"])[0]["paused"] == false
+    });
+});
