@@ -261,6 +261,7 @@ function jobPage(main, id) {
   const follow = el('label', {}, el('input', { type: 'checkbox', id: 'follow', checked: true }), ' follow');
   replace(main, title, buttons, props, el('h2', {}, 'Attempts'), attempts, outputTitle, follow, output);
   const enc = encodeURIComponent(id);
+  let outputKey = null;
   return {
     async refresh(gen) {
       const job = await api('jobs/' + enc);
@@ -281,8 +282,13 @@ function jobPage(main, id) {
           el('td', {}, a.signal_name || (a.exit_code ?? '')), el('td', {}, when(a.started_at)),
           el('td', { class: 'num' }, a.duration_ms === null ? '' : (a.duration_ms / 1000).toFixed(2) + ' s'),
           el('td', {}, a.host || ''), el('td', {}, a.error || ''))), 'No attempt has finished yet.'));
+      // A finished job's output no longer changes: read it once, not every second.
+      const finished = ['completed', 'dead', 'cancelled'].includes(job.state);
+      const key = job.state + ':' + job.history.length;
+      if (finished && outputKey === key) return;
       const out = await api('jobs/' + enc + '/output');
       if (gen !== generation) return;
+      outputKey = finished && !out.running ? key : null;
       outputTitle.textContent = out.attempt ? 'Output of attempt ' + out.attempt + (out.running ? ' (running)' : '') : 'Output';
       // textContent: the job's bytes are shown as text, whatever they hold.
       if (output.textContent !== out.output) {
