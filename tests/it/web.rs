@@ -253,22 +253,37 @@ impl Browser {
         seen.unwrap_or_default()
     }
 
+    /// Clicks the element matching `css`. The page re-renders its lists every
+    /// second, so an element found may be replaced before the click lands (a stale
+    /// reference): then it is found again, until a deadline.
     pub fn click(&self, css: &str) {
-        self.rt
-            .block_on(async {
-                let element = self.client().find(Locator::Css(css)).await?;
-                element.click().await
-            })
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        self.retrying(&format!("click {css}"), || async {
+            let element = self.client().find(Locator::Css(css)).await?;
+            element.click().await
+        });
     }
 
+    /// Types `text` into the element matching `css` (retried like [`Browser::click`]).
     pub fn type_into(&self, css: &str, text: &str) {
-        self.rt
-            .block_on(async {
-                let element = self.client().find(Locator::Css(css)).await?;
-                element.send_keys(text).await
-            })
-            .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+        self.retrying(&format!("type into {css}"), || async {
+            let element = self.client().find(Locator::Css(css)).await?;
+            element.send_keys(text).await
+        });
+    }
+
+    fn retrying<F, Fut>(&self, what: &str, attempt: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), fantoccini::error::CmdError>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.rt.block_on(attempt()) {
+                Ok(()) => return,
+                Err(e) if Instant::now() >= deadline => panic!("{what}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
 
     /// A PNG of the page as it is now.
