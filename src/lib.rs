@@ -11,6 +11,8 @@
 //! - [`cli`] parses arguments and prints results; `main.rs` only calls [`cli::main`].
 //! - [`text`] (control characters made visible) and [`log`] (the worker's log lines)
 //!   serve every human-facing output; [`file_trust`] checks local files before use.
+//! - [`dashboard`] serves the web UI and its JSON API (`queuectl dashboard`);
+//!   [`metrics`] renders the Prometheus exposition.
 
 // queuectl runs on Linux only, and says so at compile time rather than failing to
 // build deep inside a module. Linux-specific: inotify wakes idle workers on the
@@ -29,6 +31,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod cron;
+pub mod dashboard;
 pub mod duration;
 pub mod error;
 pub mod file_trust;

@@ -74,6 +74,7 @@ pub fn list(ctx: &Context, args: ListArgs) -> Result<(), Failure> {
         order,
         limit: args.limit.or(args.last),
         from_end: args.last.is_some(),
+        ..JobListing::default()
     };
     if page {
         listing.limit = Some(PAGE);

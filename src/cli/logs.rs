@@ -118,7 +118,7 @@ pub(super) fn exit_with(code: i32) -> Result<(), Failure> {
 
 /// One attempt of a job: finished (with its record) or running.
 #[derive(Debug, Clone)]
-pub(super) struct Attempt {
+pub(crate) struct Attempt {
     /// 1 for the first run.
     pub number: usize,
     pub token: i64,
@@ -143,7 +143,7 @@ impl Attempt {
 
 /// Every attempt of `job` in the order they ran: its history, then the running
 /// attempt if it runs.
-pub(super) fn attempts_of(store: &mut dyn Store, job: &Job) -> Result<Vec<Attempt>, Failure> {
+pub(crate) fn attempts_of(store: &mut dyn Store, job: &Job) -> Result<Vec<Attempt>, Failure> {
     let mut history = store.attempts(&job.id)?;
     history.sort_by_key(|a| a.lease_token);
     let mut attempts: Vec<Attempt> = history
@@ -169,7 +169,7 @@ pub(super) fn attempts_of(store: &mut dyn Store, job: &Job) -> Result<Vec<Attemp
 
 /// An attempt's output as stored, with an omission line for any gap, and how many
 /// bytes it printed in all (so far, while it runs).
-pub(super) fn read_whole(
+pub(crate) fn read_whole(
     store: &mut dyn Store,
     job_id: &str,
     token: i64,

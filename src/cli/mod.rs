@@ -16,6 +16,7 @@ mod bench;
 mod config;
 mod control;
 mod cron;
+mod dashboard;
 mod dlq;
 mod enqueue;
 mod follow;
@@ -23,7 +24,7 @@ mod generate;
 mod ids;
 mod jobs;
 mod list;
-mod logs;
+pub(crate) mod logs;
 mod metrics;
 pub mod output;
 mod queue;
@@ -102,6 +103,8 @@ enum Command {
     /// Queues: counts per queue, pause and resume, concurrency limits
     #[command(subcommand)]
     Queue(queue::Command),
+    /// Serve the web dashboard and its JSON API (read-only unless given a token)
+    Dashboard(dashboard::Args),
     /// Queue settings shared by every worker
     #[command(subcommand)]
     Config(config::Command),
@@ -241,6 +244,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Clean(args) => control::clean(&ctx, args),
         Command::Dlq(command) => dlq::run(&ctx, command),
         Command::Queue(command) => queue::run(&ctx, command),
+        Command::Dashboard(args) => dashboard::run(&ctx, args),
         Command::Config(command) => config::run(&ctx, command),
         Command::Stats(args) => stats::run(&ctx, args),
         Command::Metrics => metrics::run(&ctx),

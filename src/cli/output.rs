@@ -15,11 +15,11 @@ pub use crate::text::{one_line, visible};
 use std::io::{self, IsTerminal, Write};
 
 use anstyle::{AnsiColor, Style};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::table;
 use crate::job::{Job, JobState};
-use crate::store::{AttemptRecord, WorkerRow, WorkerState};
+use crate::store::{AttemptRecord, QueueRow, WorkerRow, WorkerState};
 
 /// `--color`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -340,6 +340,20 @@ pub fn human_bytes(bytes: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
+}
+
+/// One queue in JSON: its name, a count per state (as `status --json` has them),
+/// `running` (its `processing` jobs), `paused` and `concurrency` (null: no limit).
+pub fn queue_json(q: &QueueRow) -> Value {
+    let mut object = Map::new();
+    object.insert("name".into(), json!(q.name));
+    for state in JobState::ALL {
+        object.insert(state.as_str().into(), json!(q.counts.get(state)));
+    }
+    object.insert("running".into(), json!(q.counts.get(JobState::Processing)));
+    object.insert("paused".into(), json!(q.paused));
+    object.insert("concurrency".into(), json!(q.concurrency));
+    Value::Object(object)
 }
 
 pub fn worker_json(worker: &WorkerRow) -> Value {

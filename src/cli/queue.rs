@@ -1,9 +1,9 @@
 //! `queuectl queue`: the queues jobs are put in (`enqueue --queue`), their counts,
 //! and the settings every worker obeys: pause and a concurrency limit.
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
-use super::output::one_line;
+use super::output::{one_line, queue_json};
 use super::{Context, printed};
 use crate::error::{Failure, InputError};
 use crate::job::JobState;
@@ -120,20 +120,6 @@ fn list(ctx: &Context) -> Result<(), Failure> {
         ],
         &rows,
     ))
-}
-
-/// One queue in JSON: its name, a count per state (as `status --json` has them),
-/// `running` (its `processing` jobs), `paused` and `concurrency` (null: no limit).
-fn queue_json(q: &QueueRow) -> Value {
-    let mut object = Map::new();
-    object.insert("name".into(), json!(q.name));
-    for state in JobState::ALL {
-        object.insert(state.as_str().into(), json!(q.counts.get(state)));
-    }
-    object.insert("running".into(), json!(q.counts.get(JobState::Processing)));
-    object.insert("paused".into(), json!(q.paused));
-    object.insert("concurrency".into(), json!(q.concurrency));
-    Value::Object(object)
 }
 
 #[cfg(test)]

@@ -26,15 +26,29 @@ pub enum JobOrder {
     State,
 }
 
-/// Which jobs `list` reads, in what order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which jobs `list` (and the dashboard's job lists) read, in what order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JobListing {
     pub state: Option<JobState>,
+    /// Only jobs of this queue (bound as a parameter, never spelled into SQL).
+    pub queue: Option<String>,
     pub order: JobOrder,
     /// At most this many jobs.
     pub limit: Option<usize>,
+    /// Skip this many jobs from the kept end first (the dashboard's pages). The
+    /// inner query still reads only sort keys, so a deep page costs an index walk,
+    /// not full rows.
+    pub offset: usize,
     /// Keep the last `limit` jobs of the order rather than the first.
     pub from_end: bool,
+}
+
+impl JobListing {
+    /// Whether the listing filters or skips beyond what `list`'s per-state
+    /// statements do (they take only a state and a limit).
+    pub(crate) fn is_plain(&self) -> bool {
+        self.queue.is_none() && self.offset == 0
+    }
 }
 
 /// How a backend's SQL differs for [`listing_sql`].
@@ -44,17 +58,34 @@ pub(crate) struct Dialect {
     /// The placeholder of the limit (SQLite `?1`, -1 for none; PostgreSQL `$1`,
     /// NULL for none).
     pub limit: &'static str,
+    /// The placeholder of the queue name, bound only when the listing has one
+    /// (SQLite `?2`, PostgreSQL `$2`).
+    pub queue: &'static str,
     /// The sort keys of the order waiting jobs run in on this backend.
     pub waiting_order: &'static [(&'static str, bool)],
 }
 
-/// The statement for `listing`; its only parameter is the limit. States are spelled
-/// into it (they are fixed words), so each backend can pick the state's partial
-/// index.
+/// The statement for `listing`; its parameters are the limit and, when the listing
+/// has a queue, the queue name. States are spelled into it (they are fixed words),
+/// so each backend can pick the state's partial index; the offset is a number.
 pub(crate) fn listing_sql(listing: &JobListing, dialect: &Dialect) -> String {
-    let filter = listing
-        .state
-        .map_or_else(String::new, |s| format!(" WHERE state = '{}'", s.as_str()));
+    let mut conditions = Vec::new();
+    if let Some(state) = listing.state {
+        conditions.push(format!("state = '{}'", state.as_str()));
+    }
+    if listing.queue.is_some() {
+        conditions.push(format!("queue = {}", dialect.queue));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    let offset = if listing.offset > 0 {
+        format!(" OFFSET {}", listing.offset)
+    } else {
+        String::new()
+    };
     let keys: Vec<(String, bool)> = order_keys(listing, dialect);
     let render = |reverse: bool| -> String {
         keys.iter()
@@ -70,7 +101,7 @@ pub(crate) fn listing_sql(listing: &JobListing, dialect: &Dialect) -> String {
     };
     format!(
         "SELECT {columns} FROM jobs WHERE seq IN (SELECT seq FROM jobs{filter} \
-         ORDER BY {inner} LIMIT {limit}) ORDER BY {outer}",
+         ORDER BY {inner} LIMIT {limit}{offset}) ORDER BY {outer}",
         columns = dialect.columns,
         inner = render(listing.from_end),
         limit = dialect.limit,
@@ -113,6 +144,7 @@ mod tests {
     const DIALECT: Dialect = Dialect {
         columns: "id",
         limit: "?1",
+        queue: "?2",
         waiting_order: &[("priority", true), ("seq", false)],
     };
 
@@ -145,5 +177,27 @@ mod tests {
         );
         assert!(sql.contains("WHERE state = 'pending' ORDER BY priority, seq DESC LIMIT"));
         assert!(sql.ends_with("ORDER BY priority DESC, seq"));
+    }
+
+    #[test]
+    fn a_queue_is_bound_and_an_offset_skips_from_the_kept_end() {
+        let sql = listing_sql(
+            &JobListing {
+                state: Some(JobState::Dead),
+                queue: Some("q'; DROP TABLE jobs".into()),
+                limit: Some(50),
+                offset: 100,
+                from_end: true,
+                ..JobListing::default()
+            },
+            &DIALECT,
+        );
+        assert!(
+            sql.contains(
+                "WHERE state = 'dead' AND queue = ?2 ORDER BY seq DESC LIMIT ?1 OFFSET 100)"
+            ),
+            "{sql}"
+        );
+        assert!(!sql.contains("DROP"));
     }
 }

@@ -20,6 +20,7 @@ use crate::error::StoreError;
 use crate::job::output::KeptOutput;
 use crate::job::{AttemptOutcome, Job, JobState, NewJob, Transition};
 
+mod activity;
 pub(crate) mod control;
 pub mod cron;
 pub mod ids;
@@ -172,6 +173,7 @@ pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+pub use activity::Throughput;
 pub use cron::{CronEntry, CronFired, CronRun, NewCronEntry};
 pub use listing::{JobListing, JobOrder};
 pub(crate) use records::RecordStream;
@@ -420,6 +422,10 @@ pub trait Store: Send {
     /// rows it returns, so a page of a large store is cheap.
     fn list_jobs(&mut self, listing: &JobListing) -> Result<Vec<Job>>;
     fn counts(&mut self) -> Result<Counts>;
+    /// Attempts that finished in the last `window` by the store's clock, counted per
+    /// `bucket` (see [`Throughput`]): the dashboard's chart. One grouped read of the
+    /// attempts in the window.
+    fn throughput(&mut self, window: Duration, bucket: Duration) -> Result<Throughput>;
 
     /// Puts dead jobs back to `pending`, applying [`crate::job::after_dlq_retry`] to
     /// each. All or nothing: if any id is unknown or not dead, nothing changes. `None`

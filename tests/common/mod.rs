@@ -201,6 +201,18 @@ impl Env {
         self.spawn_logged(cmd)
     }
 
+    /// Starts `queuectl ARGS` (a long-running command such as `dashboard`) in the
+    /// background, like [`Env::spawn_workers_with`]: stderr logged, killed when the
+    /// Env drops. Returns the process's pid.
+    pub fn spawn_with(&mut self, args: &[&str], vars: &[(&str, &str)]) -> u32 {
+        self.ensure_store();
+        let mut cmd = self.cmd(args);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        self.spawn_logged(cmd)
+    }
+
     /// Starts `cmd` in the background with its stderr in `worker-N.log` (printed if
     /// the test fails); the process is killed when the Env drops.
     fn spawn_logged(&mut self, mut cmd: Command) -> u32 {

@@ -33,7 +33,7 @@ conformance_test!(the_last_jobs_come_newest_last_in_any_order, |stores| {
         jiff::Timestamp::now().as_millisecond() > created + 1
     });
     let all = JobListing::default();
-    assert_eq!(ids(&mut *store, all), ["a", "b", "c", "d", "e"]);
+    assert_eq!(ids(&mut *store, all.clone()), ["a", "b", "c", "d", "e"]);
     let last = |order, n| JobListing {
         order,
         limit: Some(n),
@@ -51,7 +51,7 @@ conformance_test!(the_last_jobs_come_newest_last_in_any_order, |stores| {
             &mut *store,
             JobListing {
                 order: JobOrder::Priority,
-                ..all
+                ..JobListing::default()
             }
         ),
         ["b", "d", "e", "a", "c"]
@@ -63,7 +63,7 @@ conformance_test!(the_last_jobs_come_newest_last_in_any_order, |stores| {
             JobListing {
                 order: JobOrder::Priority,
                 limit: Some(2),
-                ..all
+                ..JobListing::default()
             }
         ),
         ["b", "d"]
@@ -77,7 +77,7 @@ conformance_test!(the_last_jobs_come_newest_last_in_any_order, |stores| {
         &mut *store,
         JobListing {
             order: JobOrder::State,
-            ..all
+            ..JobListing::default()
         },
     );
     assert_eq!(by_state, ["a", "b", "d", "e", "c"]);
@@ -164,3 +164,36 @@ conformance_test!(waiting_jobs_list_in_one_order_on_every_store, |stores| {
     assert_eq!(ids(&mut *store, pending(false, None)), ["b1", "b2", "b3"]);
     assert_eq!(ids(&mut *store, pending(true, Some(2))), ["b2", "b3"]);
 });
+
+conformance_test!(
+    dashboard_pages_filter_by_queue_and_skip_from_the_newest,
+    |stores| {
+        let mut store = stores.open();
+        // a0..a5 alternate between queues `q` and `r`.
+        let jobs: Vec<NewJob> = (0..6)
+            .map(|i| NewJob {
+                queue: if i % 2 == 0 { "q" } else { "r" }.into(),
+                ..new_job(&format!("a{i}"))
+            })
+            .collect();
+        store.enqueue(&jobs).expect("enqueue");
+        let page = |queue: Option<&str>, state, offset| JobListing {
+            state,
+            queue: queue.map(str::to_owned),
+            limit: Some(2),
+            offset,
+            from_end: true,
+            ..JobListing::default()
+        };
+        assert_eq!(ids(&mut *store, page(None, None, 0)), ["a4", "a5"]);
+        assert_eq!(ids(&mut *store, page(None, None, 2)), ["a2", "a3"]);
+        assert_eq!(ids(&mut *store, page(Some("q"), None, 0)), ["a2", "a4"]);
+        assert_eq!(ids(&mut *store, page(Some("q"), None, 2)), ["a0"]);
+        assert_eq!(
+            ids(&mut *store, page(Some("r"), Some(JobState::Pending), 1)),
+            ["a1", "a3"]
+        );
+        assert!(ids(&mut *store, page(Some("none"), None, 0)).is_empty());
+        assert!(ids(&mut *store, page(Some("q"), Some(JobState::Dead), 0)).is_empty());
+    }
+);

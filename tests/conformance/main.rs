@@ -21,6 +21,7 @@ use queuectl::error::StoreError;
 use queuectl::job::{AttemptOutcome, Job, NewJob, Outcome, Transition, after_attempt};
 use queuectl::store::{self, Exchange, ExchangeReply, Finished, Lease, Location, OpenFor, Store};
 
+mod activity;
 mod claims;
 mod control;
 mod cron;

@@ -345,6 +345,7 @@ pub(super) fn list_jobs<C: GenericClient>(
 const DIALECT: Dialect = Dialect {
     columns: concat!(job_columns!(), ", ", after_ids!()),
     limit: "$1",
+    queue: "$2",
     waiting_order: &[
         (
             "CASE WHEN blocked_by > 0 THEN 2 WHEN scheduled THEN 1 ELSE 0 END",
@@ -369,13 +370,16 @@ pub(super) fn list_ordered<C: GenericClient>(
     listing: &JobListing,
 ) -> Step<Vec<Job>> {
     let limit = listing.limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-    if listing.order == JobOrder::Natural && !listing.from_end {
+    if listing.order == JobOrder::Natural && !listing.from_end && listing.is_plain() {
         return list_jobs(db, listing.state, limit);
     }
     // Built per call from fixed words (never user text), so not in the statement
     // cache, which holds `'static` statements only.
     let sql = listing_sql(listing, &DIALECT);
-    let rows = db.client.query(sql.as_str(), &[&limit])?;
+    let rows = match &listing.queue {
+        Some(queue) => db.client.query(sql.as_str(), &[&limit, queue])?,
+        None => db.client.query(sql.as_str(), &[&limit])?,
+    };
     rows.iter()
         .map(|row| {
             let mut job = job_from_row(row)?;

@@ -171,6 +171,14 @@ fn is_connection_error(e: &postgres::Error) -> bool {
 
 /// One step of work against the database: a queue rule's error, or the driver's.
 type Step<T> = Result<T>;
+
+/// The database server's clock, in ms.
+const READ_NOW: &str = "SELECT now_ms()";
+
+/// Attempts finished since `$1`, per bucket of `$2` ms: (index, succeeded, all).
+const THROUGHPUT: &str = "SELECT (finished_at - $1) / $2 AS b, \
+    count(*) FILTER (WHERE outcome = 'succeeded'), count(*) FROM attempts \
+    WHERE finished_at >= $1 GROUP BY b";
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// A client (or transaction) plus the connection's statement cache: every statement
@@ -408,6 +416,25 @@ impl Store for PgStore {
 
     fn counts(&mut self) -> Result<Counts> {
         self.read(jobs::count_jobs)
+    }
+
+    fn throughput(
+        &mut self,
+        window: std::time::Duration,
+        bucket: std::time::Duration,
+    ) -> Result<crate::store::Throughput> {
+        self.read(|db| {
+            let now: i64 = db.query_one(READ_NOW, &[])?.try_get(0)?;
+            let (since, bucket_ms, count) = crate::store::Throughput::bounds(now, window, bucket);
+            let rows = db.query(THROUGHPUT, &[&since, &bucket_ms])?;
+            let rows = rows
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect::<Step<Vec<(i64, i64, i64)>>>()?;
+            Ok(crate::store::Throughput::from_rows(
+                now, bucket_ms, count, rows,
+            ))
+        })
     }
 
     fn retry_dead(&mut self, ids: Option<&[String]>) -> Result<Vec<String>> {

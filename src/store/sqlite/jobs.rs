@@ -347,6 +347,7 @@ pub(super) fn list(
 const DIALECT: Dialect = Dialect {
     columns: concat!(job_columns!(), ", ", after_ids!()),
     limit: "?1",
+    queue: "?2",
     waiting_order: &[
         (
             "CASE WHEN blocked_by > 0 THEN 2 WHEN scheduled <> 0 THEN 1 ELSE 0 END",
@@ -367,7 +368,7 @@ const DIALECT: Dialect = Dialect {
 /// `list` in any order, keeping either end; the natural order from the start is
 /// [`list`]'s, through its per-state indexes.
 pub(super) fn list_jobs(conn: &Connection, listing: &JobListing) -> Result<Vec<Job>> {
-    if listing.order == JobOrder::Natural && !listing.from_end {
+    if listing.order == JobOrder::Natural && !listing.from_end && listing.is_plain() {
         return list(conn, listing.state, listing.limit);
     }
     let limit = listing
@@ -375,14 +376,17 @@ pub(super) fn list_jobs(conn: &Connection, listing: &JobListing) -> Result<Vec<J
         .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
     let sql = listing_sql(listing, &DIALECT);
     let mut stmt = conn.prepare_cached(&sql).map_err(db_error)?;
-    let rows = stmt
-        .query_map(params![limit], |row| {
-            let mut job = job_from_row(row)?;
-            let after: Option<String> = row.get(JOB_COLUMN_COUNT)?;
-            job.after = after_from_lines(after.as_deref());
-            Ok(job)
-        })
-        .map_err(db_error)?;
+    let read = |row: &rusqlite::Row<'_>| {
+        let mut job = job_from_row(row)?;
+        let after: Option<String> = row.get(JOB_COLUMN_COUNT)?;
+        job.after = after_from_lines(after.as_deref());
+        Ok(job)
+    };
+    let rows = match &listing.queue {
+        Some(queue) => stmt.query_map(params![limit, queue], read),
+        None => stmt.query_map(params![limit], read),
+    }
+    .map_err(db_error)?;
     rows.collect::<rusqlite::Result<_>>().map_err(db_error)
 }
 

@@ -289,6 +289,26 @@ impl Store for SqliteStore {
         jobs::counts(&mut self.conn)
     }
 
+    fn throughput(
+        &mut self,
+        window: Duration,
+        bucket: Duration,
+    ) -> Result<crate::store::Throughput> {
+        let now = now_ms();
+        let (since, bucket_ms, count) = crate::store::Throughput::bounds(now, window, bucket);
+        let mut stmt = self.conn.prepare_cached(THROUGHPUT).map_err(db_error)?;
+        let rows = stmt
+            .query_map(params![since, bucket_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(db_error)?
+            .collect::<rusqlite::Result<Vec<(i64, i64, i64)>>>()
+            .map_err(db_error)?;
+        Ok(crate::store::Throughput::from_rows(
+            now, bucket_ms, count, rows,
+        ))
+    }
+
     fn retry_dead(&mut self, ids: Option<&[String]>) -> Result<Vec<String>> {
         let dead = [JobState::Dead];
         self.write(|tx, now| control::retry(tx, now, ids, &dead, job::after_dlq_retry))
@@ -465,6 +485,11 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     name.push(suffix);
     path.with_file_name(name)
 }
+
+/// Attempts finished since `?1`, per bucket of `?2` ms: (index, succeeded, all).
+const THROUGHPUT: &str = "SELECT (finished_at - ?1) / ?2 AS b, \
+    sum(outcome = 'succeeded'), count(*) FROM attempts WHERE finished_at >= ?1 \
+    GROUP BY b";
 
 fn now_ms() -> i64 {
     SystemTime::now()
