@@ -34,8 +34,10 @@ impl Throughput {
         (since, bucket_ms, count)
     }
 
-    /// Lays out grouped rows `(bucket index, succeeded, all)`; indexes outside the
-    /// window (a clock that moved) are ignored.
+    /// Lays out grouped rows `(bucket index, succeeded, all)`. The last bucket ends
+    /// at `now` inclusive: an attempt that finished in the very millisecond the
+    /// clock was read (index `count`), or after it (another machine's clock ahead),
+    /// counts there; negative indexes cannot occur (the SQL reads from the start).
     pub(crate) fn from_rows(
         now: i64,
         bucket_ms: i64,
@@ -49,9 +51,8 @@ impl Throughput {
             other: vec![0; count],
         };
         for (index, succeeded, all) in rows {
-            if let Ok(i) = usize::try_from(index)
-                && i < count
-            {
+            if let (Ok(i), Some(last)) = (usize::try_from(index), count.checked_sub(1)) {
+                let i = i.min(last);
                 out.succeeded[i] += succeeded;
                 out.other[i] += all - succeeded;
             }
@@ -69,8 +70,12 @@ mod tests {
         let (since, bucket, count) =
             Throughput::bounds(10_000, Duration::from_secs(5), Duration::from_secs(1));
         assert_eq!((since, bucket, count), (5_000, 1_000, 5));
-        let t = Throughput::from_rows(10_000, bucket, count, [(0, 1, 3), (4, 2, 2), (9, 5, 5)]);
+        let t = Throughput::from_rows(10_000, bucket, count, [(0, 1, 3), (4, 2, 2)]);
         assert_eq!(t.succeeded, [1, 0, 0, 0, 2]);
         assert_eq!(t.other, [2, 0, 0, 0, 0]);
+        // Finished at `now` itself (index 5) or after it: the last bucket.
+        let t = Throughput::from_rows(10_000, bucket, count, [(5, 1, 1), (9, 0, 2)]);
+        assert_eq!(t.succeeded, [0, 0, 0, 0, 1]);
+        assert_eq!(t.other, [0, 0, 0, 0, 2]);
     }
 }
