@@ -354,7 +354,8 @@ fn migrates_version_3(backend: Backend) {
     let mut raw = stores.raw();
     assert_eq!(schema_version(&stores, &mut raw), CURRENT_VERSION);
     // One key, on (job_seq, lease_token): the old (job_id, lease_token) one is gone.
-    // The other index is version 5's `attempts_finished` (stats), on finished_at.
+    // The other index is version 5's `attempts_finished` (stats), on finished_at
+    // (a BRIN index on PostgreSQL).
     assert_eq!(attempt_indexes(&stores, &mut raw), (2, 1));
     // Every attempt kept its job's seq; the orphan's row is gone.
     assert_eq!(raw.number("SELECT count(*) FROM attempts"), 5);

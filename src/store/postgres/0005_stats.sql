@@ -4,11 +4,15 @@
 -- transaction.
 
 -- `stats` windows and the metrics rollup read attempts by when they finished.
-CREATE INDEX attempts_finished ON attempts (finished_at);
--- `metrics` counts each queue's jobs (completed ones are the total less the
--- others) from this index alone. A job's queue never changes, so only enqueue and
--- clean maintain it.
-CREATE INDEX jobs_queue ON jobs (queue);
+-- BRIN, not B-tree: attempts are appended in about the order they finish, so block
+-- ranges summarise them well, and inserting an attempt costs next to nothing (a
+-- B-tree here, with the per-queue index SQLite has, cost `bench --mode noop` 13%:
+-- BENCHMARKS.md, issue #13).
+CREATE INDEX attempts_finished ON attempts USING brin (finished_at);
+-- No index on jobs (queue), unlike SQLite: every claim and finish is an update
+-- PostgreSQL cannot do in place (it changes indexed columns), so it adds an entry
+-- to every index of the table, this one included, queue unchanged or not. The
+-- per-queue totals of `metrics` read the table instead.
 
 -- The rollup of the attempt history (see src/store/stats.rs): per kind ('duration'
 -- for every attempt, 'pickup' for first attempts), queue, outcome ('' for pickups)
