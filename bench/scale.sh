@@ -55,8 +55,8 @@ db.execute("UPDATE jobs SET state = 'completed', attempts = 1, lease_token = 1, 
            "finished_at = ?1 - seq * ?2, started_at = ?1 - seq * ?2 - (1 + seq % 50), "
            "created_at = ?1 - seq * ?2 - (6 + seq % 50), next_run_at = ?1 - seq * ?2, "
            "updated_at = ?1 - seq * ?2 WHERE seq <= ?3", (now, step, n))
-db.execute("INSERT INTO attempts (job_id, lease_token, worker_id, started_at, finished_at, "
-           "outcome, exit_code) SELECT id, 1, 'w', started_at, finished_at, "
+db.execute("INSERT INTO attempts (job_seq, job_id, lease_token, worker_id, started_at, "
+           "finished_at, outcome, exit_code) SELECT seq, id, 1, 'w', started_at, finished_at, "
            "CASE WHEN seq % 200 = 0 THEN 'failed' ELSE 'succeeded' END, "
            "CASE WHEN seq % 200 = 0 THEN 1 ELSE 0 END FROM jobs WHERE seq <= ?", (n,))
 db.commit()
@@ -90,8 +90,9 @@ INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, created_at, up
 INSERT INTO jobs (id, command, cwd, state, max_retries, created_at, updated_at, next_run_at)
   SELECT 'p' || g, 'true', '/', 'pending', 3, now_ms(), now_ms(), now_ms()
   FROM generate_series(1, $PENDING) g;
-INSERT INTO attempts (job_id, lease_token, worker_id, started_at, finished_at, outcome, exit_code)
-  SELECT id, 1, 'w', started_at, finished_at,
+INSERT INTO attempts (job_seq, job_id, lease_token, worker_id, started_at, finished_at,
+    outcome, exit_code)
+  SELECT seq, id, 1, 'w', started_at, finished_at,
          CASE WHEN seq % 200 = 0 THEN 'failed' ELSE 'succeeded' END,
          CASE WHEN seq % 200 = 0 THEN 1 ELSE 0 END
   FROM jobs WHERE state = 'completed';
