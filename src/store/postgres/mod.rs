@@ -25,7 +25,9 @@
 //! - `cron`: recurring jobs (`cron add/list/...`) and firing due entries;
 //! - `attempt_plans` (tests only): attempts are found through their `job_seq` key.
 //! - `exchange_plans` (tests only): the claim's plan, and the lock of limited queues.
-//! - `stats`: the aggregates of `stats` and `metrics`, and the history's rollup.
+//! - `stats`: the aggregates of `stats` and `metrics`, and the history's rollup;
+//! - `driver`: the statement cache ([`Db`]), transactions, row columns, and what a
+//!   driver error means.
 //!
 //! Each statement is a constant named after its operation (`CLAIM_NEXT`,
 //! `RECORD_FINISHED`, ...) beside the code that binds its parameters, so the same
@@ -46,24 +48,22 @@
 //! - The password stays inside the driver's config: messages name host:port only.
 //! - A broken connection turns into [`StoreError::Unavailable`]; the next call
 //!   reconnects, so a worker survives database restarts.
-//! - Statements run through [`Db`] are prepared once per connection (the cache is keyed
-//!   by the `&'static str` constants), so each later call is a single round trip.
+//! - Statements run through [`Db`] (`driver`) are prepared once per connection (the
+//!   cache is keyed by the `&'static str` constants), so each later call is one round
+//!   trip.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::thread;
 
-use postgres::error::SqlState;
-use postgres::types::ToSql;
-use postgres::{Client, GenericClient, Row, Statement, Transaction};
+use postgres::{Client, GenericClient, Transaction};
 
-use super::rows::Columns;
 use super::{
     AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Emit, Enqueued, Exchange,
     ExchangeReply, JobRecord, NewCronEntry, OutputRead, QueueChange, QueueRow, Result, RunningJob,
     StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
 };
-use crate::error::{InputError, StoreError};
+use crate::error::StoreError;
 use crate::job::{self, Cancel, Job, JobState, NewJob};
 
 #[cfg(test)]
@@ -71,6 +71,7 @@ mod attempt_plans;
 mod connect;
 mod control;
 mod cron;
+mod driver;
 mod exchange;
 #[cfg(test)]
 mod exchange_plans;
@@ -87,6 +88,11 @@ mod workers;
 
 pub use location::{PgLocation, redact};
 
+use driver::{
+    Conn, Db, Params, Step, driver_error, duplicate_id, error_text, in_transaction,
+    is_connection_error, is_retryable, is_unique_violation,
+};
+
 /// Retries of a transaction PostgreSQL aborted to break a deadlock.
 const DEADLOCK_RETRIES: u32 = 3;
 
@@ -97,81 +103,6 @@ const READ_SETTINGS: &str = "SELECT key, value FROM settings";
 const WRITE_SETTING: &str = "INSERT INTO settings (key, value) VALUES ($1, $2) \
     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
-/// An open connection and the statements prepared on it.
-struct Conn {
-    client: Client,
-    stmts: HashMap<&'static str, Statement>,
-}
-
-/// A driver error becomes [`StoreError::Unavailable`] with the driver's error kept as
-/// its source: [`PgStore::failure`] later words it for users (host, scrubbed of any
-/// password) and the retry and duplicate-id checks look at the source's SQLSTATE.
-impl From<postgres::Error> for StoreError {
-    fn from(e: postgres::Error) -> StoreError {
-        StoreError::unavailable_because(error_text(&e), e)
-    }
-}
-
-/// The driver's error behind `e`, if the driver raised it (rather than a queue rule
-/// such as a duplicate id or a job that is not dead).
-fn driver_error(e: &StoreError) -> Option<&postgres::Error> {
-    match e {
-        StoreError::Unavailable {
-            source: Some(source),
-            ..
-        } => source.downcast_ref::<postgres::Error>(),
-        _ => None,
-    }
-}
-
-/// Whether `e` is the driver reporting that a row broke a unique constraint.
-fn is_unique_violation(e: &StoreError) -> bool {
-    driver_error(e).and_then(postgres::Error::code) == Some(&SqlState::UNIQUE_VIOLATION)
-}
-
-/// The id named by a unique violation's detail: `Key (id)=(job1) already exists.`
-fn duplicate_id(e: &postgres::Error) -> Option<String> {
-    let detail = e.as_db_error()?.detail()?;
-    let rest = detail.strip_prefix("Key (id)=(")?;
-    Some(rest.strip_suffix(") already exists.")?.to_owned())
-}
-
-/// The driver's message with its causes ("error connecting to server" alone does not
-/// say whether the connection was refused or timed out).
-fn error_text(e: &postgres::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-fn is_retryable(e: &postgres::Error) -> bool {
-    matches!(
-        e.code(),
-        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
-    )
-}
-
-/// Errors after which the connection cannot be trusted: I/O and protocol failures
-/// (no SQLSTATE), connection exceptions (08) and operator intervention (57, e.g. the
-/// server shutting down).
-fn is_connection_error(e: &postgres::Error) -> bool {
-    if e.is_closed() {
-        return true;
-    }
-    match e.code() {
-        None => e.as_db_error().is_none(),
-        Some(code) => code.code().starts_with("08") || code.code().starts_with("57"),
-    }
-}
-
-/// One step of work against the database: a queue rule's error, or the driver's.
-type Step<T> = Result<T>;
-
 /// The database server's clock, in ms.
 const READ_NOW: &str = "SELECT now_ms()";
 
@@ -179,46 +110,6 @@ const READ_NOW: &str = "SELECT now_ms()";
 const THROUGHPUT: &str = "SELECT (finished_at - $1) / $2 AS b, \
     count(*) FILTER (WHERE outcome = 'succeeded'), count(*) FROM attempts \
     WHERE finished_at >= $1 GROUP BY b";
-type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
-
-/// A client (or transaction) plus the connection's statement cache: every statement
-/// is prepared once per connection, then each call is a single round trip.
-struct Db<'a, C> {
-    client: &'a mut C,
-    stmts: &'a mut HashMap<&'static str, Statement>,
-}
-
-impl<C: GenericClient> Db<'_, C> {
-    fn stmt(&mut self, sql: &'static str) -> Step<Statement> {
-        if let Some(stmt) = self.stmts.get(sql) {
-            return Ok(stmt.clone());
-        }
-        let stmt = self.client.prepare(sql)?;
-        self.stmts.insert(sql, stmt.clone());
-        Ok(stmt)
-    }
-
-    fn query(&mut self, sql: &'static str, params: Params<'_>) -> Step<Vec<Row>> {
-        let stmt = self.stmt(sql)?;
-        Ok(self.client.query(&stmt, params)?)
-    }
-
-    fn query_one(&mut self, sql: &'static str, params: Params<'_>) -> Step<Row> {
-        let stmt = self.stmt(sql)?;
-        Ok(self.client.query_one(&stmt, params)?)
-    }
-
-    fn query_opt(&mut self, sql: &'static str, params: Params<'_>) -> Step<Option<Row>> {
-        let stmt = self.stmt(sql)?;
-        Ok(self.client.query_opt(&stmt, params)?)
-    }
-
-    fn execute(&mut self, sql: &'static str, params: Params<'_>) -> Step<u64> {
-        let stmt = self.stmt(sql)?;
-        Ok(self.client.execute(&stmt, params)?)
-    }
-}
-
 pub struct PgStore {
     location: PgLocation,
     config: postgres::Config,
@@ -326,20 +217,6 @@ impl PgStore {
     fn scrub(&self, message: String) -> String {
         connect::scrub_password(message, self.config.get_password())
     }
-}
-
-/// Runs `f` inside a transaction on `conn` and commits.
-fn in_transaction<T>(
-    conn: &mut Conn,
-    f: &mut impl FnMut(&mut Db<'_, Transaction<'_>>) -> Step<T>,
-) -> Step<T> {
-    let mut tx = conn.client.transaction()?;
-    let value = f(&mut Db {
-        client: &mut tx,
-        stmts: &mut conn.stmts,
-    })?;
-    tx.commit()?;
-    Ok(value)
 }
 
 /// Every setting stored for this queue, by key.
@@ -568,37 +445,6 @@ impl Store for PgStore {
             self.write(stats::roll_if_due)?;
         }
         self.snapshot(stats::metrics)
-    }
-}
-
-impl Columns for Row {
-    type Error = StoreError;
-
-    fn int(&self, at: usize) -> Step<i64> {
-        Ok(self.try_get(at)?)
-    }
-
-    fn opt_int(&self, at: usize) -> Step<Option<i64>> {
-        Ok(self.try_get(at)?)
-    }
-
-    fn text(&self, at: usize) -> Step<String> {
-        Ok(self.try_get(at)?)
-    }
-
-    fn opt_text(&self, at: usize) -> Step<Option<String>> {
-        Ok(self.try_get(at)?)
-    }
-
-    fn flag(&self, at: usize) -> Step<bool> {
-        Ok(self.try_get(at)?)
-    }
-
-    fn invalid(&self, at: usize, problem: InputError) -> StoreError {
-        StoreError::unavailable(format!(
-            "the store holds a value this queuectl cannot read in column {at}: {problem}; \
-             is it from a newer release?"
-        ))
     }
 }
 
