@@ -7,6 +7,7 @@
 
 use serde_json::{Value, json};
 
+use super::output::cancel_json;
 use super::{Context, printed};
 use crate::duration;
 use crate::error::{Failure, InputError};
@@ -57,17 +58,7 @@ pub fn cancel(ctx: &Context, args: CancelArgs) -> Result<(), Failure> {
     let plan = store.cancel(&ids)?;
     let p = &ctx.printer;
     if p.json {
-        let items: Vec<Value> = plan
-            .iter()
-            .map(|(id, how)| {
-                let state = match how {
-                    Cancel::Now(_) => "cancelled",
-                    Cancel::Requested { .. } => "cancelling",
-                };
-                json!({"id": id, "state": state})
-            })
-            .collect();
-        return printed(p.json(&Value::Array(items)));
+        return printed(p.json(&Value::Array(cancel_json(&plan))));
     }
     for (id, how) in &plan {
         let line = match how {

@@ -18,7 +18,7 @@ use anstyle::{AnsiColor, Style};
 use serde_json::{Map, Value, json};
 
 use super::table;
-use crate::job::{Job, JobState};
+use crate::job::{Cancel, Job, JobState};
 use crate::store::{AttemptRecord, QueueRow, WorkerRow, WorkerState};
 
 /// `--color`.
@@ -340,6 +340,21 @@ pub fn human_bytes(bytes: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
+}
+
+/// What `cancel` did to each job, as `cancel --json` and the dashboard's API say it:
+/// `{"id", "state"}`, the state `cancelled` (at once) or `cancelling` (its worker
+/// stops it).
+pub fn cancel_json(plan: &[(String, Cancel)]) -> Vec<Value> {
+    plan.iter()
+        .map(|(id, how)| {
+            let state = match how {
+                Cancel::Now(_) => "cancelled",
+                Cancel::Requested { .. } => "cancelling",
+            };
+            json!({"id": id, "state": state})
+        })
+        .collect()
 }
 
 /// One queue in JSON: its name, a count per state (as `status --json` has them),

@@ -5,10 +5,10 @@
 use serde_json::{Value, json};
 
 use super::http::{ApiError, Reply, Req};
-use crate::cli::output::{job_json, queue_json};
+use crate::cli::output::{cancel_json, job_json, queue_json};
+use crate::job::Job;
 use crate::job::options::validate_queue;
 use crate::job::spec::JobSpec;
-use crate::job::{Cancel, Job};
 use crate::store::{QueueChange, Store};
 
 pub fn post(req: &Req, path: &[&str], store: &mut dyn Store) -> Result<Reply, ApiError> {
@@ -20,16 +20,7 @@ pub fn post(req: &Req, path: &[&str], store: &mut dyn Store) -> Result<Reply, Ap
         }
         ["jobs", id, "cancel"] => {
             let plan = store.cancel(&[(*id).to_owned()])?;
-            let done: Vec<Value> = plan
-                .iter()
-                .map(|(id, how)| {
-                    let state = match how {
-                        Cancel::Now(_) => "cancelled",
-                        Cancel::Requested { .. } => "cancelling",
-                    };
-                    json!({"id": id, "state": state})
-                })
-                .collect();
+            let done = cancel_json(&plan);
             Ok(Reply::ok(&json!({ "cancelled": done })))
         }
         ["queues", name, action] => queue(req, store, name, action),
