@@ -330,14 +330,7 @@ pub(super) fn list_jobs<C: GenericClient>(
         Some(state) => db.query(LIST_IN_STATE, &[&state.as_str(), &limit])?,
         None => db.query(LIST_ALL, &[&limit])?,
     };
-    rows.iter()
-        .map(|row| {
-            let mut job = job_from_row(row)?;
-            let after: Option<&str> = row.try_get(JOB_COLUMN_COUNT)?;
-            job.after = after_from_lines(after);
-            Ok(job)
-        })
-        .collect()
+    jobs_with_after(&rows)
 }
 
 /// How [`crate::store::listing`] reads on PostgreSQL: waiting jobs in the order
@@ -380,6 +373,11 @@ pub(super) fn list_ordered<C: GenericClient>(
         Some(queue) => db.client.query(sql.as_str(), &[&limit, queue])?,
         None => db.client.query(sql.as_str(), &[&limit])?,
     };
+    jobs_with_after(&rows)
+}
+
+/// Jobs read with [`job_columns!`] followed by their `after` ids (newline-joined).
+fn jobs_with_after(rows: &[postgres::Row]) -> Step<Vec<Job>> {
     rows.iter()
         .map(|row| {
             let mut job = job_from_row(row)?;
