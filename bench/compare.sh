@@ -29,19 +29,17 @@ now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$1" "$2"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
+# run_xargs and run_queuectl print "WALL_S CPU_S CONTEXT_SWITCHES" (bench/measure.py:
+# the whole process tree, the jobs' own `sh` included, so the two tools compare).
 run_xargs() { # PARALLEL JOBS
-  local t0; t0=$(now)
-  seq "$2" | xargs -P"$1" -I{} sh -c true
-  elapsed "$t0" "$(now)"
+  bench/measure.py "seq $2 | xargs -P$1 -I{} sh -c true"
 }
 
 run_queuectl() { # WORKERS JOBS
-  local db="$WORK/q-$RANDOM$RANDOM.db" t0
+  local db="$WORK/q-$RANDOM$RANDOM.db"
   python3 -c "import sys; sys.stdout.write('{\"command\":\"true\"}\n' * int(sys.argv[1]))" "$2" > "$WORK/jobs.jsonl"
-  t0=$(now)
-  "$QUEUECTL" --db "$db" enqueue --file "$WORK/jobs.jsonl" >/dev/null
-  "$QUEUECTL" --db "$db" worker start --count "$1" --burst 2>/dev/null
-  elapsed "$t0" "$(now)"
+  bench/measure.py "'$QUEUECTL' --db '$db' enqueue --file '$WORK/jobs.jsonl' >/dev/null &&
+    '$QUEUECTL' --db '$db' worker start --count $1 --burst 2>/dev/null"
   rm -rf "$db" "$db"-* "$db.spool"
 }
 
@@ -91,12 +89,12 @@ tools="xargs queuectl"
 have tsp && tools="$tools tsp" || echo "tsp not installed (apt-get install task-spooler): skipped"
 if have pueue && have pueued; then tools="$tools pueue"; start_pueued; else echo "pueue not installed (cargo install pueue): skipped"; fi
 
-declare -A results
+declare -A results costs
 for round in $(seq "$ROUNDS"); do
   for tool in $tools; do
     case $tool in
-      xargs) t=$(run_xargs 2 "$JOBS") ;;
-      queuectl) t=$(run_queuectl 2 "$JOBS") ;;
+      xargs) m=$(run_xargs 2 "$JOBS"); t=${m%% *}; costs[$tool]+="${m#* }," ;;
+      queuectl) m=$(run_queuectl 2 "$JOBS"); t=${m%% *}; costs[$tool]+="${m#* }," ;;
       tsp) t=$(run_tsp 2 "$JOBS") ;;
       pueue) t=$(run_pueue 2 "$PUEUE_JOBS") ;;
     esac
@@ -108,28 +106,48 @@ done
 rate() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.0f}')" "$1" "$2"; }
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.3f}')" "$1" "$2"; }
 
+# "CPU_S SWITCHES,CPU_S SWITCHES,..." over JOBS -> "CPU_MS_PER_JOB SWITCHES_PER_JOB" (medians)
+per_job() {
+  python3 -c "
+import statistics, sys
+runs = [r.split() for r in sys.argv[1].split(',') if r.strip()]
+n = int(sys.argv[2])
+print(f'{statistics.median(float(c) for c, _ in runs) / n * 1000:.3f}',
+      f'{statistics.median(int(s) for _, s in runs) / n:.2f}')" "$1" "$2"
+}
+
 echo
 echo "## Two at a time ($JOBS jobs; pueue: $PUEUE_JOBS jobs)"
-printf '| %-9s | %10s | %10s | %14s |\n' tool "median s" "jobs/s" "ratio to xargs"
-printf '|%s|%s|%s|%s|\n' ----------- ------------ ------------ ----------------
+echo "CPU and context switches: the whole process tree (the jobs' sh included), per job."
+printf '| %-9s | %10s | %10s | %14s | %11s | %16s |\n' tool "median s" "jobs/s" "ratio to xargs" "CPU ms/job" "switches per job"
+printf '|%s|%s|%s|%s|%s|%s|\n' ----------- ------------ ------------ ---------------- ------------- ------------------
 limit_rate=$(rate "$JOBS" "$(echo "${results[xargs]}" | tr ' ' '\n' | grep . | median)")
 for tool in $tools; do
   med=$(echo "${results[$tool]}" | tr ' ' '\n' | grep . | median)
   n=$JOBS; [ "$tool" = pueue ] && n=$PUEUE_JOBS
   r=$(rate "$n" "$med")
-  printf '| %-9s | %10s | %10s | %14s |\n' "$tool" "$med" "$r" "$(ratio "$r" "$limit_rate")"
+  cost="- -"; [ -n "${costs[$tool]:-}" ] && cost=$(per_job "${costs[$tool]}" "$n")
+  printf '| %-9s | %10s | %10s | %14s | %11s | %16s |\n' "$tool" "$med" "$r" "$(ratio "$r" "$limit_rate")" ${cost}
 done
+read -r xcpu xcs <<<"$(per_job "${costs[xargs]}" "$JOBS")"
+read -r qcpu qcs <<<"$(per_job "${costs[queuectl]}" "$JOBS")"
+python3 -c "import sys; a = [float(x) for x in sys.argv[1:]]; print(f'queuectl beyond xargs: {a[2]-a[0]:+.3f} CPU ms per job, {a[3]-a[1]:+.2f} context switches per job')" "$xcpu" "$xcs" "$qcpu" "$qcs"
 
 echo
 echo "## Worker count (queuectl --count N against xargs -PN, $JOBS jobs, medians)"
-printf '| %-3s | %12s | %15s | %6s |\n' N "xargs jobs/s" "queuectl jobs/s" ratio
-printf '|%s|%s|%s|%s|\n' ----- -------------- ----------------- --------
+printf '| %-3s | %12s | %15s | %6s | %21s | %26s |\n' N "xargs jobs/s" "queuectl jobs/s" ratio "CPU ms/job xargs, q" "switches/job xargs, q"
+printf '|%s|%s|%s|%s|%s|%s|\n' ----- -------------- ----------------- -------- ----------------------- ----------------------------
 for n in 1 4; do
-  xs=(); qs=()
-  for _ in $(seq "$ROUNDS"); do xs+=("$(run_xargs "$n" "$JOBS")"); qs+=("$(run_queuectl "$n" "$JOBS")"); done
+  xs=(); qs=(); xc=""; qc=""
+  for _ in $(seq "$ROUNDS"); do
+    m=$(run_xargs "$n" "$JOBS"); xs+=("${m%% *}"); xc+="${m#* },"
+    m=$(run_queuectl "$n" "$JOBS"); qs+=("${m%% *}"); qc+="${m#* },"
+  done
   xr=$(rate "$JOBS" "$(printf '%s\n' "${xs[@]}" | median)")
   qr=$(rate "$JOBS" "$(printf '%s\n' "${qs[@]}" | median)")
-  printf '| %-3s | %12s | %15s | %6s |\n' "$n" "$xr" "$qr" "$(ratio "$qr" "$xr")"
+  read -r xcpu xcs <<<"$(per_job "$xc" "$JOBS")"
+  read -r qcpu qcs <<<"$(per_job "$qc" "$JOBS")"
+  printf '| %-3s | %12s | %15s | %6s | %21s | %26s |\n' "$n" "$xr" "$qr" "$(ratio "$qr" "$xr")" "$xcpu, $qcpu" "$xcs, $qcs"
 done
 
 echo

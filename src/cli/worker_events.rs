@@ -157,6 +157,9 @@ pub fn notice_json(notice: &Notice<'_>) -> Value {
                 "succeeded": summary.succeeded,
                 "failed": summary.failed,
                 "interrupted": summary.interrupted,
+                "round_trips": summary.round_trips,
+                "claim_round_trips": summary.claim_round_trips,
+                "empty_claims": summary.empty_claims,
             }),
         ),
     }

@@ -65,6 +65,13 @@ pub struct Summary {
     pub succeeded: u64,
     pub failed: u64,
     pub interrupted: u64,
+    /// Store round trips that committed.
+    pub round_trips: u64,
+    /// Of those, the ones that asked to claim jobs (one claim statement each)...
+    pub claim_round_trips: u64,
+    /// ...and of those, the ones that found nothing to claim: an idle process
+    /// woken by a change another process took first (`bench/scale-out.py`).
+    pub empty_claims: u64,
     /// With [`Options::timings`]: for each claimed job, the round trip that claimed it.
     pub claim_latencies: Vec<Duration>,
     /// With [`Options::timings`]: for each finished job, from its end to its result

@@ -267,6 +267,11 @@ impl Supervisor {
                     self.next_beat = now + self.config.heartbeat_interval;
                     self.refresh_config();
                 }
+                self.summary.round_trips += 1;
+                if !claim_for.is_empty() {
+                    self.summary.claim_round_trips += 1;
+                    self.summary.empty_claims += u64::from(reply.claimed.is_empty());
+                }
                 let claimed_all = reply.claimed.len() == claim_for.len();
                 self.want_claim = !claim_for.is_empty() && claimed_all;
                 self.apply(reply, !claim_for.is_empty(), now);
