@@ -23,31 +23,54 @@ import argparse, json, os, statistics, subprocess, sys, tempfile, time
 TICK = os.sysconf('SC_CLK_TCK')
 
 
-def postgres_cpu_seconds():
-    """CPU used so far by the PostgreSQL server: all its live processes, plus what
-    the postmaster collected from children that already exited."""
-    total = 0.0
+def postgres_cpu_seconds(args):
+    """CPU used so far by the PostgreSQL server at `args.db`: its postmaster and
+    live children, plus what the postmaster collected from children that already
+    exited. Waits (up to 5 s) until no child is a zombie: an exited, unreaped
+    backend shows no CPU time, and its time reaches the postmaster's only when it
+    is reaped."""
+    if not hasattr(args, 'postmaster'):
+        data = sql(args, 'SHOW data_directory')
+        with open(os.path.join(data, 'postmaster.pid')) as f:
+            args.postmaster = int(f.readline())
+    deadline = time.monotonic() + 5
+    while True:
+        total, zombies = read_server_cpu(args.postmaster)
+        if not zombies or time.monotonic() > deadline:
+            return total
+
+
+def proc_stat(pid):
+    with open(f'/proc/{pid}/stat') as f:
+        stat = f.read()
+    return stat[stat.rindex(')') + 2:].split()
+
+
+def read_server_cpu(postmaster):
+    fields = proc_stat(postmaster)
+    total = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    zombies = 0
     for pid in filter(str.isdigit, os.listdir('/proc')):
         try:
-            with open(f'/proc/{pid}/stat') as f:
-                stat = f.read()
+            fields = proc_stat(pid)
         except OSError:
             continue
-        comm = stat[stat.index('(') + 1:stat.rindex(')')]
-        fields = stat[stat.rindex(')') + 2:].split()
-        if not comm.startswith('postgres'):
-            continue
-        utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-        total += utime + stime
-        ppid = int(fields[1])
-        try:
-            with open(f'/proc/{ppid}/comm') as f:
-                parent = f.read().strip()
-        except OSError:
-            parent = ''
-        if not parent.startswith('postgres'):  # the postmaster
-            total += cutime + cstime
-    return total / TICK
+        if int(fields[1]) == postmaster:
+            zombies += fields[0] == 'Z'
+            total += int(fields[11]) + int(fields[12])
+    return total / TICK, zombies
+
+
+def sql(args, query):
+    out = subprocess.run(['psql', '-At', '-d', args.db.split('?')[0], '-c', query],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f'psql failed: {out.stderr.strip()}')
+    return out.stdout.strip()
+
+
+def wal_lsn(args):
+    return sql(args, 'SELECT pg_current_wal_lsn()')
 
 
 def run(cmd, **kw):
@@ -85,7 +108,8 @@ def throughput(args, processes, tmp):
     with open(jobs_file, 'w') as f:
         f.write('{"command":"true"}\n' * args.jobs)
     run([args.bin, '--db', db, 'enqueue', '--file', jobs_file])
-    cpu0 = postgres_cpu_seconds()
+    lsn0 = wal_lsn(args)
+    cpu0 = postgres_cpu_seconds(args)
     t0 = time.monotonic()
     procs = [subprocess.Popen([args.bin, '--db', db, '--json', 'worker', 'start',
                                '--count', str(args.count), '--burst'],
@@ -93,7 +117,8 @@ def throughput(args, processes, tmp):
              for _ in range(processes)]
     outputs = [p.communicate()[0] for p in procs]
     wall = time.monotonic() - t0
-    cpu = postgres_cpu_seconds() - cpu0
+    cpu = postgres_cpu_seconds(args) - cpu0
+    wal = int(sql(args, f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn0}')").split('.')[0])
     events = stopped_events(outputs)
     done = sum(e['succeeded'] for e in events)
     claims = sum(e['claim_round_trips'] for e in events)
@@ -101,6 +126,7 @@ def throughput(args, processes, tmp):
     return {'processes': processes, 'workers': processes * args.count, 'jobs': done,
             'seconds': round(wall, 3), 'jobs_per_second': round(done / wall, 1),
             'postgres_cpu_seconds_per_1000_jobs': round(cpu / done * 1000, 3),
+            'wal_bytes_per_job': round(wal / done),
             'claim_statements_per_job': round(claims / done, 3),
             'empty_claims_per_job': round(empty / done, 3)}
 
@@ -124,6 +150,8 @@ def latency(args, processes):
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for _ in range(processes)]
     wait_for_workers(args, db, processes * args.count)
+    connections = int(sql(args, "SELECT count(*) FROM pg_stat_activity "
+                                "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"))
     for _ in range(args.latency_jobs):
         run([args.bin, '--db', db, 'enqueue', '--', 'true'])
         time.sleep(args.gap_ms / 1000)
@@ -134,7 +162,7 @@ def latency(args, processes):
     lat = sorted(ms(j['started_at']) - ms(j['created_at']) for j in jobs if j['started_at'])
     claims = sum(e['claim_round_trips'] for e in events)
     empty = sum(e['empty_claims'] for e in events)
-    return {'processes': processes, 'jobs': len(lat),
+    return {'processes': processes, 'jobs': len(lat), 'connections': connections,
             'pickup_ms_p50': percentile(lat, 50), 'pickup_ms_p99': percentile(lat, 99),
             'claim_statements_per_job': round(claims / len(lat), 2),
             'empty_claims_per_job': round(empty / len(lat), 2)}
@@ -175,19 +203,20 @@ def main():
         return
     print(f'## Throughput: {args.jobs} `true` jobs, {args.count} workers per process, '
           f'{os.cpu_count()} cores (server and workers share them)')
-    print('| processes | workers | jobs/s | PG CPU-s per 1,000 jobs | claim statements per job | empty claims per job |')
-    print('|---|---|---|---|---|---|')
+    print('| processes | workers | jobs/s | PG CPU-s per 1,000 jobs | WAL bytes per job | claim statements per job | empty claims per job |')
+    print('|---|---|---|---|---|---|---|')
     for r in rows:
         print(f"| {r['processes']} | {r['workers']} | {r['jobs_per_second']:,.0f} | "
-              f"{r['postgres_cpu_seconds_per_1000_jobs']} | {r['claim_statements_per_job']} | "
+              f"{r['postgres_cpu_seconds_per_1000_jobs']} | {r['wal_bytes_per_job']:,} | "
+              f"{r['claim_statements_per_job']} | "
               f"{r['empty_claims_per_job']} |")
     print()
     print(f'## Pickup latency: {args.latency_jobs} jobs, one `queuectl enqueue` every '
           f'{args.gap_ms:g} ms, idle workers')
-    print('| processes | p50 ms | p99 ms | claim statements per job | empty claims per job |')
-    print('|---|---|---|---|---|')
+    print('| processes | connections (all clients) | p50 ms | p99 ms | claim statements per job | empty claims per job |')
+    print('|---|---|---|---|---|---|')
     for r in lats:
-        print(f"| {r['processes']} | {r['pickup_ms_p50']} | {r['pickup_ms_p99']} | "
+        print(f"| {r['processes']} | {r['connections']} | {r['pickup_ms_p50']} | {r['pickup_ms_p99']} | "
               f"{r['claim_statements_per_job']} | {r['empty_claims_per_job']} |")
 
 
