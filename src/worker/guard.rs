@@ -25,6 +25,8 @@
 //!   worker process is gone. The guard then sends SIGKILL to every group still in a
 //!   cell, again 50 ms later for anything that raced a fork, and exits. A worker that
 //!   exits normally has no attempt running, so its guard just exits.
+//! - The worker checks once a second that its guard still runs
+//!   ([`Guard::keep_alive`]) and starts another on the same cells if not.
 //!
 //! What escapes: a process that leaves the attempt's process group (`setsid`,
 //! daemonizing commands, `set -m` job control in a script). Documented in the README.
@@ -131,12 +133,20 @@ impl GuardCell {
     }
 }
 
+/// How often the worker checks that its guard is still running.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// The worker's end of its attempt guard.
 pub struct Guard {
+    /// The cells' memory, kept to hand to a replacement guard.
+    memfd: OwnedFd,
     cells: Arc<Cells>,
     /// The pipe's only write end; closing it (or dying) tells the guard to act.
     alive: Option<OwnedFd>,
     child: Child,
+    next_check: Instant,
+    /// Whether the last attempt to replace a dead guard failed (warned once).
+    replace_failed: bool,
 }
 
 impl Guard {
@@ -156,25 +166,14 @@ impl Guard {
             return Err(io::Error::last_os_error());
         }
         let cells = Arc::new(Cells::map(memfd.as_raw_fd(), slots, true)?);
-        let mut ends = [0; 2];
-        // SAFETY: pipe2 writes two descriptors into the array.
-        if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: two new descriptors we own.
-        let (read, write) =
-            unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
-        let child = Command::new("/proc/self/exe")
-            .arg0("queuectl")
-            .arg(GUARD_ARG)
-            .stdin(Stdio::from(read))
-            .stdout(Stdio::from(memfd))
-            .process_group(0)
-            .spawn()?;
+        let (alive, child) = spawn_guard(&memfd)?;
         Ok(Guard {
+            memfd,
             cells,
-            alive: Some(write),
+            alive: Some(alive),
             child,
+            next_check: Instant::now() + CHECK_EVERY,
+            replace_failed: false,
         })
     }
 
@@ -186,6 +185,59 @@ impl Guard {
             index,
         })
     }
+
+    /// At most once a second: if the guard process has died (killed by hand, or by
+    /// the OOM killer), starts another on the same cells, so running attempts are
+    /// guarded again within about a second.
+    pub fn keep_alive(&mut self, now: Instant) {
+        if now < self.next_check {
+            return;
+        }
+        self.next_check = now + CHECK_EVERY;
+        let Ok(Some(status)) = self.child.try_wait() else {
+            return;
+        };
+        match spawn_guard(&self.memfd) {
+            Ok((alive, child)) => {
+                crate::log::warn(&format!(
+                    "the attempt guard (pid {}) ended ({status}); started another (pid {})",
+                    self.child.id(),
+                    child.id()
+                ));
+                self.alive = Some(alive);
+                self.child = child;
+                self.replace_failed = false;
+            }
+            Err(e) if !self.replace_failed => {
+                crate::log::warn(&format!(
+                    "the attempt guard ended and cannot be restarted ({e}): if this \
+                     worker dies, what its jobs started in the background keeps running"
+                ));
+                self.replace_failed = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Starts a guard process on the cells in `memfd`; returns the write end of its
+/// pipe and the process.
+fn spawn_guard(memfd: &OwnedFd) -> io::Result<(OwnedFd, Child)> {
+    let mut ends = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: two new descriptors we own.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+    let child = Command::new("/proc/self/exe")
+        .arg0("queuectl")
+        .arg(GUARD_ARG)
+        .stdin(Stdio::from(read))
+        .stdout(Stdio::from(memfd.try_clone()?))
+        .process_group(0)
+        .spawn()?;
+    Ok((write, child))
 }
 
 impl Drop for Guard {

@@ -128,7 +128,7 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Work
         cron: cron_tick::CronClock::new(Instant::now()),
         store_retry: StoreRetry::default(),
         summary: Summary::default(),
-        _guard: guard,
+        guard,
     };
     supervisor.run_loop();
     supervisor.shut_down(&infos);
@@ -188,7 +188,7 @@ struct Supervisor {
     summary: Summary,
     /// Kills the running attempts' process groups if this process dies; dropped
     /// (told the worker is done) after the slot threads have stopped.
-    _guard: Option<Guard>,
+    guard: Option<Guard>,
 }
 
 impl Supervisor {
@@ -201,6 +201,9 @@ impl Supervisor {
                 return;
             }
             let now = Instant::now();
+            if let Some(guard) = &mut self.guard {
+                guard.keep_alive(now);
+            }
             if self.store_retry.may_try(now) {
                 self.fire_cron(now);
                 let claimed_all = self.exchange(now);

@@ -98,3 +98,62 @@ backend_test!(
         assert!(last_beat < nanos(&env, "b-start"), "the runs overlapped");
     }
 );
+
+/// The pid of worker process `worker`'s attempt guard, if it runs.
+fn guard_of(worker: u32) -> Option<i64> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (name, rest) = stat.rsplit_once(')')?;
+            let mut fields = rest.split_whitespace();
+            let (state, ppid) = (fields.next()?, fields.next()?);
+            (name.ends_with("(queuectl-guard")
+                && state != "Z"
+                && ppid.parse::<u32>().ok()? == worker)
+                .then(|| entry.file_name().to_str()?.parse().ok())
+                .flatten()
+        })
+}
+
+backend_test!(
+    a_killed_guard_is_replaced_and_the_replacement_does_the_job,
+    |env| {
+        let worker = env.spawn_workers_with(&[], &[("QUEUECTL_HOSTNAME", "hosta")]);
+        env.wait_live_workers(1, Duration::from_secs(20));
+        let mut first = None;
+        wait_until("the worker's guard", Duration::from_secs(10), || {
+            first = guard_of(worker);
+            first.is_some()
+        });
+        let first = first.unwrap();
+        // SAFETY: kill takes plain integers; `first` is the guard of our worker.
+        unsafe { libc::kill(first as libc::pid_t, libc::SIGKILL) };
+        wait_until("a new guard", Duration::from_secs(10), || {
+            guard_of(worker).is_some_and(|pid| pid != first)
+        });
+        assert!(env.read("worker-1.log").contains("started another"));
+
+        env.ok(&[
+            "enqueue",
+            "--command",
+            "echo $$ > pgid; sleep 1000 & echo $! > bg; sleep 1000",
+        ]);
+        wait_until(
+            "the job's background sleep",
+            Duration::from_secs(20),
+            || !env.read("bg").trim().is_empty(),
+        );
+        let pgid: i64 = env.read("pgid").trim().parse().unwrap();
+        let bg: i64 = env.read("bg").trim().parse().unwrap();
+        assert!(process_alive(bg));
+        env.signal(worker, libc::SIGKILL);
+        // Nothing else on "hosta" could kill it: only the replacement guard.
+        wait_until(
+            "the replacement guard to kill the job's group",
+            Duration::from_secs(10),
+            || !process_group_alive(pgid) && !process_alive(bg),
+        );
+    }
+);
