@@ -8,6 +8,10 @@
 //! signal (jobs get the default back). A panic exits 101.
 
 fn main() {
+    // A worker's attempt guard is this binary re-executed (`worker::guard`).
+    if queuectl::worker::guard::is_guard_invocation() {
+        std::process::exit(queuectl::worker::guard::guard_main());
+    }
     // `exit` flushes stdout, like returning from `main`.
     std::process::exit(queuectl::cli::main(std::env::args_os()))
 }

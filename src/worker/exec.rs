@@ -7,9 +7,11 @@
 //! - When the shell exits, the rest of its group is killed before the shell is reaped,
 //!   so no process of a finished attempt outlives it, and the group id cannot have
 //!   been reused by the time we signal it.
-//! - The shell gets `PR_SET_PDEATHSIG`, so it dies with its worker ([`spawn`]); the
-//!   slot's run marker in the spool names the running attempt's group, so a surviving
-//!   grandchild can be killed by whoever recovers the job on this host.
+//! - The shell gets `PR_SET_PDEATHSIG`, so it dies with its worker ([`spawn`]), and
+//!   the rest of its group is killed by the worker's attempt guard ([`crate::worker::guard`]) the
+//!   moment the worker dies; the slot's run marker in the spool names the running
+//!   attempt's group too, so whoever recovers the job on this host kills any
+//!   survivor (say, if the guard was killed with its worker).
 //!
 //! Each slot reuses one output file and one marker file, so an attempt costs no file
 //! creation. The output file is only a working area: when the attempt ends its kept
@@ -30,6 +32,7 @@ use crate::file_trust;
 use crate::job::output::{KeptOutput, tail_text};
 use crate::job::{Job, OUTPUT_TAIL_BYTES, Outcome};
 use crate::store::AttemptFacts;
+use crate::worker::guard::GuardCell;
 use crate::worker::{attempt_output, platform, spawn};
 
 /// The per-store directory for running attempts' output (`out/`) and run markers
@@ -204,13 +207,24 @@ fn file_safe(id: &str) -> String {
 }
 
 /// Lets another thread signal the running attempt's process group, and only while
-/// its leader has not been reaped (so the group id is still ours).
+/// its leader has not been reaped (so the group id is still ours); with a guard cell,
+/// lets the worker's attempt guard kill the group if the worker dies.
 #[derive(Debug, Default)]
 pub struct RunHandle {
     pgid: Mutex<Option<i32>>,
+    guard: Option<GuardCell>,
 }
 
 impl RunHandle {
+    /// A handle whose attempts announce their group in `guard`
+    /// ([`crate::worker::guard`]); `None`: unguarded.
+    pub fn guarded(guard: Option<GuardCell>) -> RunHandle {
+        RunHandle {
+            pgid: Mutex::default(),
+            guard,
+        }
+    }
+
     /// Signals the attempt's group; does nothing if no attempt is running.
     pub fn signal(&self, signal: i32) {
         let guard = self.pgid.lock().unwrap_or_else(|p| p.into_inner());
@@ -327,7 +341,7 @@ fn spawn_and_wait(
     }
     let request =
         spawn::SpawnRequest::shell(&job.command, &job.cwd, &env, files.output.as_raw_fd())?;
-    let pgid = spawn::spawn(&request)?;
+    let pgid = spawn::spawn(&request, handle.guard.as_ref().map(GuardCell::cell))?;
     spawned();
     handle.set(Some(pgid));
     let leader_start = platform::process_start(i64::from(pgid)).unwrap_or(0);
@@ -336,6 +350,9 @@ fn spawn_and_wait(
     // The leader is a zombie now, so the group id is still reserved: kill stragglers
     // (`cmd &`) so nothing of this attempt outlives it.
     let _ = platform::signal_group(pgid, libc::SIGKILL);
+    if let Some(guard) = &handle.guard {
+        guard.clear();
+    }
     handle.set(None);
     files.unmark();
     Ok((pgid, spawn::reap(pgid)))

@@ -7,7 +7,8 @@
 //! each slot's [`slot_thread`], learns from [`run_report`] what a run's end means,
 //! waits on one inbox of [`events`], and tells whoever started it what happens
 //! through [`notice`]. [`exec`] runs one attempt as a child process,
-//! [`spawn`] starts a job's shell, [`attempt_output`] turns its output into what the
+//! [`spawn`] starts a job's shell, [`guard`] kills what is left of the running
+//! attempts if the worker process dies, [`attempt_output`] turns its output into what the
 //! store keeps (and what is shipped while it runs), [`stopping`] decides what a
 //! timeout or a cancel makes of a run, [`recovery`] releases jobs whose worker is
 //! gone, [`retention`] deletes old finished jobs in the background, and [`platform`]
@@ -18,6 +19,7 @@ pub mod attempt_output;
 pub mod detach;
 pub mod events;
 pub mod exec;
+pub mod guard;
 pub mod metrics_server;
 pub mod notice;
 pub mod options;

@@ -17,6 +17,7 @@ use crate::job::{Job, Outcome};
 use crate::store::{AttemptFacts, WorkerInfo};
 use crate::worker::events::Event;
 use crate::worker::exec::{self, Execution, RunHandle, Spool};
+use crate::worker::guard::GuardCell;
 use crate::worker::options::{Executor, Options};
 use crate::worker::slots::Run;
 
@@ -42,16 +43,18 @@ pub struct SlotThread {
 }
 
 impl SlotThread {
-    /// Starts the thread of slot number `index`, which runs jobs as worker `info`.
+    /// Starts the thread of slot number `index`, which runs jobs as worker `info`;
+    /// its attempts announce their process group in `guard` if there is one.
     pub fn start(
         index: usize,
         info: &WorkerInfo,
         options: &Options,
         spool: &Spool,
+        guard: Option<GuardCell>,
         events: &Sender<Event>,
     ) -> Result<SlotThread, WorkerError> {
         let (jobs, inbox) = mpsc::channel::<Attempt>();
-        let handle = Arc::new(RunHandle::default());
+        let handle = Arc::new(RunHandle::guarded(guard));
         let thread_handle = Arc::clone(&handle);
         let events = events.clone();
         let executor = options.executor;

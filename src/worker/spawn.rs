@@ -82,14 +82,19 @@ struct ChildArgs {
     devnull: *const libc::c_char,
     stdout: RawFd,
     parent: libc::pid_t,
+    /// Where the child announces its process group to the attempt guard, or null.
+    announce: *const AtomicI32,
     error: AtomicI32,
 }
 
 const STACK_SIZE: usize = 64 * 1024;
 
 /// Starts the child in a new process group (its pid is the group id) and returns its
-/// pid. The child is not reaped here.
-pub fn spawn(request: &SpawnRequest) -> io::Result<libc::pid_t> {
+/// pid. The child is not reaped here. With `announce` (the slot's attempt-guard
+/// cell, [`crate::worker::guard`]), the child stores its group id there itself
+/// before it executes the command, so the guard knows the group before any process
+/// of the attempt can fork; if the spawn fails the cell is cleared again.
+pub fn spawn(request: &SpawnRequest, announce: Option<&AtomicI32>) -> io::Result<libc::pid_t> {
     let argv = null_terminated(&request.argv);
     let envp = null_terminated(&request.envp);
     let args = ChildArgs {
@@ -101,6 +106,7 @@ pub fn spawn(request: &SpawnRequest) -> io::Result<libc::pid_t> {
         stdout: request.stdout,
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
+        announce: announce.map_or(std::ptr::null(), |cell| cell as *const AtomicI32),
         error: AtomicI32::new(0),
     };
     let mut stack = vec![0u8; STACK_SIZE];
@@ -132,6 +138,9 @@ pub fn spawn(request: &SpawnRequest) -> io::Result<libc::pid_t> {
     drop(stack);
     let error = args.error.load(Ordering::Acquire);
     if error != 0 {
+        if let Some(cell) = announce {
+            cell.store(0, Ordering::Release);
+        }
         reap(pid);
         return Err(io::Error::from_raw_os_error(error));
     }
@@ -205,6 +214,11 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         }
         if libc::setpgid(0, 0) != 0 {
             return fail(args);
+        }
+        // The group exists now: tell the guard, before anything of the job runs.
+        // (glibc does not cache getpid, so this is the child's own pid.)
+        if !args.announce.is_null() {
+            (*args.announce).store(libc::getpid(), Ordering::Release);
         }
         // The worker handles or ignores these; the job must see the defaults.
         for signal in [

@@ -42,8 +42,9 @@ use crate::store::{
 };
 use crate::worker::events::{self, Event};
 use crate::worker::exec::{Execution, Spool};
+use crate::worker::guard::Guard;
 use crate::worker::notice::{Notice, StopReason};
-use crate::worker::options::{Options, Summary};
+use crate::worker::options::{Executor, Options, Summary};
 use crate::worker::outbox::Outbox;
 use crate::worker::retention::Retention;
 use crate::worker::slot_thread::{KILL_GRACE, SlotThread};
@@ -80,10 +81,14 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Work
         .collect();
     store.register_workers(&infos)?;
     let config = Config::from_stored(&store.settings()?);
+    let guard = start_guard(options);
     let threads = infos
         .iter()
         .enumerate()
-        .map(|(n, info)| SlotThread::start(n, info, options, &spool, &events))
+        .map(|(n, info)| {
+            let cell = guard.as_ref().and_then(|g| g.cell(n));
+            SlotThread::start(n, info, options, &spool, cell, &events)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let slots = Slots::new(infos.iter().map(|info| info.id.clone()));
     let described = store.describe();
@@ -123,10 +128,30 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Work
         cron: cron_tick::CronClock::new(Instant::now()),
         store_retry: StoreRetry::default(),
         summary: Summary::default(),
+        guard,
     };
     supervisor.run_loop();
     supervisor.shut_down(&infos);
     Ok(std::mem::take(&mut supervisor.summary))
+}
+
+/// The attempt guard of a worker that runs shells ([`crate::worker::guard`]). A
+/// worker whose guard cannot start still runs, with a warning: the run markers let
+/// recovery on this host kill leftovers, but not a recovery on another host.
+fn start_guard(options: &Options) -> Option<Guard> {
+    if options.executor != Executor::Shell {
+        return None;
+    }
+    match Guard::start(options.count) {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            log::warn(&format!(
+                "cannot start the attempt guard ({e}): if this worker dies, what its jobs \
+                 started in the background keeps running"
+            ));
+            None
+        }
+    }
 }
 
 struct Supervisor {
@@ -161,6 +186,9 @@ struct Supervisor {
     cron: cron_tick::CronClock,
     store_retry: StoreRetry,
     summary: Summary,
+    /// Kills the running attempts' process groups if this process dies; dropped
+    /// (told the worker is done) after the slot threads have stopped.
+    guard: Option<Guard>,
 }
 
 impl Supervisor {
@@ -173,6 +201,9 @@ impl Supervisor {
                 return;
             }
             let now = Instant::now();
+            if let Some(guard) = &mut self.guard {
+                guard.keep_alive(now);
+            }
             if self.store_retry.may_try(now) {
                 self.fire_cron(now);
                 let claimed_all = self.exchange(now);

@@ -6,6 +6,7 @@
 #[macro_use]
 pub mod common;
 
+mod attempt_guard;
 mod bad_input;
 mod bench;
 mod concurrency;
