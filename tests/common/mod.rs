@@ -171,13 +171,13 @@ impl Env {
             .to_owned()
     }
 
-    /// Creates the store (with a `status`) if this test has not used it yet. Workers
+    /// Creates the store (with `init`) if this test has not used it yet. Workers
     /// start in the background while the test polls the store, so without this two
     /// processes would race to create a brand-new store; that race has tests of its
     /// own (`store_files`) and is kept out of every other test.
     pub fn ensure_store(&mut self) {
         if !self.store_ready {
-            self.ok(&["status"]);
+            self.ok(&["init"]);
             self.store_ready = true;
         }
     }
