@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{StoreError, WorkerError};
 use crate::job::{JobState, NewJob, generate_id};
-use crate::store::{self, Location, OpenFor, StopRequest, Store};
+use crate::store::{self, IfMissing, Location, OpenFor, StopRequest, Store};
 use crate::worker::{self, Executor, Options};
 
 /// What to measure.
@@ -137,7 +137,7 @@ pub fn run(plan: &Plan) -> Result<Report, WorkerError> {
 /// workers would claim those jobs (and in `noop` mode mark them completed without
 /// running them), and the store's workers would take bench's jobs.
 fn in_use(location: &Location) -> Result<bool, StoreError> {
-    let mut store = store::open(location, OpenFor::Command)?;
+    let mut store = store::open(location, OpenFor::Command, IfMissing::Create)?;
     let counts = store.counts()?;
     let jobs: i64 = JobState::ALL.iter().map(|s| counts.get(*s)).sum();
     Ok(jobs > 0 || !store.workers(false)?.is_empty())
@@ -183,7 +183,7 @@ fn burn_down(
     executor: Executor,
     report: &mut Report,
 ) -> Result<(), WorkerError> {
-    let mut store = store::open(location, OpenFor::Worker)?;
+    let mut store = store::open(location, OpenFor::Worker, IfMissing::Create)?;
     let started = Instant::now();
     for chunk in jobs_for(plan, plan.jobs, &cwd()).chunks(10_000) {
         store.enqueue(chunk)?;
@@ -220,8 +220,8 @@ fn burn_down(
 /// Idle workers; jobs enqueued one at a time through the normal enqueue path; the
 /// time from the enqueue commit to the job's process having started.
 fn latency(plan: &Plan, location: &Location, report: &mut Report) -> Result<(), WorkerError> {
-    let mut store = store::open(location, OpenFor::Worker)?;
-    let worker_store = store::open(location, OpenFor::Worker)?;
+    let mut store = store::open(location, OpenFor::Worker, IfMissing::Create)?;
+    let worker_store = store::open(location, OpenFor::Worker, IfMissing::Create)?;
     let (spawned_tx, spawned_rx) = mpsc::channel::<(String, Instant)>();
     let spawned_tx = Mutex::new(spawned_tx);
     let options = Options {

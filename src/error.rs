@@ -32,6 +32,15 @@ pub enum StoreError {
     /// The store path or URL is unusable as given: fix the argument.
     #[error("{0}")]
     BadLocation(String),
+    /// A reading command found no store where it looked, and created none: `{0}`
+    /// names the place and how to create a store there.
+    #[error("{0}")]
+    Missing(String),
+    /// The store can be read but not written by this user here (a read-only file
+    /// system or mount, file permissions, a read-only PostgreSQL role or server):
+    /// `{0}` names the store and the problem.
+    #[error("{0}")]
+    ReadOnly(String),
     /// The store was written by a newer queuectl.
     #[error(
         "the store has schema version {found}, newer than this queuectl understands ({supported}); upgrade queuectl"
@@ -168,10 +177,12 @@ impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Failure {
         let code = match e {
             StoreError::BadLocation(_)
+            | StoreError::ReadOnly(_)
             | StoreError::TooNew { .. }
             | StoreError::DuplicateId(_)
             | StoreError::UnknownAfter(_) => 2,
             StoreError::NotFound(_)
+            | StoreError::Missing(_)
             | StoreError::Conflict(_)
             | StoreError::Unavailable { .. }
             | StoreError::Io { .. } => 1,

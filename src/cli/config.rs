@@ -49,7 +49,7 @@ fn set(ctx: &Context, key: &str, value: &str) -> Result<(), Failure> {
 
 fn get(ctx: &Context, key: &str) -> Result<(), Failure> {
     let key = settings::key(key)?;
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_read()?;
     let stored = store.settings()?;
     let value = Config::effective(&stored)
         .into_iter()
@@ -63,7 +63,7 @@ fn get(ctx: &Context, key: &str) -> Result<(), Failure> {
 }
 
 fn list(ctx: &Context) -> Result<(), Failure> {
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_read()?;
     let effective = Config::effective(&store.settings()?);
     let p = &ctx.printer;
     if p.json {

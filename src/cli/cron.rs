@@ -172,7 +172,7 @@ fn cron_job(args: AddArgs) -> Result<CronJob, Failure> {
 }
 
 fn list(ctx: &Context) -> Result<(), Failure> {
-    let entries = ctx.open()?.cron_list()?;
+    let entries = ctx.open_to_read()?.cron_list()?;
     let p = &ctx.printer;
     if p.json {
         return printed(p.json(&Value::Array(entries.iter().map(entry_json).collect())));

@@ -40,7 +40,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), Failure> {
 /// Dead jobs with why they died (`last_error`) and the last line they printed,
 /// which together usually tell what to fix before `dlq retry`.
 fn list(ctx: &Context) -> Result<(), Failure> {
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_read()?;
     let dead = store.list(Some(JobState::Dead), None)?;
     let mut last_lines = Vec::with_capacity(dead.len());
     for job in &dead {

@@ -18,7 +18,7 @@ use crate::error::{Failure, InputError};
 use crate::job::options::parse_env_pair;
 use crate::job::spec::DurationSpec;
 use crate::job::{Job, JobSpec, NewJob, command_from_words};
-use crate::store::Store;
+use crate::store::{IfMissing, Store};
 
 mod lines;
 
@@ -136,7 +136,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         return enqueue_many(ctx, jobs, wait);
     }
     let mut job = single_job(args)?.validate(&cwd)?;
-    let mut store = ctx.open_to_watch(wait)?;
+    let mut store = ctx.open_to_watch(wait, IfMissing::Create)?;
     super::ids::resolve_after(store.as_mut(), std::slice::from_mut(&mut job))?;
     let enqueued = store.enqueue(std::slice::from_ref(&job))?;
     if let Some(Some(existing)) = enqueued.existing.first() {
@@ -274,7 +274,7 @@ fn enqueue_file(ctx: &Context, file: &str, cwd: &str, wait: bool) -> Result<(), 
 /// Enqueues `jobs` (from `--file` or `--lines`) all or nothing, then prints one id
 /// per line (`--json`: an array of ids), or with `wait` waits for all of them.
 fn enqueue_many(ctx: &Context, mut jobs: Vec<NewJob>, wait: bool) -> Result<(), Failure> {
-    let mut store = ctx.open_to_watch(wait)?;
+    let mut store = ctx.open_to_watch(wait, IfMissing::Create)?;
     super::ids::resolve_after(store.as_mut(), &mut jobs)?;
     let enqueued = store.enqueue(&jobs).map_err(|e| {
         let mut failure = Failure::from(e);

@@ -24,8 +24,30 @@ pub struct ShowArgs {
     id: String,
 }
 
+/// `init`: creates the store if it is missing (and migrates it, as any write
+/// would), and says which of the two happened.
+pub fn init(ctx: &Context) -> Result<(), Failure> {
+    let (store, created) = match ctx.open_to_read() {
+        Ok(store) => (store, false),
+        Err(_) => (ctx.open()?, true),
+    };
+    let p = &ctx.printer;
+    if p.json {
+        return printed(p.json(&json!({"store": store.describe(), "created": created})));
+    }
+    let line = if created {
+        format!("Created the store {}", store.describe())
+    } else {
+        format!(
+            "The store {} is ready (it already existed)",
+            store.describe()
+        )
+    };
+    printed(p.line(&line))
+}
+
 pub fn status(ctx: &Context) -> Result<(), Failure> {
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_read()?;
     // `status` doubles as a recovery pass, so a crashed worker's jobs come back even
     // when no other worker is running.
     let spool = Spool::new(store.spool_dir());
@@ -73,7 +95,7 @@ pub(super) fn parse_state(state: Option<&str>) -> Result<Option<JobState>, Failu
 }
 
 pub fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_read()?;
     let id = super::ids::resolve(store.as_mut(), &args.id)?;
     let job = find(store.as_mut(), &id)?;
     let mut attempts = store.attempts(&job.id)?;

@@ -80,7 +80,7 @@ pub fn list(ctx: &Context, args: ListArgs) -> Result<(), Failure> {
         listing.limit = Some(PAGE);
         listing.from_end = true;
     }
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_read()?;
     let jobs = store.list_jobs(&listing)?;
     print_jobs(ctx, &jobs)?;
     if page && jobs.len() == PAGE {

@@ -18,7 +18,7 @@ use super::{Context, jobs, printed};
 use crate::error::{Failure, InputError};
 use crate::job::output::omission_line;
 use crate::job::{Job, JobState};
-use crate::store::{AttemptRecord, Store};
+use crate::store::{AttemptRecord, IfMissing, Store};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         )
         .into());
     }
-    let mut store = ctx.open_to_watch(args.follow)?;
+    let mut store = ctx.open_to_watch(args.follow, IfMissing::Refuse)?;
     let id = super::ids::resolve(store.as_mut(), &args.id)?;
     let job = jobs::find(store.as_mut(), &id)?;
     if args.follow {

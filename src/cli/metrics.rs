@@ -7,7 +7,7 @@ use super::{Context, printed};
 use crate::error::Failure;
 
 pub fn run(ctx: &Context) -> Result<(), Failure> {
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_read()?;
     let text = crate::metrics::exposition(store.as_mut())?;
     printed(write_all(&text))
 }

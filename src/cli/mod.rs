@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::error::Failure;
-use crate::store::{self, Location, OpenFor, Store};
+use crate::store::{self, IfMissing, Location, OpenFor, Store};
 
 mod bench;
 mod config;
@@ -81,6 +81,8 @@ enum Command {
     /// Run, stop and list workers
     #[command(subcommand)]
     Worker(worker::Command),
+    /// Create the store (and upgrade it) if needed; reading commands never create one
+    Init,
     /// Job counts per state, live workers, oldest pending job
     Status,
     /// List jobs
@@ -234,6 +236,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Enqueue(args) => enqueue::run(&ctx, *args),
         Command::Worker(command) => worker::run(&ctx, command),
+        Command::Init => jobs::init(&ctx),
         Command::Status => jobs::status(&ctx),
         Command::List(args) => jobs::list(&ctx, args),
         Command::Show(args) => jobs::show(&ctx, args),
@@ -281,26 +284,42 @@ impl Context {
         Ok(Location::parse(&text, self.schema.as_deref())?)
     }
 
-    /// Opens the store for a short command.
+    /// Opens the store for a short command that writes, creating it if missing.
     pub fn open(&self) -> Result<Box<dyn Store>, Failure> {
-        self.open_for(OpenFor::Command)
+        self.open_for(OpenFor::Command, IfMissing::Create)
+    }
+
+    /// Opens the store for a short command that only reads: a missing store is
+    /// reported ([`crate::error::StoreError::Missing`]) and nothing is created.
+    pub fn open_to_read(&self) -> Result<Box<dyn Store>, Failure> {
+        self.open_for(OpenFor::Command, IfMissing::Refuse)
     }
 
     /// Opens the store for a command that stays for as long as a job runs (`logs
     /// -f`, `wait`, `enqueue --wait`; `long` false opens it like any short command).
     /// Such a command must share the store as a worker does: a short command that
     /// finds the SQLite file unused holds it alone until it exits, which would lock
-    /// out the very workers it waits for.
-    pub fn open_to_watch(&self, long: bool) -> Result<Box<dyn Store>, Failure> {
-        self.open_for(if long {
+    /// out the very workers it waits for. `if_missing` is `Refuse` for the commands
+    /// that only read.
+    pub fn open_to_watch(
+        &self,
+        long: bool,
+        if_missing: IfMissing,
+    ) -> Result<Box<dyn Store>, Failure> {
+        let purpose = if long {
             OpenFor::Worker
         } else {
             OpenFor::Command
-        })
+        };
+        self.open_for(purpose, if_missing)
     }
 
-    pub fn open_for(&self, purpose: OpenFor) -> Result<Box<dyn Store>, Failure> {
-        Ok(store::open(&self.location()?, purpose)?)
+    pub fn open_for(
+        &self,
+        purpose: OpenFor,
+        if_missing: IfMissing,
+    ) -> Result<Box<dyn Store>, Failure> {
+        Ok(store::open(&self.location()?, purpose, if_missing)?)
     }
 }
 

@@ -87,7 +87,7 @@ fn change(ctx: &Context, name: &str, change: QueueChange) -> Result<(), Failure>
 }
 
 fn list(ctx: &Context) -> Result<(), Failure> {
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_read()?;
     let queues = store.queues()?;
     let p = &ctx.printer;
     if p.json {

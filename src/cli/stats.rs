@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
             InputError::Invalid(format!("--since: {}", duration::expected(&args.since)))
         })?;
     let queue = args.queue.as_deref().map(validate_queue).transpose()?;
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_read()?;
     let raw = store.stats(&StatsRequest {
         window: since,
         queue: queue.clone(),

@@ -31,7 +31,7 @@ pub struct ImportArgs {
 /// the store reads them.
 pub fn export(ctx: &Context, args: ExportArgs) -> Result<(), Failure> {
     let state = super::jobs::parse_state(args.state.as_deref())?;
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_read()?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut written = Ok(());
     store.export(state, &mut |record| {

@@ -20,7 +20,7 @@ use super::{Context, printed};
 use crate::duration;
 use crate::error::{Failure, InputError};
 use crate::job::{Job, JobState};
-use crate::store::Store;
+use crate::store::{IfMissing, Store};
 
 /// `wait`'s exit code when `--timeout` passes first, as `timeout(1)` uses.
 pub const TIMED_OUT: i32 = 124;
@@ -56,7 +56,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
     if args.ids.iter().any(|id| id.is_empty()) {
         return Err(InputError::Invalid("an empty job id was given".into()).into());
     }
-    let mut store = ctx.open_to_watch(true)?;
+    let mut store = ctx.open_to_watch(true, IfMissing::Refuse)?;
     let ids = if args.ids.is_empty() {
         unfinished_ids(store.as_mut())?
     } else {

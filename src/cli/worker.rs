@@ -16,7 +16,7 @@ use super::output::{self, age, one_line, worker_json};
 use super::{Context, printed, worker_events};
 use crate::error::Failure;
 use crate::job::options::validate_queue;
-use crate::store::{OpenFor, StopRequest, WorkerRow};
+use crate::store::{IfMissing, OpenFor, StopRequest, WorkerRow};
 use crate::worker::detach::{self, DetachError};
 use crate::worker::notice::{Notice, NoticeSink};
 use crate::worker::{self, Executor, Options, metrics_server, platform};
@@ -141,7 +141,7 @@ fn start(ctx: &Context, args: StartArgs) -> Result<(), Failure> {
         .map(detach::Ready::adopt)
         .transpose()
         .map_err(detach_failure)?;
-    let store = ctx.open_for(OpenFor::Worker)?;
+    let store = ctx.open_for(OpenFor::Worker, IfMissing::Create)?;
     let round_trips = match metrics {
         Some(addr) => {
             let trips = metrics_server::RoundTrips::default();
@@ -308,7 +308,7 @@ fn stop(ctx: &Context, force: bool, host: Option<&str>, timeout: f64) -> Result<
 }
 
 fn list(ctx: &Context, all: bool) -> Result<(), Failure> {
-    let mut store = ctx.open()?;
+    let mut store = ctx.open_to_read()?;
     let workers = store.workers(all)?;
     let p = &ctx.printer;
     if p.json {

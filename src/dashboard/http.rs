@@ -178,7 +178,10 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => 404,
             StoreError::Conflict(_) => 409,
             StoreError::DuplicateId(_) | StoreError::UnknownAfter(_) => 400,
+            // A read-only store refuses the action; reading it still works.
+            StoreError::ReadOnly(_) => 403,
             StoreError::BadLocation(_)
+            | StoreError::Missing(_)
             | StoreError::TooNew { .. }
             | StoreError::Unavailable { .. }
             | StoreError::Io { .. } => 503,

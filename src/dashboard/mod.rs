@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::error::Failure;
-use crate::store::{self, Location, OpenFor, Store};
+use crate::store::{self, IfMissing, Location, OpenFor, Store};
 
 mod actions;
 mod api;
@@ -55,7 +55,11 @@ struct Shared {
 /// bound or the store cannot be opened.
 pub fn serve(config: Config) -> Result<(), Failure> {
     // Open once up front: a wrong --db fails now, not on the first page view.
-    drop(store::open(&config.location, OpenFor::Worker)?);
+    drop(store::open(
+        &config.location,
+        OpenFor::Worker,
+        IfMissing::Create,
+    )?);
     let server = tiny_http::Server::http(config.listen).map_err(|e| {
         Failure::runtime(format!(
             "cannot listen on {}: {e}; choose another address with --listen",
@@ -132,7 +136,11 @@ fn connection<'a>(
     store: &'a mut Option<Box<dyn Store>>,
 ) -> Result<&'a mut dyn Store, ApiError> {
     if store.is_none() {
-        *store = Some(store::open(&shared.location, OpenFor::Worker)?);
+        *store = Some(store::open(
+            &shared.location,
+            OpenFor::Worker,
+            IfMissing::Create,
+        )?);
     }
     match store {
         Some(s) => Ok(s.as_mut()),

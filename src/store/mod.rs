@@ -134,7 +134,7 @@ fn is_libpq_settings(text: &str) -> bool {
 pub fn remove_scratch(location: &Location) -> Result<()> {
     match location {
         Location::Sqlite(path) => sqlite::remove_files(path),
-        Location::Postgres(pg) => postgres::PgStore::open(pg)?.drop_schema(),
+        Location::Postgres(pg) => postgres::PgStore::open(pg, IfMissing::Create)?.drop_schema(),
     }
 }
 
@@ -160,11 +160,29 @@ pub enum OpenFor {
     Worker,
 }
 
-/// Opens (and if needed creates and migrates) the store at `location`.
-pub fn open(location: &Location, purpose: OpenFor) -> Result<Box<dyn Store>> {
+/// What opening a store that does not exist yet does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Create it (commands that write, workers).
+    Create,
+    /// Refuse with [`StoreError::Missing`] and create nothing: no file, directory,
+    /// `-wal`/`-shm` or PostgreSQL schema (commands that only read).
+    Refuse,
+}
+
+/// Opens (and if needed migrates) the store at `location`, creating it if it is
+/// missing and `if_missing` says so. A store this user may read but not write opens
+/// read-only: reads work and every write fails with [`StoreError::ReadOnly`].
+pub fn open(
+    location: &Location,
+    purpose: OpenFor,
+    if_missing: IfMissing,
+) -> Result<Box<dyn Store>> {
     match location {
-        Location::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path, purpose)?)),
-        Location::Postgres(pg) => Ok(Box::new(postgres::PgStore::open(pg)?)),
+        Location::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(
+            path, purpose, if_missing,
+        )?)),
+        Location::Postgres(pg) => Ok(Box::new(postgres::PgStore::open(pg, if_missing)?)),
     }
 }
 

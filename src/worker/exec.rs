@@ -63,7 +63,12 @@ impl Spool {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| WorkerError::io("cannot create the spool directory", e))?;
+                .map_err(|e| {
+                    WorkerError::io(
+                        format!("cannot create the spool directory {}", dir.display()),
+                        e,
+                    )
+                })?;
         }
         for dir in [&self.root, &out, &run] {
             file_trust::check_own(dir, "the spool")?;

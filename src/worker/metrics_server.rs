@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use crate::metrics::{self, Histogram};
-use crate::store::{self, Location, OpenFor, Store};
+use crate::store::{self, IfMissing, Location, OpenFor, Store};
 
 /// The round trips a worker process measures, shared with its metrics server.
 pub type RoundTrips = Arc<Mutex<Histogram>>;
@@ -113,7 +113,7 @@ fn document(
 ) -> Result<String, crate::error::StoreError> {
     let open = match store {
         Some(open) => open,
-        None => store.insert(store::open(location, OpenFor::Worker)?),
+        None => store.insert(store::open(location, OpenFor::Worker, IfMissing::Create)?),
     };
     let mut text = metrics::exposition(open.as_mut())?;
     let histogram = trips.lock().map(|h| h.clone()).unwrap_or_default();

@@ -171,13 +171,13 @@ impl Env {
             .to_owned()
     }
 
-    /// Creates the store (with a `status`) if this test has not used it yet. Workers
+    /// Creates the store (with `init`) if this test has not used it yet. Workers
     /// start in the background while the test polls the store, so without this two
     /// processes would race to create a brand-new store; that race has tests of its
     /// own (`store_files`) and is kept out of every other test.
     pub fn ensure_store(&mut self) {
         if !self.store_ready {
-            self.ok(&["status"]);
+            self.ok(&["init"]);
             self.store_ready = true;
         }
     }
@@ -308,7 +308,15 @@ impl Env {
 
     /// Everything a user can see of the store: jobs, settings and workers. Commands
     /// that must not change the store are checked by comparing this before and after.
+    /// A store that does not exist (reading commands never create one) is
+    /// `"no store"`, so a refused command must not create it either.
     pub fn snapshot(&self) -> Value {
+        let probe = self.run(&["list", "--json"]);
+        if !probe.status.success()
+            && String::from_utf8_lossy(&probe.stderr).contains("no queuectl store")
+        {
+            return Value::from("no store");
+        }
         serde_json::json!({
             "jobs": self.json(&["list"]),
             "config": self.json(&["config", "list"]),
@@ -324,6 +332,7 @@ impl Env {
         args: &[&str],
         vars: &[(&str, &str)],
     ) -> u32 {
+        self.ensure_store();
         let (program, prefix) = wrapper.split_first().expect("a wrapper program");
         let mut cmd = Command::new(program);
         cmd.args(prefix)

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use queuectl::backoff::Backoff;
 use queuectl::error::StoreError;
 use queuectl::job::{AttemptOutcome, Job, NewJob, Outcome, Transition, after_attempt};
-use queuectl::store::{self, Exchange, ExchangeReply, Finished, Lease, Location, OpenFor, Store};
+use queuectl::store::{
+    self, Exchange, ExchangeReply, Finished, IfMissing, Lease, Location, OpenFor, Store,
+};
 
 mod activity;
 mod claims;
@@ -29,6 +31,7 @@ mod dead_letters;
 mod ids;
 mod leases;
 mod listing;
+mod missing;
 mod output;
 mod schedule;
 mod settings;
@@ -95,7 +98,35 @@ impl TestStore {
 
     /// Opens the store as queuectl does, returning its error instead of panicking.
     pub fn try_open(&self) -> Result<Box<dyn Store>, StoreError> {
-        store::open(&self.location, OpenFor::Worker)
+        store::open(&self.location, OpenFor::Worker, IfMissing::Create)
+    }
+
+    /// Opens the store as a command that only reads does: never creating it.
+    pub fn try_open_to_read(&self) -> Result<Box<dyn Store>, StoreError> {
+        store::open(&self.location, OpenFor::Command, IfMissing::Refuse)
+    }
+
+    /// Whether anything of this store exists: its file or any file beside it
+    /// (SQLite), or its schema (PostgreSQL). Never creates anything.
+    pub fn exists(&self) -> bool {
+        match &self.location {
+            Location::Sqlite(path) => std::fs::read_dir(path.parent().expect("a directory"))
+                .expect("read the test directory")
+                .next()
+                .is_some(),
+            Location::Postgres(pg) => {
+                let url = postgres_url().expect("a PostgreSQL test has its URL");
+                let mut client = postgres::Client::connect(&url, postgres::NoTls)
+                    .expect("connect to the test PostgreSQL server");
+                let row = client
+                    .query_one(
+                        "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+                        &[&pg.schema],
+                    )
+                    .expect("look for the schema");
+                row.get::<_, i64>(0) > 0
+            }
+        }
     }
 
     /// A plain SQL connection to this store, beside queuectl: to build old stores,
@@ -122,7 +153,7 @@ impl TestStore {
 
     /// Another connection to this store.
     pub fn open(&self) -> Box<dyn Store> {
-        store::open(&self.location, OpenFor::Worker)
+        store::open(&self.location, OpenFor::Worker, IfMissing::Create)
             .unwrap_or_else(|e| panic!("open {}: {e}", self.location.describe()))
     }
 

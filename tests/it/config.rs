@@ -4,6 +4,7 @@
 use serde_json::json;
 
 backend_test!(defaults, |env| {
+    env.ensure_store();
     assert_eq!(
         env.json(&["config", "list"]),
         json!({

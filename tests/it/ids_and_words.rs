@@ -105,7 +105,7 @@ backend_test!(one_word_after_double_dash_is_a_shell_command_line, |env| {
 });
 
 backend_test!(words_without_double_dash_are_refused_with_a_hint, |env| {
-    env.ok(&["status"]);
+    env.ensure_store();
     let before = env.snapshot();
     env.assert_refused(
         &["enqueue", "echo", "hello"],

@@ -33,6 +33,7 @@ mod multi_host;
 mod postgres;
 mod priorities;
 mod queues;
+mod read_only;
 mod recovery;
 mod retry;
 mod schedule_transfer;

@@ -126,9 +126,10 @@ fn an_unreachable_server_fails_fast_naming_the_host_but_never_the_password() {
 
 #[test]
 fn schemas_keep_queues_in_one_database_apart() {
-    let (Some(a), Some(b)) = (Env::new(Backend::Postgres), Env::new(Backend::Postgres)) else {
+    let (Some(a), Some(mut b)) = (Env::new(Backend::Postgres), Env::new(Backend::Postgres)) else {
         return;
     };
+    b.ensure_store();
     let id = a.enqueue("true");
     assert_eq!(a.json(&["status"])["pending"], 1);
     assert_eq!(b.json(&["status"])["pending"], 0);

@@ -135,6 +135,7 @@ backend_test!(worker_list_fields_and_idle_busy_states, |env| {
 });
 
 backend_test!(status_counts_every_state_and_the_workers, |env| {
+    env.ensure_store();
     let status = env.status();
     for state in ["pending", "processing", "completed", "failed", "dead"] {
         assert_eq!(status[state], 0, "{state} is a top-level count: {status}");

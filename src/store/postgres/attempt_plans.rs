@@ -17,7 +17,7 @@ fn attempts_are_found_through_their_job_seq_key() {
     let Ok(Location::Postgres(pg)) = Location::parse(&url, Some(&schema)) else {
         panic!("bad QUEUECTL_TEST_POSTGRES_URL");
     };
-    let mut store = PgStore::open(&pg).expect("store");
+    let mut store = PgStore::open(&pg, crate::store::IfMissing::Create).expect("store");
     let jobs: Vec<NewJob> = (0..3000)
         .map(|i| NewJob::new(format!("j{i}"), "true".into(), "/".into()))
         .collect();

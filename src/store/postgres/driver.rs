@@ -69,6 +69,15 @@ pub(super) fn error_text(e: &postgres::Error) -> String {
     text
 }
 
+/// Whether the server refused a write as read-only: a read-only transaction (a
+/// standby, `default_transaction_read_only`) or a user without the privilege.
+pub(super) fn is_read_only(e: &postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION || *c == SqlState::INSUFFICIENT_PRIVILEGE
+    )
+}
+
 pub(super) fn is_retryable(e: &postgres::Error) -> bool {
     matches!(
         e.code(),

@@ -24,8 +24,8 @@ fn the_round_trip_holds_the_limited_queues_until_it_commits() {
     let Ok(Location::Postgres(pg)) = Location::parse(&url, Some(&schema)) else {
         panic!("bad QUEUECTL_TEST_POSTGRES_URL");
     };
-    let mut store = PgStore::open(&pg).expect("store");
-    let mut other = PgStore::open(&pg).expect("second store");
+    let mut store = PgStore::open(&pg, crate::store::IfMissing::Create).expect("store");
+    let mut other = PgStore::open(&pg, crate::store::IfMissing::Create).expect("second store");
     store
         .set_queue("limited", QueueChange::Concurrency(Some(1)))
         .expect("limit");
@@ -73,7 +73,7 @@ fn the_claim_reads_jobs_ready_alone() {
     let Ok(Location::Postgres(pg)) = Location::parse(&url, Some(&schema)) else {
         panic!("bad QUEUECTL_TEST_POSTGRES_URL");
     };
-    let mut store = PgStore::open(&pg).expect("store");
+    let mut store = PgStore::open(&pg, crate::store::IfMissing::Create).expect("store");
     let jobs: Vec<NewJob> = (0..5000)
         .map(|i| {
             let mut job = NewJob::new(format!("j{i}"), "true".into(), "/".into());

@@ -64,7 +64,8 @@ mod tests {
         let Ok(Location::Postgres(pg)) = Location::parse(&url, Some(&schema)) else {
             panic!("bad QUEUECTL_TEST_POSTGRES_URL");
         };
-        let mut store = super::super::PgStore::open(&pg).expect("store");
+        let mut store =
+            super::super::PgStore::open(&pg, crate::store::IfMissing::Create).expect("store");
         let jobs: Vec<NewJob> = (0..5000)
             .map(|_| NewJob::new(crate::job::generate_id(), "true".into(), "/".into()))
             .collect();

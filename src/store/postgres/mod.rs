@@ -60,8 +60,8 @@ use postgres::{Client, GenericClient, Transaction};
 
 use super::{
     AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Emit, Enqueued, Exchange,
-    ExchangeReply, JobRecord, NewCronEntry, OutputRead, QueueChange, QueueRow, Result, RunningJob,
-    StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+    ExchangeReply, IfMissing, JobRecord, NewCronEntry, OutputRead, QueueChange, QueueRow, Result,
+    RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
 };
 use crate::error::StoreError;
 use crate::job::{self, Cancel, Job, JobState, NewJob};
@@ -90,7 +90,7 @@ pub use location::{PgLocation, redact};
 
 use driver::{
     Conn, Db, Params, Step, driver_error, duplicate_id, error_text, in_transaction,
-    is_connection_error, is_retryable, is_unique_violation,
+    is_connection_error, is_read_only, is_retryable, is_unique_violation,
 };
 
 /// Retries of a transaction PostgreSQL aborted to break a deadlock.
@@ -123,14 +123,16 @@ impl PgStore {
     /// Connects, creating the schema on first use and migrating it as needed. Fails
     /// with [`StoreError::Unavailable`] naming host:port (never the password) when the
     /// server cannot be reached within [`CONNECT_TIMEOUT`].
-    pub fn open(location: &PgLocation) -> Result<PgStore> {
+    /// With `IfMissing::Refuse`, a schema without the queue's tables is reported
+    /// ([`StoreError::Missing`]) and nothing is created.
+    pub fn open(location: &PgLocation, if_missing: IfMissing) -> Result<PgStore> {
         let mut store = PgStore {
             location: location.clone(),
             config: connect::client_config(location)?,
             channel: listen::channel_name(&location.schema),
             conn: None,
         };
-        store.migrate()?;
+        store.migrate(if_missing)?;
         Ok(store)
     }
 
@@ -199,6 +201,17 @@ impl PgStore {
         };
         let closed = self.conn.as_ref().is_none_or(|c| c.client.is_closed());
         let at = self.location.host_port();
+        if is_read_only(driver) {
+            return StoreError::ReadOnly(self.scrub(format!(
+                "cannot write to the store {}: {}; commands that only read it (status, \
+                 list, show, logs, stats, export) still work; to change it, connect as a \
+                 user who may write it, to a server that accepts writes",
+                self.location.describe(),
+                driver
+                    .as_db_error()
+                    .map_or_else(|| error_text(driver), |db| db.message().to_owned())
+            )));
+        }
         let message = if closed || is_connection_error(driver) {
             self.conn = None;
             format!(
@@ -441,8 +454,13 @@ impl Store for PgStore {
     }
 
     fn metrics(&mut self) -> Result<super::stats::MetricsRaw> {
+        // A read-only store is reported as it is: the rollup only moves old
+        // attempts into totals that the metrics add back.
         if self.read(stats::roll_due)? {
-            self.write(stats::roll_if_due)?;
+            match self.write(stats::roll_if_due) {
+                Err(StoreError::ReadOnly(_)) | Ok(()) => {}
+                Err(e) => return Err(e),
+            }
         }
         self.snapshot(stats::metrics)
     }

@@ -12,7 +12,7 @@ use postgres::error::SqlState;
 
 use super::{Db, PgStore, Step, quote_ident};
 use crate::error::StoreError;
-use crate::store::{Result, Store};
+use crate::store::{IfMissing, Result, Store};
 
 /// Migrations, applied in order; the `schema_version` row counts the applied ones.
 const MIGRATIONS: &[&str] = &[
@@ -63,7 +63,7 @@ impl PgStore {
         }
     }
 
-    pub(super) fn migrate(&mut self) -> Result<()> {
+    pub(super) fn migrate(&mut self, if_missing: IfMissing) -> Result<()> {
         // Fast path, one round trip: the schema exists and is current.
         let found = self.read(|db| match db.client.query_opt(READ_SCHEMA_VERSION, &[]) {
             Ok(row) => Ok(Some(row.map_or(Ok(0), |r| r.try_get::<_, i64>(0))?)),
@@ -77,6 +77,11 @@ impl PgStore {
                 found: v,
                 supported,
             }),
+            None if if_missing == IfMissing::Refuse => Err(StoreError::Missing(format!(
+                "no queuectl store in {}; `queuectl init` creates one there (so does any \
+                 command that writes, such as `enqueue`), or give another with --db or --schema",
+                self.location.describe()
+            ))),
             _ => {
                 let schema = self.location.schema.clone();
                 let describe = self.location.describe();

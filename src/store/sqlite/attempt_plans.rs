@@ -23,8 +23,12 @@ fn plan(conn: &Connection, sql: &str) -> Vec<String> {
 #[test]
 fn attempts_are_found_through_their_job_seq_key() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store =
-        super::SqliteStore::open(&dir.path().join("q.db"), OpenFor::Command).expect("store");
+    let store = super::SqliteStore::open(
+        &dir.path().join("q.db"),
+        OpenFor::Command,
+        crate::store::IfMissing::Create,
+    )
+    .expect("store");
     let statements = [
         ("READ_JOB", jobs::READ_JOB),
         ("READ_ATTEMPTS", jobs::READ_ATTEMPTS),

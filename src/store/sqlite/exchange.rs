@@ -261,8 +261,12 @@ mod tests {
     #[test]
     fn the_claim_reads_jobs_ready_alone() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut store = super::super::SqliteStore::open(&dir.path().join("q.db"), OpenFor::Command)
-            .expect("store");
+        let mut store = super::super::SqliteStore::open(
+            &dir.path().join("q.db"),
+            OpenFor::Command,
+            crate::store::IfMissing::Create,
+        )
+        .expect("store");
         store
             .set_queue("paused", QueueChange::Pause)
             .expect("pause");

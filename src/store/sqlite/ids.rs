@@ -55,6 +55,7 @@ mod tests {
         let store = super::super::SqliteStore::open(
             &dir.path().join("queue.db"),
             crate::store::OpenFor::Command,
+            crate::store::IfMissing::Create,
         )
         .expect("open a new store");
         let cases: [(&str, &[&dyn rusqlite::ToSql]); 2] = [

@@ -19,6 +19,8 @@
 //! read); `impl Store` picks one per operation and hands the work to the module that
 //! owns it:
 //! - `schema`: the private file, the file's identity and the migrations;
+//! - `access`: opening a store this user can only read, and the errors for a
+//!   read-only or missing store;
 //! - `wal`: holding the file alone, keeping the WAL short, waking on commits;
 //! - `exchange`: the worker round trip (finished runs, renewals, output, claims);
 //! - `jobs`: enqueueing, reading, listing and counting jobs;
@@ -52,14 +54,15 @@ use rusqlite::{Connection, ErrorCode, Row, TransactionBehavior, params};
 use super::rows::{self, Columns};
 use super::{
     AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Emit, Enqueued, Exchange,
-    ExchangeReply, JobRecord, NewCronEntry, OpenFor, OutputRead, QueueChange, QueueRow, Result,
-    RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+    ExchangeReply, IfMissing, JobRecord, NewCronEntry, OpenFor, OutputRead, QueueChange, QueueRow,
+    Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
 };
 use crate::config::Config;
 use crate::error::InputError;
 use crate::error::StoreError;
 use crate::job::{self, Cancel, Job, JobState, NewJob};
 
+mod access;
 #[cfg(test)]
 mod attempt_plans;
 mod control;
@@ -94,6 +97,8 @@ pub struct SqliteStore {
     purpose: OpenFor,
     /// Holds the file alone (see `wal::take_if_alone`), and so looks after the WAL.
     alone: bool,
+    /// Opened read-only (see `access`): every write is refused up front.
+    read_only: bool,
     /// Whether this connection has written (and so decided whether to start the
     /// WAL over).
     wal_checked: bool,
@@ -134,18 +139,21 @@ impl Drop for StopDeferred {
 }
 
 impl SqliteStore {
-    /// Opens the store at `path`, creating it (0600, in a 0700 directory) and
-    /// migrating it as needed. Refuses directories, files that are not queuectl
-    /// stores and stores from a newer queuectl.
-    pub fn open(path: &Path, purpose: OpenFor) -> Result<SqliteStore> {
+    /// Opens the store at `path`, creating it (0600, in a 0700 directory) if
+    /// `if_missing` says so, and migrating it as needed. Refuses directories, files
+    /// that are not queuectl stores and stores from a newer queuectl. A store this
+    /// user can only read opens read-only (see `access`).
+    pub fn open(path: &Path, purpose: OpenFor, if_missing: IfMissing) -> Result<SqliteStore> {
         let stop_deferred = (purpose == OpenFor::Command)
             .then(StopDeferred::new)
             .flatten();
-        schema::create_private_file(path)?;
+        schema::create_private_file(path, if_missing)?;
         let wal_existed = wal::wal_path(path).exists();
-        let conn = Connection::open(path).map_err(|e| schema::open_error(path, e))?;
+        let (conn, read_only) =
+            access::connect(path, |conn| schema::read_identity(conn).map(|_| ()))?;
         let alone = purpose == OpenFor::Command
             && wal_existed
+            && !read_only
             && wal::take_if_alone(&conn).map_err(|e| schema::open_error(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
 
@@ -155,6 +163,7 @@ impl SqliteStore {
             data_version: 0,
             purpose,
             alone,
+            read_only,
             wal_checked: false,
             _stop_deferred: stop_deferred,
         };
@@ -168,6 +177,9 @@ impl SqliteStore {
             .conn
             .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
             .map_err(db_error)?;
+        if read_only {
+            return Ok(store);
+        }
         store
             .conn
             .pragma_update(None, "synchronous", "FULL")
@@ -199,6 +211,12 @@ impl SqliteStore {
         behavior: TransactionBehavior,
         f: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<T>,
     ) -> Result<T> {
+        if self.read_only && !matches!(behavior, TransactionBehavior::Deferred) {
+            return Err(access::read_only_error(
+                &self.path,
+                access::READS_STILL_WORK,
+            ));
+        }
         let tx = self
             .conn
             .transaction_with_behavior(behavior)
@@ -416,7 +434,9 @@ impl Store for SqliteStore {
     }
 
     fn metrics(&mut self) -> Result<super::stats::MetricsRaw> {
-        if stats::roll_due(&self.conn, now_ms())? {
+        // A read-only store is reported as it is: the rollup only moves old
+        // attempts into totals that the metrics add back.
+        if !self.read_only && stats::roll_due(&self.conn, now_ms())? {
             self.write(stats::roll_if_due)?;
         }
         self.transact(TransactionBehavior::Deferred, stats::metrics)

@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
-use super::{BUSY_TIMEOUT, SqliteStore, db_error, is_busy, wal};
+use super::{BUSY_TIMEOUT, SqliteStore, access, db_error, is_busy, wal};
 use crate::error::StoreError;
 use crate::file_trust;
-use crate::store::Result;
+use crate::store::{IfMissing, Result};
 
 /// `PRAGMA application_id`: marks a file as a queuectl store ("QCTL").
 const APPLICATION_ID: i64 = 0x5143_544C;
@@ -53,6 +53,16 @@ impl SqliteStore {
             return Ok(());
         }
         check_identity(&path, app_id, version)?;
+        if self.read_only {
+            return Err(access::read_only_error(
+                &path,
+                &format!(
+                    "and its schema (version {version}) needs upgrading to version {} first, \
+                     which only a queuectl that can write it can do",
+                    MIGRATIONS.len()
+                ),
+            ));
+        }
         retry_busy(|| {
             let tx = self
                 .conn
@@ -96,7 +106,7 @@ impl SqliteStore {
 /// `SELECT` over the pragma table functions: they read the file header without
 /// parsing the schema or creating virtual tables, which matters to every short
 /// command.
-fn read_identity(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+pub(super) fn read_identity(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
     let app_id = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
     let version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     Ok((app_id, version))
@@ -136,8 +146,10 @@ fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result
 /// Creates the store file 0600 (and missing directories 0700) before SQLite opens it,
 /// so no other user can ever read it, not even for an instant. An existing store,
 /// its `-wal` and `-shm` files and its directory must pass [`file_trust`]'s checks
-/// (ours, not writable by others, not a link), or nothing is opened.
-pub(super) fn create_private_file(path: &Path) -> Result<()> {
+/// (ours, not writable by others, not a link), or nothing is opened. A missing store
+/// is created only if `if_missing` says so; otherwise it is reported
+/// ([`access::missing`]) and nothing at all is created.
+pub(super) fn create_private_file(path: &Path, if_missing: IfMissing) -> Result<()> {
     let untrusted = |e: file_trust::Untrusted| StoreError::BadLocation(e.0);
     let dir = path
         .parent()
@@ -157,6 +169,9 @@ pub(super) fn create_private_file(path: &Path) -> Result<()> {
                 file_trust::check_own(&companion, "the store's file").map_err(untrusted)?;
             }
             return Ok(());
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound && if_missing == IfMissing::Refuse => {
+            return Err(access::missing(path));
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => {

@@ -194,25 +194,30 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("q.db");
         // A store in use has a WAL file; only then may a command hold it alone.
-        let mut created = SqliteStore::open(&path, OpenFor::Command).expect("create");
+        let mut created =
+            SqliteStore::open(&path, OpenFor::Command, crate::store::IfMissing::Create)
+                .expect("create");
         assert_eq!(locking_mode(&created), "normal");
         created.enqueue(&[job("first")]).expect("first enqueue");
         drop(created);
 
-        let mut alone = SqliteStore::open(&path, OpenFor::Command).expect("open");
+        let mut alone = SqliteStore::open(&path, OpenFor::Command, crate::store::IfMissing::Create)
+            .expect("open");
         assert_eq!(locking_mode(&alone), "exclusive");
         alone.enqueue(&[job("a")]).expect("enqueue alone");
         drop(alone);
 
         // A worker rebuilds the shared WAL index from the WAL the command wrote.
-        let mut worker = SqliteStore::open(&path, OpenFor::Worker).expect("open worker");
+        let mut worker = SqliteStore::open(&path, OpenFor::Worker, crate::store::IfMissing::Create)
+            .expect("open worker");
         assert_eq!(locking_mode(&worker), "normal");
         assert!(worker.job("a").expect("read").is_some());
     }
 
     /// A store in use: one job written, so it has a WAL.
     fn created(path: &Path) {
-        let mut store = SqliteStore::open(path, OpenFor::Worker).expect("create");
+        let mut store = SqliteStore::open(path, OpenFor::Worker, crate::store::IfMissing::Create)
+            .expect("create");
         store.enqueue(&[job("seed")]).expect("seed");
     }
 
@@ -227,7 +232,9 @@ mod tests {
         created(&path);
         let mut sizes = Vec::new();
         for i in 0..60 {
-            let mut store = SqliteStore::open(&path, OpenFor::Command).expect("open");
+            let mut store =
+                SqliteStore::open(&path, OpenFor::Command, crate::store::IfMissing::Create)
+                    .expect("open");
             assert!(store.alone);
             store.enqueue(&[job(&format!("j{i}"))]).expect("enqueue");
             drop(store);
@@ -247,7 +254,8 @@ mod tests {
             settled.windows(2).all(|w| w[0] <= w[1]),
             "WAL sizes: {sizes:?}"
         );
-        let mut reader = SqliteStore::open(&path, OpenFor::Worker).expect("open worker");
+        let mut reader = SqliteStore::open(&path, OpenFor::Worker, crate::store::IfMissing::Create)
+            .expect("open worker");
         for i in 0..60 {
             assert!(
                 reader.job(&format!("j{i}")).expect("read").is_some(),
@@ -261,7 +269,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("q.db");
         created(&path);
-        let mut writer = SqliteStore::open(&path, OpenFor::Command).expect("open");
+        let mut writer =
+            SqliteStore::open(&path, OpenFor::Command, crate::store::IfMissing::Create)
+                .expect("open");
         assert!(writer.alone);
         for i in 0..40 {
             writer.enqueue(&[job(&format!("j{i}"))]).expect("enqueue");
@@ -269,11 +279,15 @@ mod tests {
         drop(writer);
         assert!(wal_log_reaches(&wal_path(&path), WAL_RESTART_FRAMES));
 
-        let mut reader = SqliteStore::open(&path, OpenFor::Command).expect("open");
+        let mut reader =
+            SqliteStore::open(&path, OpenFor::Command, crate::store::IfMissing::Create)
+                .expect("open");
         assert!(reader.job("j39").expect("read").is_some());
         drop(reader);
         assert_eq!(wal_size(&path), 0);
-        let mut reader = SqliteStore::open(&path, OpenFor::Command).expect("open");
+        let mut reader =
+            SqliteStore::open(&path, OpenFor::Command, crate::store::IfMissing::Create)
+                .expect("open");
         assert!(reader.job("j39").expect("read").is_some());
     }
 
@@ -281,9 +295,12 @@ mod tests {
     fn a_command_shares_the_store_with_an_open_worker() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("q.db");
-        let mut worker = SqliteStore::open(&path, OpenFor::Worker).expect("create");
+        let mut worker = SqliteStore::open(&path, OpenFor::Worker, crate::store::IfMissing::Create)
+            .expect("create");
 
-        let mut command = SqliteStore::open(&path, OpenFor::Command).expect("open beside a worker");
+        let mut command =
+            SqliteStore::open(&path, OpenFor::Command, crate::store::IfMissing::Create)
+                .expect("open beside a worker");
         assert_eq!(locking_mode(&command), "normal");
         command
             .enqueue(&[job("b")])
