@@ -24,6 +24,7 @@ mod activity;
 pub(crate) mod control;
 pub mod cron;
 pub mod ids;
+mod layout;
 mod listing;
 pub mod postgres;
 mod records;

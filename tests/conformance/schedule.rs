@@ -206,3 +206,51 @@ conformance_test!(
         assert_eq!(counts.get(JobState::Pending), 2000);
     }
 );
+
+conformance_test!(
+    a_batch_of_mixed_priorities_keeps_its_input_order_and_first_twin,
+    |stores| {
+        // PostgreSQL inserts such a batch in run order (crate::store::layout): the
+        // jobs still list in the order given, run by priority then that order, and
+        // of two jobs with one unique key the first given wins, whatever their
+        // priorities, also against a holder already in the store.
+        let mut store = stores.open();
+        store
+            .enqueue(&[with("held", |j| j.unique_key = Some("h".into()))])
+            .expect("enqueue");
+        let jobs = [
+            with("k-low", |j| j.unique_key = Some("k".into())),
+            with("mid", |j| j.priority = 5),
+            with("k-high", |j| {
+                j.priority = 9;
+                j.unique_key = Some("k".into());
+            }),
+            with("h-high", |j| {
+                j.priority = 9;
+                j.unique_key = Some("h".into());
+            }),
+            with("plain", |_| {}),
+            with("h-low", |j| j.unique_key = Some("h".into())),
+        ];
+        let enqueued = store.enqueue(&jobs).expect("enqueue");
+        assert_eq!(
+            enqueued.existing,
+            [
+                None,
+                None,
+                Some("k-low".to_owned()),
+                Some("held".to_owned()),
+                None,
+                Some("held".to_owned())
+            ]
+        );
+        let listed: Vec<String> = store
+            .list(None, None)
+            .expect("list")
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(listed, ["held", "k-low", "mid", "plain"]);
+        assert_eq!(claim_all(&mut *store), ["mid", "held", "k-low", "plain"]);
+    }
+);

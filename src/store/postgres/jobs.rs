@@ -1,11 +1,14 @@
 //! The jobs table outside a worker's round trip: enqueue, reading jobs and their
 //! attempts, listing and counting.
 //!
-//! Invariants: a batch of jobs is inserted in the order given (`seq` follows it), in
+//! Invariants: a batch of jobs takes `seq`s in the order given, and is inserted in
+//! that order too unless its priorities are mixed: then in the order it will run
+//! (`crate::store::layout`), so that claims and finishes touch few heap pages; in
 //! array-sized chunks of [`ENQUEUE_CHUNK`], so 100k jobs are a few statements, not
 //! 100k round trips; a duplicate id fails the whole batch with that id's name; waiting
 //! jobs are listed in the order they will run, as on SQLite.
 
+use postgres::types::ToSql;
 use postgres::{GenericClient, Transaction};
 
 use super::listen::notify;
@@ -14,12 +17,44 @@ use crate::config::Config;
 use crate::error::StoreError;
 use crate::job::options::{Admission, Start, admission};
 use crate::job::{Job, JobState, NewJob};
+use crate::store::layout::BatchLayout;
 use crate::store::listing::{Dialect, listing_sql};
 use crate::store::rows::{
     JOB_COLUMN_COUNT, attempt_columns, attempt_from_row, job_columns, job_from_row,
 };
 use crate::store::rows::{after_from_lines, env_to_text};
 use crate::store::{AttemptRecord, Counts, Enqueued, JobListing, JobOrder};
+
+/// The text of [`INSERT_JOBS`] and [`INSERT_JOBS_AT`]: the second adds a `seq`
+/// column (its name, the override clause, the value, the array, its name in `t`).
+macro_rules! insert_jobs {
+    ($col:literal, $overriding:literal, $value:literal, $array:literal, $name:literal) => {
+        concat!(
+            "INSERT INTO jobs (id, command, cwd, state, max_retries, \
+        created_at, updated_at, next_run_at, timeout_ms, priority, queue, run_at, env, \
+        unique_key, blocked_by, scheduled, finished_at, last_error",
+            $col,
+            ") ",
+            $overriding,
+            " SELECT t.id, t.command, t.cwd, t.state, t.max_retries, now_ms(), now_ms(), \
+        coalesce(t.run_at, now_ms()), t.timeout_ms, t.priority, t.queue, t.run_at, t.env, \
+        t.unique_key, t.blocked_by, t.state = 'pending' AND coalesce(t.run_at > now_ms(), false), \
+        CASE WHEN t.state = 'cancelled' THEN now_ms() END, t.last_error",
+            $value,
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], \
+        $6::bigint[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::bigint[], \
+        $12::text[], $13::text[]",
+            $array,
+            ") WITH ORDINALITY AS t(id, command, cwd, max_retries, timeout_ms, priority, queue, \
+        run_at, env, unique_key, blocked_by, state, last_error",
+            $name,
+            ", ord) ORDER BY t.ord \
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
+        AND state IN ('pending', 'processing', 'failed') DO NOTHING \
+    RETURNING id, now_ms()"
+        )
+    };
+}
 
 /// Jobs per INSERT statement when enqueuing (and importing): large batches go in
 /// array-sized chunks, so 100k jobs are a few statements, not 100k round trips.
@@ -31,22 +66,22 @@ pub(super) const ENQUEUE_CHUNK: usize = 5000;
 /// errors), each as its admission decided; a job whose unique key an unfinished
 /// job (or an earlier job of the batch) holds is skipped. Returns the ids inserted
 /// with the database time used as their `created_at`.
-const INSERT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, max_retries, \
-        created_at, updated_at, next_run_at, timeout_ms, priority, queue, run_at, env, \
-        unique_key, blocked_by, scheduled, finished_at, last_error) \
-    SELECT t.id, t.command, t.cwd, t.state, t.max_retries, now_ms(), now_ms(), \
-        coalesce(t.run_at, now_ms()), t.timeout_ms, t.priority, t.queue, t.run_at, t.env, \
-        t.unique_key, t.blocked_by, t.state = 'pending' AND coalesce(t.run_at > now_ms(), false), \
-        CASE WHEN t.state = 'cancelled' THEN now_ms() END, t.last_error \
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], \
-        $6::bigint[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::bigint[], \
-        $12::text[], $13::text[]) \
-        WITH ORDINALITY AS t(id, command, cwd, max_retries, timeout_ms, priority, queue, \
-        run_at, env, unique_key, blocked_by, state, last_error, ord) \
-    ORDER BY t.ord \
-    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
-        AND state IN ('pending', 'processing', 'failed') DO NOTHING \
-    RETURNING id, now_ms()";
+const INSERT_JOBS: &str = insert_jobs!("", "", "", "", "");
+
+/// [`INSERT_JOBS`] with each job's `seq` given (`$14`): a batch inserted in the
+/// order it will run (`crate::store::layout`) keeps the `seq`s of its input order,
+/// taken by [`RESERVE_SEQS`].
+const INSERT_JOBS_AT: &str = insert_jobs!(
+    ", seq",
+    "OVERRIDING SYSTEM VALUE",
+    ", t.seq",
+    ", $14::bigint[]",
+    ", seq"
+);
+
+/// `$1` new `seq`s from the identity sequence, for [`INSERT_JOBS_AT`].
+const RESERVE_SEQS: &str =
+    "SELECT nextval(pg_get_serial_sequence('jobs', 'seq')) FROM generate_series(1, $1::bigint)";
 
 /// The ids a listed job runs after, one per line (NULL: none), as the column after
 /// [`job_columns!`].
@@ -151,19 +186,41 @@ pub(super) fn enqueue_in(
     // Only a delay's run_at depends on the clock given to admission, so without
     // one any value will do.
     let admit_at = now.unwrap_or(0);
-    let mut existing = Vec::with_capacity(jobs.len());
+    // A batch of mixed priorities goes into the heap in the order it will run
+    // (crate::store::layout), each job with the seq of its place in the input:
+    // taken from the sequence up front, in ascending order.
+    let layout = BatchLayout::of(jobs);
+    let mut seqs: Vec<i64> = Vec::new();
+    if layout.reordered {
+        let count = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
+        for row in db.query(RESERVE_SEQS, &[&count])? {
+            seqs.push(row.try_get(0)?);
+        }
+        seqs.sort_unstable();
+    }
+    let seq_of = |i: usize| seqs.get(i).copied();
+    let mut existing = vec![None; jobs.len()];
     let mut unknown = Vec::new();
-    let mut simple: Vec<(&NewJob, Admission)> = Vec::new();
-    for job in jobs {
+    let mut simple: Vec<ToInsert<'_>> = Vec::new();
+    for &i in &layout.order {
+        let job = &jobs[i];
+        if layout.same_key_as[i].is_some() {
+            continue;
+        }
         if job.after.is_empty() {
-            simple.push((job, admission(job, admit_at, &[])));
+            simple.push(ToInsert {
+                index: i,
+                job,
+                admission: admission(job, admit_at, &[]),
+                seq: seq_of(i),
+            });
             if simple.len() == ENQUEUE_CHUNK {
-                existing.extend(insert_jobs(db, &simple, &defaults, &mut now)?);
+                insert_jobs(db, &simple, &defaults, &mut now, &mut existing)?;
                 simple.clear();
             }
             continue;
         }
-        existing.extend(insert_jobs(db, &simple, &defaults, &mut now)?);
+        insert_jobs(db, &simple, &defaults, &mut now, &mut existing)?;
         simple.clear();
         let rows = db.query(MARK_HAS_DEPENDENTS, &[&job.after])?;
         let mut states: Vec<(String, JobState)> = Vec::with_capacity(rows.len());
@@ -179,14 +236,19 @@ pub(super) fn enqueue_in(
                 .cloned(),
         );
         let waits: Vec<(&str, JobState)> = states.iter().map(|(id, s)| (id.as_str(), *s)).collect();
-        let decided = admission(job, admit_at, &waits);
-        let found = insert_jobs(db, &[(job, decided)], &defaults, &mut now)?;
-        if found.first() == Some(&None) {
+        let one = ToInsert {
+            index: i,
+            job,
+            admission: admission(job, admit_at, &waits),
+            seq: seq_of(i),
+        };
+        insert_jobs(db, &[one], &defaults, &mut now, &mut existing)?;
+        if existing[i].is_none() {
             db.execute(INSERT_DEPENDENCIES, &[&job.id, &job.after])?;
         }
-        existing.extend(found);
     }
-    existing.extend(insert_jobs(db, &simple, &defaults, &mut now)?);
+    insert_jobs(db, &simple, &defaults, &mut now, &mut existing)?;
+    layout.share_keys(jobs, &mut existing);
     if !unknown.is_empty() {
         return Err(StoreError::UnknownAfter(unknown));
     }
@@ -203,19 +265,32 @@ pub(super) fn enqueue_in(
     })
 }
 
-/// Inserts jobs in one statement, in the given order (`seq` follows it); a job
-/// without its own retry limit or timeout gets the one in `defaults`. Returns, for
-/// each job, the unfinished job holding its unique key when it was skipped; sets
-/// `now` to the database time the insert used, if it inserted any.
+/// One job of a batch on its way into the table.
+struct ToInsert<'a> {
+    /// Its place in the batch as given, where its outcome goes.
+    index: usize,
+    job: &'a NewJob,
+    admission: Admission,
+    /// `None`: the sequence's next (all jobs of one insert alike).
+    seq: Option<i64>,
+}
+
+/// Inserts jobs in one statement, in the given order (`seq` follows it, unless
+/// given); a job without its own retry limit or timeout gets the one in
+/// `defaults`. Sets `existing[index]` of each job skipped to the unfinished job
+/// holding its unique key, and `now` to the database time the insert used, if it
+/// inserted any.
 fn insert_jobs(
     db: &mut Db<'_, Transaction<'_>>,
-    jobs: &[(&NewJob, Admission)],
+    batch: &[ToInsert<'_>],
     defaults: &Config,
     now: &mut Option<i64>,
-) -> Step<Vec<Option<String>>> {
-    if jobs.is_empty() {
-        return Ok(Vec::new());
+    existing: &mut [Option<String>],
+) -> Step<()> {
+    if batch.is_empty() {
+        return Ok(());
     }
+    let jobs: Vec<(&NewJob, &Admission)> = batch.iter().map(|b| (b.job, &b.admission)).collect();
     let ids: Vec<&str> = jobs.iter().map(|(j, _)| j.id.as_str()).collect();
     let commands: Vec<&str> = jobs.iter().map(|(j, _)| j.command.as_str()).collect();
     let cwds: Vec<&str> = jobs.iter().map(|(j, _)| j.cwd.as_str()).collect();
@@ -239,24 +314,30 @@ fn insert_jobs(
     let blocked: Vec<i64> = jobs.iter().map(|(_, a)| a.blocked_by).collect();
     let states: Vec<&str> = jobs.iter().map(|(_, a)| a.state.as_str()).collect();
     let errors: Vec<Option<&str>> = jobs.iter().map(|(_, a)| a.last_error.as_deref()).collect();
-    let result = db.query(
-        INSERT_JOBS,
-        &[
-            &ids,
-            &commands,
-            &cwds,
-            &retries,
-            &timeouts,
-            &priorities,
-            &queues,
-            &run_ats,
-            &envs,
-            &keys,
-            &blocked,
-            &states,
-            &errors,
-        ],
-    );
+    // All of a batch's seqs are given, or none.
+    let seqs: Option<Vec<i64>> = batch.iter().map(|b| b.seq).collect();
+    let (sql, params) = match &seqs {
+        Some(_) => (INSERT_JOBS_AT, 14),
+        None => (INSERT_JOBS, 13),
+    };
+    let seqs = seqs.unwrap_or_default();
+    let all: [&(dyn ToSql + Sync); 14] = [
+        &ids,
+        &commands,
+        &cwds,
+        &retries,
+        &timeouts,
+        &priorities,
+        &queues,
+        &run_ats,
+        &envs,
+        &keys,
+        &blocked,
+        &states,
+        &errors,
+        &seqs,
+    ];
+    let result = db.query(sql, &all[..params]);
     let inserted: Vec<String> = match result {
         Ok(rows) => {
             if let Some(row) = rows.first() {
@@ -274,23 +355,19 @@ fn insert_jobs(
         }
         Err(e) => return Err(e),
     };
-    if inserted.len() == jobs.len() {
-        return Ok(vec![None; jobs.len()]);
+    if inserted.len() == batch.len() {
+        return Ok(());
     }
-    let mut existing = Vec::with_capacity(jobs.len());
-    for (job, _) in jobs {
-        if inserted.contains(&job.id) {
-            existing.push(None);
+    for one in batch {
+        if inserted.contains(&one.job.id) {
             continue;
         }
-        let key = job.unique_key.as_deref().unwrap_or_default();
-        let holder = db.query_opt(FIND_UNIQUE, &[&key])?;
-        existing.push(match holder {
-            Some(row) => Some(row.try_get(0)?),
-            None => None,
-        });
+        let key = one.job.unique_key.as_deref().unwrap_or_default();
+        if let Some(row) = db.query_opt(FIND_UNIQUE, &[&key])? {
+            existing[one.index] = Some(row.try_get(0)?);
+        }
     }
-    Ok(existing)
+    Ok(())
 }
 
 /// A job with the output tail of its latest attempt, if it exists.

@@ -68,6 +68,8 @@ use crate::job::{self, Cancel, Job, JobState, NewJob};
 
 #[cfg(test)]
 mod attempt_plans;
+#[cfg(test)]
+mod batch_layout;
 mod connect;
 mod control;
 mod cron;
