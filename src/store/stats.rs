@@ -19,6 +19,14 @@
 //! [`ROLL_LAG_MS`] behind the clock (so a transaction that commits late still lands
 //! after the mark). A read adds the rollup to the attempts after the mark, which the
 //! index on `attempts (finished_at)` finds at once.
+//!
+//! Completed jobs per queue (the one job count no small partial index holds) are
+//! kept the same way (schema version 6): `completed_rollup` holds those a read
+//! cannot find through a recent attempt, behind a second mark
+//! (`stats_rolled.jobs_until`) that moves with the same [`roll_target`]; a read
+//! adds the completed jobs whose succeeded last attempt finished after the mark.
+//! `retry`, `clean` and `import` keep the rollup as they change jobs; claims and
+//! finishes never touch it (DECISIONS.md §19).
 
 use std::time::Duration;
 
@@ -148,25 +156,11 @@ pub(crate) fn add_cell(cells: &mut Vec<BucketCount>, cell: BucketCount) {
     }
 }
 
-/// Adds `n` jobs of `queue` in `state` to `raw.jobs`, and takes them from the
-/// queue's total in `totals` (what is left there at the end is completed jobs).
-pub(crate) fn add_jobs(
-    raw: &mut MetricsRaw,
-    totals: &mut [(String, i64)],
-    queue: String,
-    state: &str,
-    n: i64,
-) {
-    if let Some(t) = totals.iter_mut().find(|(q, _)| *q == queue) {
-        t.1 -= n;
-    }
-    match raw
-        .jobs
-        .iter_mut()
-        .find(|(q, s, _)| *q == queue && s == state)
-    {
+/// Adds `n` jobs of `queue` in `state` to `jobs` (`(queue, state, jobs)` rows).
+pub(crate) fn add_jobs(jobs: &mut Vec<(String, String, i64)>, queue: String, state: &str, n: i64) {
+    match jobs.iter_mut().find(|(q, s, _)| *q == queue && s == state) {
         Some(row) => row.2 += n,
-        None => raw.jobs.push((queue, state.to_owned(), n)),
+        None => jobs.push((queue, state.to_owned(), n)),
     }
 }
 

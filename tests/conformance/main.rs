@@ -35,6 +35,7 @@ mod settings;
 mod stats;
 mod transfer;
 mod upgrade;
+mod upgrade_counts;
 mod workers;
 
 /// Which backend a test variant runs on, and the PostgreSQL server for tests: the

@@ -68,6 +68,7 @@ use crate::job::{self, Cancel, Job, JobState, NewJob};
 
 #[cfg(test)]
 mod attempt_plans;
+mod completed;
 mod connect;
 mod control;
 mod cron;
@@ -214,6 +215,15 @@ impl PgStore {
         }
     }
 
+    /// Moves the rollups of `metrics` and of the job counts forward when one is a
+    /// step behind (a small write, at most once per step; a cheap read otherwise).
+    fn roll_if_due(&mut self) -> Result<()> {
+        if self.read(stats::roll_due)? {
+            self.write(stats::roll_if_due)?;
+        }
+        Ok(())
+    }
+
     fn scrub(&self, message: String) -> String {
         connect::scrub_password(message, self.config.get_password())
     }
@@ -292,6 +302,7 @@ impl Store for PgStore {
     }
 
     fn counts(&mut self) -> Result<Counts> {
+        self.roll_if_due()?;
         self.read(jobs::count_jobs)
     }
 
@@ -396,6 +407,7 @@ impl Store for PgStore {
     }
 
     fn queues(&mut self) -> Result<Vec<QueueRow>> {
+        self.roll_if_due()?;
         self.read(schedule::queues)
     }
 
@@ -441,9 +453,7 @@ impl Store for PgStore {
     }
 
     fn metrics(&mut self) -> Result<super::stats::MetricsRaw> {
-        if self.read(stats::roll_due)? {
-            self.write(stats::roll_if_due)?;
-        }
+        self.roll_if_due()?;
         self.snapshot(stats::metrics)
     }
 }

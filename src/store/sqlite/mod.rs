@@ -62,6 +62,7 @@ use crate::job::{self, Cancel, Job, JobState, NewJob};
 
 #[cfg(test)]
 mod attempt_plans;
+mod completed;
 mod control;
 mod cron;
 mod exchange;
@@ -211,6 +212,15 @@ impl SqliteStore {
     fn lease_timeout(&mut self) -> Result<Duration> {
         Ok(Config::from_stored(&self.settings()?).lease_timeout)
     }
+
+    /// Moves the rollups of `metrics` and of the job counts forward when one is a
+    /// step behind (a small write, at most once per step; a cheap read otherwise).
+    fn roll_if_due(&mut self) -> Result<()> {
+        if stats::roll_due(&self.conn, now_ms())? {
+            self.write(stats::roll_if_due)?;
+        }
+        Ok(())
+    }
 }
 
 impl Store for SqliteStore {
@@ -286,6 +296,7 @@ impl Store for SqliteStore {
     }
 
     fn counts(&mut self) -> Result<Counts> {
+        self.roll_if_due()?;
         jobs::counts(&mut self.conn)
     }
 
@@ -372,7 +383,8 @@ impl Store for SqliteStore {
     }
 
     fn queues(&mut self) -> Result<Vec<QueueRow>> {
-        self.transact(TransactionBehavior::Deferred, |tx, _| schedule::queues(tx))
+        self.roll_if_due()?;
+        self.transact(TransactionBehavior::Deferred, schedule::queues)
     }
 
     fn set_queue(&mut self, name: &str, change: QueueChange) -> Result<()> {
@@ -416,9 +428,7 @@ impl Store for SqliteStore {
     }
 
     fn metrics(&mut self) -> Result<super::stats::MetricsRaw> {
-        if stats::roll_due(&self.conn, now_ms())? {
-            self.write(stats::roll_if_due)?;
-        }
+        self.roll_if_due()?;
         self.transact(TransactionBehavior::Deferred, stats::metrics)
     }
 }
