@@ -45,9 +45,12 @@ macro_rules! located_between {
 }
 
 /// Every job per queue and state, with since when the oldest claimable job of each
-/// row has been claimable (NULL for rows of jobs that are not): one statement, so
-/// one snapshot. Each branch walks one partial index; the last two are the
-/// completed jobs (rollup, then the located ones, through `attempts_finished`).
+/// row has been claimable (NULL for rows of jobs that are not). Each branch walks
+/// one partial index; the last two are the completed jobs: the rollup, then those
+/// located at mark `$1`. The mark is a parameter (not a subquery) so the planner
+/// knows how few attempts follow it, and each attempt finds its job through a
+/// subquery on `jobs_pkey` rather than a join, which the planner could turn into a
+/// hash join over the whole table. Run it in the snapshot the mark was read in.
 const JOB_COUNTS: &str = "SELECT queue, state, count(*), min(next_run_at) FROM jobs \
      WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND NOT scheduled \
      GROUP BY queue, state \
@@ -62,16 +65,17 @@ const JOB_COUNTS: &str = "SELECT queue, state, count(*), min(next_run_at) FROM j
      UNION ALL SELECT queue, 'cancelled', count(*), NULL FROM jobs \
      WHERE state = 'cancelled' GROUP BY queue \
      UNION ALL SELECT queue, 'completed', jobs, NULL FROM completed_rollup \
-     UNION ALL SELECT j.queue, 'completed', count(*), NULL FROM attempts a \
-     JOIN jobs j ON j.seq = a.job_seq AND j.lease_token = a.lease_token \
-     WHERE a.finished_at >= (SELECT jobs_until FROM stats_rolled) \
-     AND a.outcome = 'succeeded' AND j.state = 'completed' GROUP BY j.queue";
+     UNION ALL SELECT queue, 'completed', count(*), NULL FROM ( \
+         SELECT (SELECT j.queue FROM jobs j WHERE j.seq = a.job_seq \
+             AND j.lease_token = a.lease_token AND j.state = 'completed') AS queue \
+         FROM attempts a WHERE a.finished_at >= $1 AND a.outcome = 'succeeded') AS located \
+     WHERE queue IS NOT NULL GROUP BY queue";
 
 /// The mark, locked against a concurrent roll until the transaction ends.
 const LOCK_MARK: &str = "SELECT jobs_until FROM stats_rolled FOR SHARE";
 
 /// Where the mark stands.
-pub(super) const READ_MARK: &str = "SELECT jobs_until FROM stats_rolled";
+const READ_MARK: &str = "SELECT jobs_until FROM stats_rolled";
 
 /// Moves the mark from `$1` to `$2`, unless another process moved it first.
 const ROLL_MARK: &str = "UPDATE stats_rolled SET jobs_until = $2 WHERE jobs_until = $1";
@@ -97,11 +101,14 @@ const ADD_UNLOCATED: &str = concat!(
 /// `(queue, since)` for the longest-waiting claimable job of each queue.
 pub(super) type Counted = (Vec<(String, String, i64)>, Vec<(String, i64)>);
 
-/// Every job per queue and state, and the oldest claimable job of each queue.
+/// Every job per queue and state, and the oldest claimable job of each queue. Run
+/// it in one snapshot ([`super::PgStore::snapshot`]): it reads the mark, then counts
+/// at that mark.
 pub(super) fn job_counts<C: GenericClient>(db: &mut Db<'_, C>) -> Step<Counted> {
+    let mark: i64 = db.query_one(READ_MARK, &[])?.try_get(0)?;
     let mut jobs = Vec::new();
     let mut oldest = Vec::new();
-    for r in db.query(JOB_COUNTS, &[])? {
+    for r in db.query(JOB_COUNTS, &[&mark])? {
         let queue: String = r.try_get(0)?;
         let state: String = r.try_get(1)?;
         stats::note_oldest(&mut oldest, &queue, r.try_get(3)?);

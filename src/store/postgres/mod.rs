@@ -303,7 +303,10 @@ impl Store for PgStore {
 
     fn counts(&mut self) -> Result<Counts> {
         self.roll_if_due()?;
-        self.read(jobs::count_jobs)
+        // A closure, not the generic function: its client type must be inferred
+        // for every transaction lifetime.
+        #[allow(clippy::redundant_closure)]
+        self.snapshot(|db| jobs::count_jobs(db))
     }
 
     fn throughput(
@@ -408,7 +411,8 @@ impl Store for PgStore {
 
     fn queues(&mut self) -> Result<Vec<QueueRow>> {
         self.roll_if_due()?;
-        self.read(schedule::queues)
+        #[allow(clippy::redundant_closure)] // as in `counts`
+        self.snapshot(|db| schedule::queues(db))
     }
 
     fn set_queue(&mut self, name: &str, change: QueueChange) -> Result<()> {
