@@ -144,7 +144,7 @@ pub(super) fn roll_in_ids(db: &mut Db<'_, Transaction<'_>>, ids: &[&str]) -> Ste
 /// Moves the mark forward if it is a step behind `now`, adding what it passes.
 pub(super) fn roll_if_due(db: &mut Db<'_, Transaction<'_>>, now: i64) -> Step<()> {
     let rolled_to: i64 = db.query_one(READ_MARK, &[])?.try_get(0)?;
-    let Some(target) = stats::roll_target(rolled_to, now) else {
+    let Some(target) = stats::jobs_roll_target(rolled_to, now) else {
         return Ok(());
     };
     if db.execute(ROLL_MARK, &[&rolled_to, &target])? == 1 {

@@ -253,10 +253,8 @@ pub(super) fn roll_due<C: GenericClient>(db: &mut Db<'_, C>) -> Step<bool> {
     let row = db.query_one(READ_MARKS, &[])?;
     let (now, attempts_to, jobs_to): (i64, i64, i64) =
         (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-    Ok(
-        stats::roll_target(attempts_to, now).is_some()
-            || stats::roll_target(jobs_to, now).is_some(),
-    )
+    Ok(stats::roll_target(attempts_to, now).is_some()
+        || stats::jobs_roll_target(jobs_to, now).is_some())
 }
 
 /// Moves the rollup forward if it is a step behind.

@@ -121,7 +121,7 @@ pub(super) fn by_queue(conn: &Connection) -> Result<Vec<(String, i64)>> {
 /// Moves the mark forward if it is a step behind `now`, adding what it passes.
 pub(super) fn roll_if_due(tx: &Transaction<'_>, now: i64) -> Result<()> {
     let rolled_to = mark(tx)?;
-    let Some(target) = stats::roll_target(rolled_to, now) else {
+    let Some(target) = stats::jobs_roll_target(rolled_to, now) else {
         return Ok(());
     };
     let moved = tx
@@ -136,7 +136,7 @@ pub(super) fn roll_if_due(tx: &Transaction<'_>, now: i64) -> Result<()> {
 
 /// Whether the mark is a step behind `now`.
 pub(super) fn roll_due(conn: &Connection, now: i64) -> Result<bool> {
-    Ok(stats::roll_target(mark(conn)?, now).is_some())
+    Ok(stats::jobs_roll_target(mark(conn)?, now).is_some())
 }
 
 /// Before job `id` leaves the completed state (retry): takes it from the rollup if
