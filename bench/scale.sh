@@ -79,7 +79,9 @@ if [ -n "${QUEUECTL_SCALE_POSTGRES_URL:-}" ]; then
   schema="scale_$$"
   sep='?'; case "$QUEUECTL_SCALE_POSTGRES_URL" in *\?*) sep='&';; esac
   pg="$QUEUECTL_SCALE_POSTGRES_URL${sep}schema=$schema"
-  "$QUEUECTL" --db "$pg" status > /dev/null
+  # Creates the schema. Not `status`: since schema v6 it rolls the stats up to 5
+  # minutes ago, and the history inserted below would land behind the marks.
+  "$QUEUECTL" --db "$pg" list --limit 1 > /dev/null
   psql -q -v ON_ERROR_STOP=1 "$QUEUECTL_SCALE_POSTGRES_URL" <<SQL
 SET search_path = $schema;
 INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, created_at, updated_at,

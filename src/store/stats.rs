@@ -19,6 +19,15 @@
 //! [`ROLL_LAG_MS`] behind the clock (so a transaction that commits late still lands
 //! after the mark). A read adds the rollup to the attempts after the mark, which the
 //! index on `attempts (finished_at)` finds at once.
+//!
+//! Completed jobs per queue (the one job count no small partial index holds) are
+//! kept the same way (schema version 6): `completed_rollup` holds those a read
+//! cannot find through a recent attempt, behind a second mark
+//! (`stats_rolled.jobs_until`) that moves with the same lag in smaller steps
+//! ([`jobs_roll_target`]); a read
+//! adds the completed jobs whose succeeded last attempt finished after the mark.
+//! `retry`, `clean` and `import` keep the rollup as they change jobs; claims and
+//! finishes never touch it (DECISIONS.md §19).
 
 use std::time::Duration;
 
@@ -43,6 +52,17 @@ pub const ROLL_STEP_MS: i64 = 10 * 60 * 1000;
 pub fn roll_target(rolled_to: i64, now: i64) -> Option<i64> {
     let target = now - ROLL_LAG_MS;
     (target - rolled_to >= ROLL_STEP_MS).then_some(target)
+}
+
+/// The completed-job rollup moves forward once it is this far behind its lag: a
+/// read of the job counts (every second on an open dashboard) walks the completed
+/// jobs after the mark, so it moves in smaller steps than the attempts' rollup.
+pub const JOBS_ROLL_STEP_MS: i64 = 60 * 1000;
+
+/// [`roll_target`] for the completed-job rollup (same lag, [`JOBS_ROLL_STEP_MS`]).
+pub fn jobs_roll_target(rolled_to: i64, now: i64) -> Option<i64> {
+    let target = now - ROLL_LAG_MS;
+    (target - rolled_to >= JOBS_ROLL_STEP_MS).then_some(target)
 }
 
 /// A SQL `CASE` giving the bucket index of `expr` (milliseconds; NULL stays NULL),
@@ -148,25 +168,11 @@ pub(crate) fn add_cell(cells: &mut Vec<BucketCount>, cell: BucketCount) {
     }
 }
 
-/// Adds `n` jobs of `queue` in `state` to `raw.jobs`, and takes them from the
-/// queue's total in `totals` (what is left there at the end is completed jobs).
-pub(crate) fn add_jobs(
-    raw: &mut MetricsRaw,
-    totals: &mut [(String, i64)],
-    queue: String,
-    state: &str,
-    n: i64,
-) {
-    if let Some(t) = totals.iter_mut().find(|(q, _)| *q == queue) {
-        t.1 -= n;
-    }
-    match raw
-        .jobs
-        .iter_mut()
-        .find(|(q, s, _)| *q == queue && s == state)
-    {
+/// Adds `n` jobs of `queue` in `state` to `jobs` (`(queue, state, jobs)` rows).
+pub(crate) fn add_jobs(jobs: &mut Vec<(String, String, i64)>, queue: String, state: &str, n: i64) {
+    match jobs.iter_mut().find(|(q, s, _)| *q == queue && s == state) {
         Some(row) => row.2 += n,
-        None => raw.jobs.push((queue, state.to_owned(), n)),
+        None => jobs.push((queue, state.to_owned(), n)),
     }
 }
 
@@ -213,5 +219,8 @@ mod tests {
         let now = 100 * 60 * 1000;
         assert_eq!(roll_target(0, now), Some(now - ROLL_LAG_MS));
         assert_eq!(roll_target(now - ROLL_LAG_MS - ROLL_STEP_MS + 1, now), None);
+        let jobs_behind = now - ROLL_LAG_MS - JOBS_ROLL_STEP_MS;
+        assert_eq!(jobs_roll_target(jobs_behind, now), Some(now - ROLL_LAG_MS));
+        assert_eq!(jobs_roll_target(jobs_behind + 1, now), None);
     }
 }

@@ -38,6 +38,7 @@ mod settings;
 mod stats;
 mod transfer;
 mod upgrade;
+mod upgrade_counts;
 mod workers;
 
 /// Which backend a test variant runs on, and the PostgreSQL server for tests: the

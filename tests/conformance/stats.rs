@@ -9,7 +9,7 @@ use queuectl::job::{AttemptOutcome, Job, JobState};
 use queuectl::store::stats::{BUCKET_BOUNDS_MS, MetricsRaw, StatsRequest};
 use queuectl::store::{AttemptFacts, AttemptRecord, JobRecord};
 
-use crate::{conformance_test, new_job};
+use crate::{LONG_LEASE, claim, conformance_test, new_job, report, succeeded};
 
 const MIN: i64 = 60_000;
 
@@ -250,3 +250,128 @@ conformance_test!(
         assert_eq!(jobs(&after, "q3", "completed"), 1);
     }
 );
+
+/// Completed jobs per queue as `metrics`, `counts` and `queues` report them, which
+/// must agree: `queue`'s, and the total over every queue.
+fn completed_everywhere(store: &mut dyn queuectl::store::Store, queue: &str) -> (i64, i64) {
+    let raw = store.metrics().expect("metrics");
+    let by_metrics = jobs(&raw, queue, "completed");
+    let by_queues = store
+        .queues()
+        .expect("queues")
+        .into_iter()
+        .find(|q| q.name == queue)
+        .map_or(0, |q| q.counts.get(JobState::Completed));
+    assert_eq!(by_metrics, by_queues, "metrics and queues agree on {queue}");
+    let total: i64 = raw
+        .jobs
+        .iter()
+        .filter(|(_, s, _)| s == "completed")
+        .map(|r| r.2)
+        .sum();
+    let counts = store.counts().expect("counts");
+    assert_eq!(
+        counts.get(JobState::Completed),
+        total,
+        "counts and metrics agree"
+    );
+    (by_metrics, total)
+}
+
+/// The rollup's completed jobs of `queue` (what no recent attempt locates).
+fn rolled_up(raw: &mut crate::Raw, queue: &str) -> i64 {
+    raw.number(&format!(
+        "SELECT CAST(coalesce(sum(jobs), 0) AS BIGINT) FROM completed_rollup \
+         WHERE queue = '{queue}'"
+    ))
+}
+
+conformance_test!(
+    completed_jobs_stay_exact_through_retry_finish_clean_and_import,
+    |stores| {
+        use queuectl::store::CleanRequest;
+        let mut store = stores.open();
+        let now = now_ms();
+        let mut records = known(now);
+        // Completed without any recorded attempt (an import from elsewhere): only
+        // the rollup can count it.
+        let mut bare = job("n1", "q3", JobState::Completed, now - 30 * MIN);
+        bare.finished_at = Some(now - 29 * MIN);
+        records.push(JobRecord {
+            job: bare,
+            attempts: Vec::new(),
+        });
+        store.import(&records).expect("import");
+        let mut raw = stores.raw();
+        assert_eq!(rolled_up(&mut raw, "q3"), 1, "n1, at once");
+
+        // The first read rolls the mark to 5 minutes ago: a1 (its attempt ended 10
+        // minutes ago) moves into the rollup, a2 (2 minutes ago) stays located.
+        assert_eq!(completed_everywhere(&mut *store, "q1"), (2, 3));
+        let mark = raw.number("SELECT jobs_until FROM stats_rolled");
+        assert!(mark > now - 10 * MIN && mark <= now, "rolled up to {mark}");
+        assert_eq!(rolled_up(&mut raw, "q1"), 1, "a1");
+        assert_eq!(completed_everywhere(&mut *store, "q1"), (2, 3), "again");
+
+        // Retrying takes a rolled-up job (a1) and a located one (a2) out.
+        let retried = store
+            .retry(Some(&["a1".to_owned(), "a2".to_owned()]), &[])
+            .expect("retry");
+        assert_eq!(retried.len(), 2);
+        assert_eq!(rolled_up(&mut raw, "q1"), 0);
+        assert_eq!(completed_everywhere(&mut *store, "q1"), (0, 1));
+        let pending = jobs(&store.metrics().expect("metrics"), "q1", "pending");
+        assert_eq!(pending, 3, "r1, a1, a2");
+
+        // Workers finish them: each is located by its new attempt.
+        for _ in 0..3 {
+            let run = claim(&mut *store, "w", LONG_LEASE).expect("a q1 job");
+            assert!(report(&mut *store, &[succeeded(&run)]).rejected.is_empty());
+        }
+        assert_eq!(completed_everywhere(&mut *store, "q1"), (3, 4));
+        assert_eq!(rolled_up(&mut raw, "q1"), 0);
+
+        // Cleaning removes located and rolled-up jobs alike; dead and cancelled
+        // jobs are not completed ones.
+        let cleaned = store
+            .clean(&CleanRequest {
+                states: vec![JobState::Completed],
+                older_than: None,
+                limit: None,
+            })
+            .expect("clean");
+        assert_eq!(cleaned.jobs, 4);
+        assert_eq!(completed_everywhere(&mut *store, "q1"), (0, 0));
+        assert_eq!(rolled_up(&mut raw, "q3"), 0);
+        let after = store.metrics().expect("metrics");
+        assert_eq!(jobs(&after, "q2", "dead"), 1);
+        assert_eq!(jobs(&after, "q2", "cancelled"), 1);
+
+        // An import after the roll: a job whose attempt is older than the mark goes
+        // into the rollup, a recent one is located, a bare one is rolled up.
+        let old = finished(
+            job("o1", "q4", JobState::Completed, now - 60 * MIN),
+            vec![attempt(1, now - 60 * MIN, 10, AttemptOutcome::Succeeded)],
+        );
+        let recent = finished(
+            job("o2", "q4", JobState::Completed, now - MIN),
+            vec![attempt(1, now - MIN, 10, AttemptOutcome::Succeeded)],
+        );
+        let mut bare = job("o3", "q4", JobState::Completed, now - MIN);
+        bare.finished_at = Some(now - MIN);
+        let bare = JobRecord {
+            job: bare,
+            attempts: Vec::new(),
+        };
+        store.import(&[old, recent, bare]).expect("import");
+        assert_eq!(rolled_up(&mut raw, "q4"), 2, "o1 and o3");
+        assert_eq!(completed_everywhere(&mut *store, "q4"), (3, 3));
+        check_counts_reopened(stores, 3);
+    }
+);
+
+/// A new connection counts the same completed jobs.
+fn check_counts_reopened(stores: &crate::TestStore, completed: i64) {
+    let counts = stores.open().counts().expect("counts");
+    assert_eq!(counts.get(JobState::Completed), completed);
+}

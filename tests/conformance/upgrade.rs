@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// The schema version this build writes.
-const CURRENT_VERSION: i64 = 5;
+const CURRENT_VERSION: i64 = 6;
 
 /// Makes the store a version-1 store, as the release before version 2 created it,
 /// holding a completed job with its attempt (output tail `hello`), a dead one whose

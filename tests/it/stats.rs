@@ -329,3 +329,52 @@ backend_test!(a_worker_serves_metrics_on_its_own_address, |env| {
     let (status, _) = http_get(&addr, "/elsewhere").expect("an answer");
     assert!(status.contains("404"), "{status}");
 });
+
+/// Completed jobs per queue as `metrics`, `queue list` and `status` print them,
+/// which must agree: `(alpha's, every queue's)`.
+fn completed(env: &mut Env) -> (f64, i64) {
+    let scrape = parse(&env.ok(&["metrics"]));
+    let alpha = value(
+        &scrape,
+        "queuectl_jobs",
+        &[("queue", "alpha"), ("state", "completed")],
+    );
+    let queues: Value =
+        serde_json::from_str(&env.ok(&["queue", "list", "--json"])).expect("queue list --json");
+    let listed: i64 = queues
+        .as_array()
+        .expect("an array of queues")
+        .iter()
+        .map(|q| int(&q["completed"]))
+        .sum();
+    let status: Value =
+        serde_json::from_str(&env.ok(&["status", "--json"])).expect("status --json");
+    assert_eq!(int(&status["completed"]), listed, "status and queue list");
+    let by_metrics: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "queuectl_jobs" && s.labels.get("state") == Some("completed"))
+        .map(|s| match s.value {
+            Prom::Gauge(v) => v,
+            _ => panic!("queuectl_jobs is a gauge"),
+        })
+        .sum();
+    assert_eq!(by_metrics, listed as f64, "metrics and queue list");
+    (alpha, listed)
+}
+
+backend_test!(completed_job_counts_follow_retry_clean_and_import, |env| {
+    known_jobs(&mut env);
+    assert_eq!(completed(&mut env), (5.0, 5));
+    env.ok(&["retry", "ok0", "ok1"]);
+    assert_eq!(completed(&mut env), (3.0, 3));
+    let pid = env.spawn_workers(&["--burst"]);
+    assert_eq!(env.wait_worker(pid, Duration::from_secs(60)), Some(0));
+    assert_eq!(completed(&mut env), (5.0, 5));
+    let saved = env.ok(&["export", "--state", "completed"]);
+    std::fs::write(env.path().join("completed.jsonl"), saved).expect("write the export");
+    env.ok(&["clean", "--state", "completed"]);
+    assert_eq!(completed(&mut env), (0.0, 0));
+    env.ok(&["import", "completed.jsonl"]);
+    assert_eq!(completed(&mut env), (5.0, 5));
+});

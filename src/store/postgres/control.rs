@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use postgres::Transaction;
 
 use super::listen::notify;
-use super::{Db, Step, is_unique_violation, millis, schedule};
+use super::{Db, Step, completed, is_unique_violation, millis, schedule};
 use crate::job::{self, Cancel, Job, JobState, Transition};
 use crate::store::rows::{job_columns, job_from_row};
 use crate::store::{CleanRequest, Cleaned, control};
@@ -69,17 +69,26 @@ const REQUEST_CANCEL: &str = "UPDATE jobs j SET cancel_requested = true, updated
 /// Deletes up to `$3` (NULL: all) jobs in states `$1` that finished at least `$2` ms
 /// ago, oldest first, with their attempts and output chunks; returns how many. In
 /// creation order, as on SQLite; SKIP LOCKED lets two cleaners pass each other, and
-/// the state is checked again on the row deleted.
+/// the state is checked again on the row deleted. The deleted completed jobs that
+/// `completed_rollup` counts (not located at mark `$4`, see [`completed`]) leave it:
+/// every part of the statement sees the attempts as they were before it.
 const DELETE_FINISHED_JOBS: &str = "WITH gone AS ( \
         DELETE FROM jobs WHERE seq IN ( \
             SELECT seq FROM jobs WHERE state = ANY($1) \
             AND coalesce(finished_at, updated_at) <= now_ms() - $2 \
             ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) \
-        AND state = ANY($1) RETURNING id, seq \
+        AND state = ANY($1) RETURNING id, seq, queue, state, lease_token \
     ), history AS ( \
         DELETE FROM attempts a USING gone g WHERE a.job_seq = g.seq \
     ), chunks AS ( \
         DELETE FROM output_chunks c USING gone g WHERE c.job_id = g.id \
+    ), unrolled AS ( \
+        INSERT INTO completed_rollup AS r (queue, jobs) \
+        SELECT g.queue, -count(*) FROM gone g WHERE g.state = 'completed' \
+        AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_seq = g.seq \
+            AND a.lease_token = g.lease_token AND a.outcome = 'succeeded' \
+            AND a.finished_at >= $4) \
+        GROUP BY g.queue ON CONFLICT (queue) DO UPDATE SET jobs = r.jobs + excluded.jobs \
     ) SELECT count(*) FROM gone";
 
 /// Deletes the rows of workers that ended over `$1` ms ago.
@@ -142,6 +151,8 @@ pub(super) fn retry_in(
         .iter()
         .map(|(_, t)| t.last_error.as_deref())
         .collect();
+    // Completed jobs leave the count of completed_rollup, if they are in it.
+    completed::unroll_ids(db, &ids)?;
     let retried = db.execute(
         RETRY_FINISHED,
         &[
@@ -232,7 +243,8 @@ pub(super) fn clean_in(db: &mut Db<'_, Transaction<'_>>, request: &CleanRequest)
         .collect();
     let older_than = request.older_than.map_or(0, millis);
     let limit = request.limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-    let row = db.query_one(DELETE_FINISHED_JOBS, &[&states, &older_than, &limit])?;
+    let mark = completed::lock_mark(db)?;
+    let row = db.query_one(DELETE_FINISHED_JOBS, &[&states, &older_than, &limit, &mark])?;
     let jobs: i64 = row.try_get(0)?;
     let kept = millis(control::ENDED_WORKER_KEPT);
     let workers = db.execute(FORGET_ENDED_WORKERS, &[&kept])?;

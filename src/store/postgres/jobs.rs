@@ -164,9 +164,6 @@ const LIST_ALL: &str = concat!(
 const READ_NOW_AND_OLDEST_PENDING: &str = "SELECT now_ms(), (SELECT min(next_run_at) \
     FROM jobs WHERE state = 'pending' AND blocked_by = 0 AND NOT scheduled)";
 
-/// How many jobs are in each state (states without jobs are absent).
-const COUNT_BY_STATE: &str = "SELECT state, count(*) FROM jobs GROUP BY state";
-
 /// The body of `enqueue`, in one transaction: inserts the jobs in order (runs of
 /// jobs without `after` as array chunks, each job with `after` alone, after
 /// locking the jobs it names), then wakes idle workers.
@@ -472,10 +469,9 @@ pub(super) fn count_jobs<C: GenericClient>(db: &mut Db<'_, C>) -> Step<Counts> {
         oldest_pending_at: row.try_get(1)?,
         ..Counts::default()
     };
-    for row in db.query(COUNT_BY_STATE, &[])? {
-        let state: String = row.try_get(0)?;
+    for (_, state, n) in super::completed::job_counts(db)?.0 {
         if let Ok(state) = state.parse::<JobState>() {
-            counts.by_state.insert(state, row.try_get(1)?);
+            *counts.by_state.entry(state).or_insert(0) += n;
         }
     }
     Ok(counts)

@@ -70,6 +70,7 @@ use crate::job::{self, Cancel, Job, JobState, NewJob};
 mod attempt_plans;
 #[cfg(test)]
 mod batch_layout;
+mod completed;
 mod connect;
 mod control;
 mod cron;
@@ -229,6 +230,20 @@ impl PgStore {
         }
     }
 
+    /// Moves the rollups of `metrics` and of the job counts forward when one is a
+    /// step behind (a small write, at most once per step; a cheap read otherwise).
+    /// Moves the history into the rollups when due. A read-only store is reported
+    /// as it is: rolling only moves old rows into totals that the counts add back.
+    fn roll_if_due(&mut self) -> Result<()> {
+        if self.read(stats::roll_due)? {
+            match self.write(stats::roll_if_due) {
+                Err(StoreError::ReadOnly(_)) | Ok(()) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     fn scrub(&self, message: String) -> String {
         connect::scrub_password(message, self.config.get_password())
     }
@@ -307,7 +322,11 @@ impl Store for PgStore {
     }
 
     fn counts(&mut self) -> Result<Counts> {
-        self.read(jobs::count_jobs)
+        self.roll_if_due()?;
+        // A closure, not the generic function: its client type must be inferred
+        // for every transaction lifetime.
+        #[allow(clippy::redundant_closure)]
+        self.snapshot(|db| jobs::count_jobs(db))
     }
 
     fn throughput(
@@ -411,7 +430,9 @@ impl Store for PgStore {
     }
 
     fn queues(&mut self) -> Result<Vec<QueueRow>> {
-        self.read(schedule::queues)
+        self.roll_if_due()?;
+        #[allow(clippy::redundant_closure)] // as in `counts`
+        self.snapshot(|db| schedule::queues(db))
     }
 
     fn set_queue(&mut self, name: &str, change: QueueChange) -> Result<()> {
@@ -456,14 +477,7 @@ impl Store for PgStore {
     }
 
     fn metrics(&mut self) -> Result<super::stats::MetricsRaw> {
-        // A read-only store is reported as it is: the rollup only moves old
-        // attempts into totals that the metrics add back.
-        if self.read(stats::roll_due)? {
-            match self.write(stats::roll_if_due) {
-                Err(StoreError::ReadOnly(_)) | Ok(()) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        self.roll_if_due()?;
         self.snapshot(stats::metrics)
     }
 }

@@ -40,9 +40,6 @@ const CANCEL_BLOCKED: &str = "UPDATE jobs SET state = $2, last_error = $3, \
         finished_at = now_ms(), updated_at = now_ms(), blocked_by = 0, scheduled = false \
     WHERE id = $1 AND state = 'pending' AND blocked_by > 0 RETURNING has_dependents";
 
-/// Jobs per queue and state.
-const COUNT_BY_QUEUE: &str = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state";
-
 /// The queues with settings of their own.
 const READ_QUEUES: &str = "SELECT name, paused, concurrency FROM queues ORDER BY name";
 
@@ -96,10 +93,8 @@ pub(super) fn queues<C: postgres::GenericClient>(db: &mut Db<'_, C>) -> Step<Vec
             ..QueueRow::default()
         });
     }
-    for row in db.query(COUNT_BY_QUEUE, &[])? {
-        let queue: String = row.try_get(0)?;
-        let state: String = row.try_get(1)?;
-        schedule::add_count(&mut rows, &queue, &state, row.try_get(2)?);
+    for (queue, state, n) in super::completed::job_counts(db)?.0 {
+        schedule::add_count(&mut rows, &queue, &state, n);
     }
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(rows)

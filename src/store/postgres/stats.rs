@@ -16,8 +16,7 @@ use postgres::{GenericClient, IsolationLevel, Transaction};
 use super::{Db, PgStore, Step};
 use crate::store::Result;
 use crate::store::stats::{
-    self, BucketCount, MetricsRaw, QueueCounts, SAMPLE_LIMIT, StatsRaw, StatsRequest, add_jobs,
-    note_oldest, queue_entry,
+    self, BucketCount, MetricsRaw, QueueCounts, SAMPLE_LIMIT, StatsRaw, StatsRequest, queue_entry,
 };
 
 /// The store's clock for the whole transaction.
@@ -59,16 +58,6 @@ const BLOCKED_BY_QUEUE: &str = "SELECT queue, state, count(*) FROM jobs \
      WHERE blocked_by > 0 AND state = 'pending' AND ($1::text IS NULL OR queue = $1) \
      GROUP BY queue, state";
 
-const RUNNING_BY_QUEUE: &str =
-    "SELECT queue, count(*) FROM jobs WHERE state = 'processing' GROUP BY queue";
-
-const DEAD_BY_QUEUE: &str = "SELECT queue, count(*) FROM jobs WHERE state = 'dead' GROUP BY queue";
-
-const CANCELLED_BY_QUEUE: &str =
-    "SELECT queue, count(*) FROM jobs WHERE state = 'cancelled' GROUP BY queue";
-
-const ALL_BY_QUEUE: &str = "SELECT queue, count(*) FROM jobs GROUP BY queue";
-
 /// See the SQLite macro of the same name.
 macro_rules! first_attempt {
     () => {
@@ -98,6 +87,9 @@ const SAMPLE: &str = concat!(
 );
 
 const READ_ROLLED: &str = "SELECT until FROM stats_rolled";
+
+/// The clock and both marks.
+const READ_MARKS: &str = "SELECT now_ms(), until, jobs_until FROM stats_rolled";
 
 const READ_ROLLUP: &str = "SELECT kind, queue, outcome, bucket, attempts, sum_ms FROM stats_rollup";
 
@@ -255,24 +247,26 @@ fn backlog<C: GenericClient>(
     Ok(())
 }
 
-/// Whether the rollup is a step behind the store's clock.
+/// Whether either rollup (attempts, completed jobs) is a step behind the store's
+/// clock.
 pub(super) fn roll_due<C: GenericClient>(db: &mut Db<'_, C>) -> Step<bool> {
-    let now: i64 = db.query_one(NOW, &[])?.try_get(0)?;
-    let rolled_to: i64 = db.query_one(READ_ROLLED, &[])?.try_get(0)?;
-    Ok(stats::roll_target(rolled_to, now).is_some())
+    let row = db.query_one(READ_MARKS, &[])?;
+    let (now, attempts_to, jobs_to): (i64, i64, i64) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    Ok(stats::roll_target(attempts_to, now).is_some()
+        || stats::jobs_roll_target(jobs_to, now).is_some())
 }
 
 /// Moves the rollup forward if it is a step behind.
 pub(super) fn roll_if_due(db: &mut Db<'_, Transaction<'_>>) -> Step<()> {
     let now: i64 = db.query_one(NOW, &[])?.try_get(0)?;
     let rolled_to: i64 = db.query_one(READ_ROLLED, &[])?.try_get(0)?;
-    let Some(target) = stats::roll_target(rolled_to, now) else {
-        return Ok(());
-    };
-    if db.execute(ROLL_MARK, &[&rolled_to, &target])? == 1 {
+    if let Some(target) = stats::roll_target(rolled_to, now)
+        && db.execute(ROLL_MARK, &[&rolled_to, &target])? == 1
+    {
         db.execute(roll_up(), &[&rolled_to, &target])?;
     }
-    Ok(())
+    super::completed::roll_if_due(db, now)
 }
 
 /// Forgets the rollup, inside an import's transaction.
@@ -289,41 +283,8 @@ pub(super) fn metrics(db: &mut Db<'_, Transaction<'_>>) -> Step<MetricsRaw> {
         now,
         ..MetricsRaw::default()
     };
-    let mut totals = pairs(db, ALL_BY_QUEUE, &[])?;
-    for (sql, state) in [
-        (RUNNING_BY_QUEUE, "processing"),
-        (DEAD_BY_QUEUE, "dead"),
-        (CANCELLED_BY_QUEUE, "cancelled"),
-    ] {
-        for (queue, n) in pairs(db, sql, &[])? {
-            add_jobs(&mut raw, &mut totals, queue, state, n);
-        }
-    }
-    // The waiting jobs, read once for both the counts and the oldest ready job.
-    let none: Option<&str> = None;
-    let mut oldest = Vec::new();
-    for sql in [READY_BY_QUEUE, BLOCKED_BY_QUEUE] {
-        for r in db.query(sql, &[&none])? {
-            let queue: String = r.try_get(0)?;
-            let state: String = r.try_get(1)?;
-            if sql == READY_BY_QUEUE {
-                note_oldest(&mut oldest, &queue, r.try_get(3)?);
-            }
-            add_jobs(&mut raw, &mut totals, queue, &state, r.try_get(2)?);
-        }
-    }
-    for r in db.query(SCHEDULED_BY_QUEUE, &[&none, &now])? {
-        let queue: String = r.try_get(0)?;
-        let state: String = r.try_get(1)?;
-        let n = r.try_get::<_, i64>(2)? + r.try_get::<_, i64>(3)?;
-        note_oldest(&mut oldest, &queue, r.try_get(4)?);
-        add_jobs(&mut raw, &mut totals, queue, &state, n);
-    }
-    for (queue, n) in std::mem::take(&mut totals) {
-        add_jobs(&mut raw, &mut [], queue, "completed", n);
-    }
-    raw.jobs.retain(|(_, _, n)| *n != 0);
-    oldest.sort();
+    let (jobs, oldest) = super::completed::job_counts(db)?;
+    raw.jobs = jobs;
     raw.oldest_ready = oldest;
 
     let rolled_to: i64 = db.query_one(READ_ROLLED, &[])?.try_get(0)?;

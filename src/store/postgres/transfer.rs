@@ -13,7 +13,7 @@ use super::jobs::ENQUEUE_CHUNK;
 use super::listen::notify;
 use super::{Db, Step, driver_error, duplicate_id, is_unique_violation};
 use crate::error::StoreError;
-use crate::job::Job;
+use crate::job::{Job, JobState};
 use crate::store::rows::{
     ATTEMPT_COLUMN_COUNT, JOB_COLUMN_COUNT, after_from_lines, attempt_columns, attempt_from_row,
     env_to_text, job_columns, job_from_row, qualified,
@@ -149,6 +149,16 @@ pub(super) fn import_in(
     for chunk in jobs.chunks(ENQUEUE_CHUNK) {
         import_chunk(db, chunk)?;
         import_schedule(db, chunk)?;
+    }
+    // The imported completed jobs that no recent attempt locates are counted in
+    // completed_rollup (see `completed`), under the mark as it is at the end.
+    let completed: Vec<&str> = jobs
+        .iter()
+        .filter(|r| r.job.state == JobState::Completed)
+        .map(|r| r.job.id.as_str())
+        .collect();
+    for ids in completed.chunks(ENQUEUE_CHUNK) {
+        super::completed::roll_in_ids(db, ids)?;
     }
     if jobs.iter().any(|r| !r.job.after.is_empty()) {
         let unknown: Vec<String> = db

@@ -12,7 +12,7 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{db_error, job_from_row, millis, schedule, workers};
+use super::{completed, db_error, job_from_row, millis, schedule, workers};
 use crate::error::StoreError;
 use crate::job::{self, Cancel, Job, JobState, Transition};
 use crate::store::rows::job_columns;
@@ -59,12 +59,13 @@ const REQUEST_CANCEL: &str = "UPDATE jobs SET cancel_requested = 1, updated_at =
      WHERE id = ?1 AND lease_token = ?2 AND state = 'processing'";
 
 /// Deletes up to `?5` (-1: all) jobs in states `?1`..`?3` that finished by `?4`,
-/// oldest first; returns their ids and `seq`s. In creation order, so the scan of a large
+/// oldest first; returns their ids, `seq`s, queues, states and leases. In creation order, so the scan of a large
 /// history stops as soon as it has found enough (finished jobs have no index of
 /// their own: it would cost every finish).
 const DELETE_FINISHED_JOBS: &str = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs \
      WHERE state IN (?1, ?2, ?3) AND coalesce(finished_at, updated_at) <= ?4 \
-     ORDER BY seq LIMIT ?5) AND state IN (?1, ?2, ?3) RETURNING id, seq";
+     ORDER BY seq LIMIT ?5) AND state IN (?1, ?2, ?3) \
+     RETURNING id, seq, queue, state, lease_token";
 
 /// The history of a deleted job, by its `seq` (the attempts' key).
 pub(super) const DELETE_ATTEMPTS: &str = "DELETE FROM attempts WHERE job_seq = ?1";
@@ -95,7 +96,10 @@ pub(super) fn retry(
             .map(|j| Ok((j.id.clone(), rule(&j.id, Some(j))?)))
             .collect::<Result<_>>()?,
     };
+    let mark = completed::mark(tx)?;
     for (id, t) in &decided {
+        // A completed job leaves the count of completed_rollup, if it is in it.
+        completed::unroll_job(tx, id, mark)?;
         let applied = tx
             .prepare_cached(RETRY_FINISHED)
             .and_then(|mut s| {
@@ -172,8 +176,11 @@ pub(super) fn cancel(
     Ok(plan)
 }
 
-/// `clean` (and retention): deletes finished jobs with their history, and worker
-/// rows that ended over a day ago.
+/// A job `clean` deleted: id, `seq`, queue, state, lease.
+type Gone = (String, i64, String, String, i64);
+
+/// `clean` (and retention): deletes finished jobs with their history (and from
+/// the rollup of completed jobs), and worker rows that ended over a day ago.
 pub(super) fn clean(tx: &Transaction<'_>, now: i64, request: &CleanRequest) -> Result<Cleaned> {
     let states = control::finished_states(&request.states)?;
     let [a, b, c] = state_params(&states);
@@ -181,21 +188,24 @@ pub(super) fn clean(tx: &Transaction<'_>, now: i64, request: &CleanRequest) -> R
     let limit = request
         .limit
         .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-    let gone: Vec<(String, i64)> = {
+    let gone: Vec<Gone> = {
         let mut stmt = tx.prepare_cached(DELETE_FINISHED_JOBS).map_err(db_error)?;
         let rows = stmt
             .query_map(params![a, b, c, finished_by, limit], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
             .map_err(db_error)?;
         rows.collect::<rusqlite::Result<_>>().map_err(db_error)?
     };
+    let mut unrolled = completed::Unrolled::new(tx)?;
     let mut attempts = tx.prepare_cached(DELETE_ATTEMPTS).map_err(db_error)?;
     let mut chunks = tx.prepare_cached(DELETE_CHUNKS).map_err(db_error)?;
-    for (id, seq) in &gone {
+    for (id, seq, queue, state, lease_token) in &gone {
+        unrolled.note(tx, *seq, queue, state, *lease_token)?;
         attempts.execute([seq]).map_err(db_error)?;
         chunks.execute([id]).map_err(db_error)?;
     }
+    unrolled.finish(tx)?;
     let workers = workers::forget_ended(tx, now - millis(control::ENDED_WORKER_KEPT))?;
     Ok(Cleaned {
         jobs: gone.len() as u64,

@@ -152,9 +152,8 @@ const LIST_IN_STATE: &str = concat!(
     " FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2"
 );
 
-// One count per state, each through its partial indexes (PostgreSQL counts them
-// all at once, `COUNT_BY_STATE`); completed jobs are what the others leave of the
-// total. Waiting jobs are split over jobs_ready, jobs_scheduled and jobs_blocked.
+// One count per state, each through its partial indexes; completed jobs come from
+// their rollup (`completed::by_queue`). Waiting jobs are split over jobs_ready, jobs_scheduled and jobs_blocked.
 const COUNT_PENDING: &str = "SELECT (SELECT count(*) FROM jobs INDEXED BY jobs_ready \
      WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 0 \
      AND state = 'pending') + (SELECT count(*) FROM jobs INDEXED BY jobs_scheduled \
@@ -175,8 +174,6 @@ const COUNT_DEAD: &str = "SELECT count(*) FROM jobs INDEXED BY jobs_dead WHERE s
 
 const COUNT_CANCELLED: &str =
     "SELECT count(*) FROM jobs INDEXED BY jobs_cancelled WHERE state = 'cancelled'";
-
-const COUNT_ALL: &str = "SELECT count(*) FROM jobs";
 
 /// When the longest-waiting ready pending job became due.
 const OLDEST_PENDING: &str = "SELECT min(next_run_at) FROM jobs INDEXED BY jobs_ready \
@@ -409,7 +406,7 @@ fn read_list(
 }
 
 /// Counts every state in one read transaction; completed jobs, which have no index,
-/// are what the others leave of the total.
+/// come from their rollup.
 pub(super) fn counts(conn: &mut Connection) -> Result<Counts> {
     let now = now_ms();
     let tx = conn.transaction().map_err(db_error)?;
@@ -423,12 +420,14 @@ pub(super) fn counts(conn: &mut Connection) -> Result<Counts> {
     let processing = count(COUNT_PROCESSING)?;
     let dead = count(COUNT_DEAD)?;
     let cancelled = count(COUNT_CANCELLED)?;
-    let total = count(COUNT_ALL)?;
+    let completed: i64 = super::completed::by_queue(&tx)?
+        .into_iter()
+        .map(|(_, n)| n)
+        .sum();
     let oldest_pending_at: Option<i64> = tx
         .prepare_cached(OLDEST_PENDING)
         .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .map_err(db_error)?;
-    let completed = total - pending - failed - processing - dead - cancelled;
     let by_state = [
         (JobState::Pending, pending),
         (JobState::Processing, processing),

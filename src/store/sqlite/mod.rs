@@ -65,6 +65,7 @@ use crate::job::{self, Cancel, Job, JobState, NewJob};
 mod access;
 #[cfg(test)]
 mod attempt_plans;
+mod completed;
 mod control;
 mod cron;
 mod exchange;
@@ -229,6 +230,17 @@ impl SqliteStore {
     fn lease_timeout(&mut self) -> Result<Duration> {
         Ok(Config::from_stored(&self.settings()?).lease_timeout)
     }
+
+    /// Moves the rollups of `metrics` and of the job counts forward when one is a
+    /// step behind (a small write, at most once per step; a cheap read otherwise).
+    /// Moves the history into the rollups when due. A read-only store is reported
+    /// as it is: rolling only moves old rows into totals that the counts add back.
+    fn roll_if_due(&mut self) -> Result<()> {
+        if !self.read_only && stats::roll_due(&self.conn, now_ms())? {
+            self.write(stats::roll_if_due)?;
+        }
+        Ok(())
+    }
 }
 
 impl Store for SqliteStore {
@@ -304,6 +316,7 @@ impl Store for SqliteStore {
     }
 
     fn counts(&mut self) -> Result<Counts> {
+        self.roll_if_due()?;
         jobs::counts(&mut self.conn)
     }
 
@@ -390,7 +403,8 @@ impl Store for SqliteStore {
     }
 
     fn queues(&mut self) -> Result<Vec<QueueRow>> {
-        self.transact(TransactionBehavior::Deferred, |tx, _| schedule::queues(tx))
+        self.roll_if_due()?;
+        self.transact(TransactionBehavior::Deferred, schedule::queues)
     }
 
     fn set_queue(&mut self, name: &str, change: QueueChange) -> Result<()> {
@@ -434,11 +448,7 @@ impl Store for SqliteStore {
     }
 
     fn metrics(&mut self) -> Result<super::stats::MetricsRaw> {
-        // A read-only store is reported as it is: the rollup only moves old
-        // attempts into totals that the metrics add back.
-        if !self.read_only && stats::roll_due(&self.conn, now_ms())? {
-            self.write(stats::roll_if_due)?;
-        }
+        self.roll_if_due()?;
         self.transact(TransactionBehavior::Deferred, stats::metrics)
     }
 }

@@ -44,9 +44,6 @@ const RECOUNT_BLOCKED: &str = "UPDATE jobs SET blocked_by = (SELECT count(*) \
      WHERE d.job_id = jobs.id AND a.state <> 'completed') \
      WHERE id = ?1 AND state = 'pending'";
 
-/// Jobs per queue and state. Reads the whole table: `queue list` is rare.
-const COUNT_BY_QUEUE: &str = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state";
-
 /// The queues with settings of their own.
 const READ_QUEUES: &str = "SELECT name, paused, concurrency FROM queues ORDER BY name";
 
@@ -111,7 +108,7 @@ pub(super) fn recount_blocked(tx: &Transaction<'_>, id: &str) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn queues(tx: &Transaction<'_>) -> Result<Vec<QueueRow>> {
+pub(super) fn queues(tx: &Transaction<'_>, now: i64) -> Result<Vec<QueueRow>> {
     let mut rows: Vec<QueueRow> = Vec::new();
     let mut stmt = tx.prepare_cached(READ_QUEUES).map_err(db_error)?;
     let settings = stmt
@@ -127,18 +124,7 @@ pub(super) fn queues(tx: &Transaction<'_>) -> Result<Vec<QueueRow>> {
     for row in settings {
         rows.push(row.map_err(db_error)?);
     }
-    let mut stmt = tx.prepare_cached(COUNT_BY_QUEUE).map_err(db_error)?;
-    let counts = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })
-        .map_err(db_error)?;
-    for count in counts {
-        let (queue, state, n) = count.map_err(db_error)?;
+    for (queue, state, n) in super::stats::job_counts(tx, now)?.0 {
         schedule::add_count(&mut rows, &queue, &state, n);
     }
     rows.sort_by(|a, b| a.name.cmp(&b.name));

@@ -4,8 +4,9 @@
 //!
 //! Invariants: every read names the index it walks, so its cost grows with the
 //! window or the backlog, never with the whole history: `attempts_finished` for
-//! windows, the partial indexes of waiting, running, dead and cancelled jobs, and
-//! `jobs_queue` for the per-queue totals. The rollup moves forward only inside a
+//! windows, the partial indexes of waiting, running, dead and cancelled jobs,
+//! `jobs_queue` to find the queues, and the rollup of completed jobs
+//! ([`super::completed`]) for those. The rollup moves forward only inside a
 //! write transaction that first moves the mark (`ROLL_MARK` matches the old mark),
 //! so two processes never add the same attempts twice.
 
@@ -88,13 +89,6 @@ const QUEUES_WITH_JOBS: &str = "WITH RECURSIVE q(name) AS (\
      SELECT min(queue) FROM jobs INDEXED BY jobs_queue \
      UNION ALL SELECT (SELECT min(queue) FROM jobs INDEXED BY jobs_queue WHERE queue > q.name) \
      FROM q WHERE q.name IS NOT NULL) SELECT name FROM q WHERE name IS NOT NULL";
-
-/// The jobs of queue `?1`.
-const COUNT_QUEUE: &str = "SELECT count(*) FROM jobs INDEXED BY jobs_queue WHERE queue = ?1";
-
-/// Every job: SQLite counts a whole table from its b-tree pages, far faster than
-/// walking the entries of one range.
-const COUNT_ALL: &str = "SELECT count(*) FROM jobs";
 
 /// The attempts of `a` that are their job's first, of a job that ran after no
 /// other (whose readiness the store does not keep), as a condition.
@@ -259,42 +253,6 @@ fn backlog(
     Ok(())
 }
 
-/// Jobs per queue. Counting a range walks its entries, while counting the whole
-/// table is cheap: the largest queue (by guess: `default` if it has jobs, else the
-/// first) is the total less the others, so a store with one queue costs one
-/// whole-table count.
-fn queue_totals(conn: &Connection) -> Result<Vec<(String, i64)>> {
-    let mut stmt = conn.prepare_cached(QUEUES_WITH_JOBS).map_err(db_error)?;
-    let names = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(db_error)?;
-    let names: Vec<String> = names.collect::<rusqlite::Result<_>>().map_err(db_error)?;
-    let Some(derived) = names
-        .iter()
-        .position(|n| n == "default")
-        .or((!names.is_empty()).then_some(0))
-    else {
-        return Ok(Vec::new());
-    };
-    let all: i64 = conn
-        .query_row(COUNT_ALL, [], |r| r.get(0))
-        .map_err(db_error)?;
-    let mut count = conn.prepare_cached(COUNT_QUEUE).map_err(db_error)?;
-    let mut totals = Vec::with_capacity(names.len());
-    let mut others = 0;
-    for (at, name) in names.iter().enumerate() {
-        let n: i64 = if at == derived {
-            0
-        } else {
-            count.query_row([name], |r| r.get(0)).map_err(db_error)?
-        };
-        others += n;
-        totals.push((name.clone(), n));
-    }
-    totals[derived].1 = all - others;
-    Ok(totals)
-}
-
 /// Claimable jobs as `(queue, state, jobs, oldest next_run_at)`, of `queue` or
 /// every queue. With one queue to look at (asked for, or the only one the store
 /// has), one scan without a sort; else one grouped scan.
@@ -357,22 +315,22 @@ fn pairs(
     rows.collect::<rusqlite::Result<_>>().map_err(db_error)
 }
 
-/// Moves the rollup forward if it is a step behind; a cheap read when it is not.
+/// Moves the rollups (attempts, completed jobs) forward if one is a step behind; a
+/// cheap read when neither is.
 pub(super) fn roll_if_due(tx: &Transaction<'_>, now: i64) -> Result<()> {
     let rolled_to: i64 = tx
         .query_row(READ_ROLLED, [], |r| r.get(0))
         .map_err(db_error)?;
-    let Some(target) = stats::roll_target(rolled_to, now) else {
-        return Ok(());
-    };
-    let moved = tx
-        .execute(ROLL_MARK, params![rolled_to, target])
-        .map_err(db_error)?;
-    if moved == 1 {
-        tx.execute(roll_up(), params![rolled_to, target])
+    if let Some(target) = stats::roll_target(rolled_to, now) {
+        let moved = tx
+            .execute(ROLL_MARK, params![rolled_to, target])
             .map_err(db_error)?;
+        if moved == 1 {
+            tx.execute(roll_up(), params![rolled_to, target])
+                .map_err(db_error)?;
+        }
     }
-    Ok(())
+    super::completed::roll_if_due(tx, now)
 }
 
 /// Whether the rollup is a step behind at `now` (so `metrics` takes a write
@@ -381,7 +339,7 @@ pub(super) fn roll_due(conn: &Connection, now: i64) -> Result<bool> {
     let rolled_to: i64 = conn
         .query_row(READ_ROLLED, [], |r| r.get(0))
         .map_err(db_error)?;
-    Ok(stats::roll_target(rolled_to, now).is_some())
+    Ok(stats::roll_target(rolled_to, now).is_some() || super::completed::roll_due(conn, now)?)
 }
 
 /// Forgets the rollup, inside an import's transaction.
@@ -389,28 +347,29 @@ pub(super) fn forget_rollup(tx: &Transaction<'_>) -> Result<()> {
     tx.execute_batch(FORGET_ROLLUP).map_err(db_error)
 }
 
-/// The numbers of `metrics`, read in one transaction at `now`.
-pub(super) fn metrics(tx: &Transaction<'_>, now: i64) -> Result<MetricsRaw> {
-    let mut raw = MetricsRaw {
-        now,
-        ..MetricsRaw::default()
-    };
-    // Jobs per queue and state; completed ones are what the others leave.
-    let mut totals = queue_totals(tx)?;
-    for (queue, n) in pairs(tx, RUNNING_BY_QUEUE, [])? {
-        add_jobs(&mut raw, &mut totals, queue, "processing", n);
+/// Every job per queue and state (no zero rows), and `(queue, since)` for the
+/// longest-waiting claimable job of each queue: each state through its partial
+/// indexes, completed jobs from their rollup ([`super::completed`]). For `metrics`
+/// and the dashboard's queues; read in one transaction.
+pub(super) fn job_counts(tx: &Connection, now: i64) -> Result<Counted> {
+    let mut jobs = Vec::new();
+    for (sql, state) in [
+        (RUNNING_BY_QUEUE, "processing"),
+        (DEAD_BY_QUEUE, "dead"),
+        (CANCELLED_BY_QUEUE, "cancelled"),
+    ] {
+        for (queue, n) in pairs(tx, sql, [])? {
+            add_jobs(&mut jobs, queue, state, n);
+        }
     }
-    for (queue, n) in pairs(tx, DEAD_BY_QUEUE, [])? {
-        add_jobs(&mut raw, &mut totals, queue, "dead", n);
-    }
-    for (queue, n) in pairs(tx, CANCELLED_BY_QUEUE, [])? {
-        add_jobs(&mut raw, &mut totals, queue, "cancelled", n);
+    for (queue, n) in super::completed::by_queue(tx)? {
+        add_jobs(&mut jobs, queue, "completed", n);
     }
     // The waiting jobs, read once for both the counts and the oldest ready job.
     let mut oldest = Vec::new();
     for (queue, state, n, at) in ready_rows(tx, None)? {
         note_oldest(&mut oldest, &queue, at);
-        add_jobs(&mut raw, &mut totals, queue, &state, n);
+        add_jobs(&mut jobs, queue, &state, n);
     }
     let mut stmt = tx.prepare_cached(BLOCKED_BY_QUEUE).map_err(db_error)?;
     let mut found = stmt
@@ -418,13 +377,11 @@ pub(super) fn metrics(tx: &Transaction<'_>, now: i64) -> Result<MetricsRaw> {
         .map_err(db_error)?;
     while let Some(r) = found.next().map_err(db_error)? {
         let state: String = r.get(1).map_err(db_error)?;
-        let n: i64 = r.get(2).map_err(db_error)?;
         add_jobs(
-            &mut raw,
-            &mut totals,
+            &mut jobs,
             r.get(0).map_err(db_error)?,
             &state,
-            n,
+            r.get(2).map_err(db_error)?,
         );
     }
     let mut stmt = tx.prepare_cached(SCHEDULED_BY_QUEUE).map_err(db_error)?;
@@ -436,13 +393,24 @@ pub(super) fn metrics(tx: &Transaction<'_>, now: i64) -> Result<MetricsRaw> {
         let state: String = r.get(1).map_err(db_error)?;
         let n = r.get::<_, i64>(2).map_err(db_error)? + r.get::<_, i64>(3).map_err(db_error)?;
         note_oldest(&mut oldest, &queue, r.get(4).map_err(db_error)?);
-        add_jobs(&mut raw, &mut totals, queue, &state, n);
+        add_jobs(&mut jobs, queue, &state, n);
     }
-    for (queue, n) in std::mem::take(&mut totals) {
-        add_jobs(&mut raw, &mut [], queue, "completed", n);
-    }
-    raw.jobs.retain(|(_, _, n)| *n != 0);
+    jobs.retain(|(_, _, n)| *n != 0);
     oldest.sort();
+    Ok((jobs, oldest))
+}
+
+/// See [`job_counts`].
+type Counted = (Vec<(String, String, i64)>, Vec<(String, i64)>);
+
+/// The numbers of `metrics`, read in one transaction at `now`.
+pub(super) fn metrics(tx: &Transaction<'_>, now: i64) -> Result<MetricsRaw> {
+    let mut raw = MetricsRaw {
+        now,
+        ..MetricsRaw::default()
+    };
+    let (jobs, oldest) = job_counts(tx, now)?;
+    raw.jobs = jobs;
     raw.oldest_ready = oldest;
 
     // The attempt history: the rollup, plus everything after its mark.

@@ -108,6 +108,7 @@ pub(super) fn export(conn: &Connection, state: Option<JobState>, emit: Emit<'_>)
 pub(super) fn import(tx: &Transaction<'_>, now: i64, jobs: &[JobRecord]) -> Result<()> {
     // Imported attempts may be older than the metrics rollup's mark: count again.
     super::stats::forget_rollup(tx)?;
+    let last_seq = super::completed::last_seq(tx)?;
     let mut insert_job = tx.prepare_cached(IMPORT_JOBS).map_err(db_error)?;
     let mut insert_attempt = tx.prepare_cached(IMPORT_ATTEMPTS).map_err(db_error)?;
     for record in jobs {
@@ -195,6 +196,11 @@ pub(super) fn import(tx: &Transaction<'_>, now: i64, jobs: &[JobRecord]) -> Resu
         }
         tx.execute(MARK_DEPENDED_ON, []).map_err(db_error)?;
         tx.execute(RECOUNT_WAITING, []).map_err(db_error)?;
+    }
+    // The imported completed jobs that no recent attempt locates are counted in
+    // completed_rollup (see `completed`).
+    if jobs.iter().any(|r| r.job.state == JobState::Completed) {
+        super::completed::roll_in_since(tx, last_seq)?;
     }
     Ok(())
 }
