@@ -27,6 +27,8 @@ pub const RECOVERY_BOUND_US: i64 = 13_000_000;
 pub const SETTLE_US: i64 = 10_000_000;
 /// Store times are whole milliseconds (truncated); the log's are nanoseconds.
 const SLACK_US: i64 = 2_000;
+/// How much sooner than its timeout a run may be stopped before it counts as early.
+const EARLY_TIMEOUT_SLACK_US: i64 = 100_000;
 /// What the error of an attempt row stopped by a second SIGTERM says.
 const FORCED_STOP: &str = "stopped by force";
 
@@ -67,6 +69,8 @@ pub struct Summary {
     pub forced_stops: usize,
     /// Attempt rows recorded as starting before the previous one ended (not runs).
     pub row_inversions: Vec<String>,
+    /// Timeouts that stopped a command well before it had run for the timeout.
+    pub early_timeouts: Vec<String>,
     pub recoveries_us: Vec<i64>,
 }
 
@@ -259,12 +263,39 @@ fn check_job(
         "dead" => summary.dead += 1,
         _ => problems.push(format!("job {id} is stuck in {state}")),
     }
+    // A timeout that fired well before the command had run for the job's timeout:
+    // the worker's deadline starts before its claim round trip, so time spent waiting
+    // for the store or stopped before the spawn counts (RELIABILITY.md, "Findings").
+    let timeout_us = job["timeout_ms"].as_i64().map(|ms| ms * 1000);
+    let early_timeouts: Vec<String> = rows
+        .iter()
+        .filter(|r| r.outcome == "timed_out")
+        .filter_map(|r| {
+            let run = runs.iter().find(|run| {
+                run.ppid == r.worker_pid.unwrap_or(0) && r.pid.is_none_or(|p| p == run.pid)
+            })?;
+            let ran = r.finished_us? - run.start_us;
+            (ran + EARLY_TIMEOUT_SLACK_US < timeout_us?).then(|| {
+                format!(
+                    "job {id}: attempt row {} timed out {} ms after its command started (timeout {} ms)",
+                    r.token,
+                    ran / 1000,
+                    timeout_us.unwrap_or(0) / 1000
+                )
+            })
+        })
+        .collect();
+    let timed_out_early = !early_timeouts.is_empty();
+    summary.early_timeouts.extend(early_timeouts);
     let want = if plan.kind.completes() {
         "completed"
     } else {
         "dead"
     };
-    if state != want && !(state == "dead" && interruptions >= max) {
+    if state != want
+        && !(state == "dead" && interruptions >= max)
+        && !(state == "dead" && timed_out_early)
+    {
         problems.push(format!(
             "job {id} ({:?}) ended {state}, expected {want} (interruptions {interruptions})",
             plan.kind

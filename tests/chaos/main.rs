@@ -171,7 +171,7 @@ fn chaos(mut env: Env, store: &str, worker_db: String, mut pg: Option<PgFaults>)
         "chaos {store}: seed {seed}: {} jobs {:?}; {} completed, {} dead ({} after {} interruptions); \
          {} runs logged, {} attempts, {} interrupted ({} by SIGKILL, {} forced stops); \
          faults {:?}; {} worker processes started; recovery after SIGKILL p50 {:.0} ms, \
-         p90 {:.0} ms, max {:.0} ms; drained in {:.1} s; {} attempt rows out of order{}; {} problems",
+         p90 {:.0} ms, max {:.0} ms; drained in {:.1} s; {} attempt rows out of order{}; {} early timeouts{}; {} problems",
         summary.jobs,
         summary.by_kind,
         summary.completed,
@@ -192,6 +192,13 @@ fn chaos(mut env: Env, store: &str, worker_db: String, mut pg: Option<PgFaults>)
         summary.row_inversions.len(),
         summary
             .row_inversions
+            .iter()
+            .take(5)
+            .map(|r| format!(" [{r}]"))
+            .collect::<String>(),
+        summary.early_timeouts.len(),
+        summary
+            .early_timeouts
             .iter()
             .take(5)
             .map(|r| format!(" [{r}]"))
