@@ -285,7 +285,15 @@ fn check_job(
             })
         })
         .collect();
-    let timed_out_early = !early_timeouts.is_empty();
+    let timed_out_early = !early_timeouts.is_empty()
+        || rows.iter().any(|r| {
+            r.outcome == "timed_out"
+                && !runs.iter().any(|run| {
+                    run.ppid == r.worker_pid.unwrap_or(0)
+                        && run.start_us + SLACK_US >= r.started_us
+                        && r.finished_us.is_some_and(|f| run.start_us <= f + SLACK_US)
+                })
+        });
     summary.early_timeouts.extend(early_timeouts);
     let want = if plan.kind.completes() {
         "completed"
@@ -378,8 +386,12 @@ fn check_job(
                 )),
             },
             "timed_out" => {
+                // Killed before its first line ran: an early timeout (see above).
                 if run.is_none() {
-                    problems.push(format!("job {id}: timed-out row {} has no run", row.token));
+                    summary.early_timeouts.push(format!(
+                        "job {id}: attempt row {} timed out before its command wrote its start mark",
+                        row.token
+                    ));
                 }
             }
             other => problems.push(format!("job {id}: unexpected outcome {other}")),

@@ -121,12 +121,14 @@ pub fn next_job(rng: &mut Rng, n: usize, log: &Path, token: &str) -> (Plan, Stri
     (Plan { id, kind }, spec.to_string())
 }
 
-/// Enqueues `lines` (JSON jobs) all or none with `enqueue --file -`, retrying a few
-/// times (a worker stopped inside its write transaction holds SQLite's lock for as
-/// long as it is stopped). Returns an error text if it never succeeded.
+/// Enqueues `lines` (JSON jobs) all or none with `enqueue --file -`, retrying for up
+/// to a minute: a worker stopped inside its write transaction holds SQLite's lock for
+/// as long as it is stopped, and a crashed PostgreSQL server refuses connections until
+/// it is back. Returns an error text if it never succeeded.
 pub fn enqueue(env: &Env, lines: &[String]) -> Result<(), String> {
     let mut last = String::new();
-    for _ in 0..5 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         let mut child = env
             .cmd(&["enqueue", "--file", "-"])
             .stdin(Stdio::piped())
@@ -148,6 +150,7 @@ pub fn enqueue(env: &Env, lines: &[String]) -> Result<(), String> {
         if last.contains("already exists") {
             return Ok(());
         }
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
     Err(last)
 }
