@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+mod pg_server;
 mod pty;
 mod schedule;
 mod system;
+pub use pg_server::*;
 pub use pty::*;
 pub use schedule::*;
 pub use system::*;
