@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+mod proxy;
 mod pty;
 mod schedule;
 mod system;
+pub use proxy::*;
 pub use pty::*;
 pub use schedule::*;
 pub use system::*;
