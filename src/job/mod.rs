@@ -273,8 +273,9 @@ pub enum Outcome {
         exit_code: Option<i64>,
         error: String,
     },
-    /// The attempt was cut short through no fault of the command (worker forced to
-    /// stop, lease lost): it does not count as an attempt.
+    /// The attempt was cut short through no fault of the command (the spool's disk
+    /// was full): it does not count as an attempt, but as an interruption, like a
+    /// worker that died (after `MAX_INTERRUPTIONS` the job is dead).
     Interrupted { reason: String },
     /// The attempt ran past its deadline and its process group was killed. A failed
     /// attempt, retried by the usual rules.

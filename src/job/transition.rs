@@ -62,7 +62,7 @@ pub fn after_attempt(
             }
         }
         Outcome::Interrupted { reason } => {
-            after_interruption_with(attempts_before, interruptions, reason, false)
+            after_interruption_with(attempts_before, interruptions, reason, true)
         }
         Outcome::TimedOut { after } => after_attempt(
             attempts_before,

@@ -198,7 +198,9 @@ pub use listing::{JobListing, JobOrder};
 pub(crate) use records::RecordStream;
 pub use records::{Emit, JobRecord};
 pub use schedule::{QueueChange, QueueRow};
-pub use worker_rows::{RunningJob, StopRequest, WorkerInfo, WorkerRow, WorkerState};
+pub use worker_rows::{
+    EndedLease, LeaseCheck, RunningJob, StopRequest, WorkerInfo, WorkerRow, WorkerState,
+};
 
 /// What `enqueue` did, all or nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -488,6 +490,13 @@ pub trait Store: Send {
 
     /// Every job in `processing`, for recovery.
     fn running_jobs(&mut self) -> Result<Vec<RunningJob>>;
+
+    /// What the store holds for a worker process whose last round trip may or may
+    /// not have committed: the `processing` jobs leased to any of `workers`, and
+    /// which of `leases` (results it sent) ended under that lease, with the attempt
+    /// recorded for each. Reads only; the worker gives back the claims it never
+    /// received with its next round trip (`worker::reconcile`).
+    fn reconcile(&mut self, workers: &[String], leases: &[Lease]) -> Result<LeaseCheck>;
 
     /// Every job (or those in `state`) with its attempts, in creation order, read
     /// from one consistent snapshot (one statement) and handed to `emit` one job at

@@ -115,3 +115,28 @@ pub struct RunningJob {
     /// of running it again.
     pub cancel_requested: bool,
 }
+
+/// What the store says about a worker process's leases after a round trip whose
+/// outcome it never learned (the reply was lost, or the commit failed in a way that
+/// may have committed): read by [`Store::reconcile`](crate::store::Store::reconcile),
+/// judged by `worker::reconcile`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseCheck {
+    /// Every job in `processing` leased to one of the asked workers.
+    pub held: Vec<crate::job::Job>,
+    /// The asked leases whose job still carries that lease token but is no longer
+    /// `processing`: their result (or release) was recorded.
+    pub ended: Vec<EndedLease>,
+}
+
+/// A lease whose job ended under it, with what the history recorded for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedLease {
+    pub lease: Lease,
+    /// The outcome of the attempt recorded under this lease (`None`: no attempt
+    /// row, as for a claim given back unstarted).
+    pub outcome: Option<crate::job::AttemptOutcome>,
+    /// The pid the attempt row recorded (the shell's), to tell the worker's own
+    /// result from a recovery's.
+    pub pid: Option<i64>,
+}

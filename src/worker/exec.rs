@@ -13,6 +13,10 @@
 //!   attempt's group too, so whoever recovers the job on this host kills any
 //!   survivor (say, if the guard was killed with its worker).
 //!
+//! - An attempt that fails while the spool's file system is full (its output could
+//!   not be written) ends `Interrupted`, not `Failed`: the disk is the queue's
+//!   problem, so no attempt is used ([`spool_space`]).
+//!
 //! Each slot reuses one output file and one marker file, so an attempt costs no file
 //! creation. The output file is only a working area: when the attempt ends its kept
 //! output ([`attempt_output::read_kept`]) goes to the store with the result and the
@@ -33,7 +37,7 @@ use crate::job::output::{KeptOutput, tail_text};
 use crate::job::{Job, OUTPUT_TAIL_BYTES, Outcome};
 use crate::store::AttemptFacts;
 use crate::worker::guard::GuardCell;
-use crate::worker::{attempt_output, platform, spawn};
+use crate::worker::{attempt_output, platform, spawn, spool_space};
 
 /// The per-store directory for running attempts' output (`out/`) and run markers
 /// (`run/`).
@@ -74,6 +78,11 @@ impl Spool {
             file_trust::check_own(dir, "the spool")?;
         }
         Ok(())
+    }
+
+    /// The spool directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     fn marker_path(&self, worker_id: &str) -> PathBuf {
@@ -274,6 +283,14 @@ pub fn run_shell(
         output: None,
         facts: AttemptFacts::default(),
     };
+    let spool_full = || Execution {
+        outcome: Outcome::Interrupted {
+            reason: SPOOL_FULL.to_owned(),
+        },
+        output_tail: None,
+        output: None,
+        facts: AttemptFacts::default(),
+    };
     if !Path::new(&job.cwd).is_dir() {
         return failed(format!(
             "working directory {} does not exist on this machine; create it or enqueue with --cwd",
@@ -281,13 +298,21 @@ pub fn run_shell(
         ));
     }
     if let Err(e) = files.reset_output() {
+        if is_disk_full(&e) {
+            return spool_full();
+        }
         return failed(format!("cannot prepare the output file: {e}"));
     }
     let (pid, reaped) = match spawn_and_wait(job, token, files, handle, spawned) {
         Ok(ended) => ended,
+        Err(e) if is_disk_full(&e) => return spool_full(),
         Err(e) => return failed(format!("could not start /bin/sh: {e}")),
     };
     let status = ExitStatus::from_raw(reaped.status);
+    // Judged before the working file is emptied, which frees what the attempt
+    // printed: a failure on a full spool disk is the queue's, not the job's.
+    let disk_full = !status.success()
+        && spool_space::free_bytes_of(&files.output).is_ok_and(spool_space::is_full);
     let output = files.take_output(output_limit).unwrap_or_else(|e| {
         let lost = format!("(output lost: {e})\n").into_bytes();
         KeptOutput {
@@ -295,12 +320,27 @@ pub fn run_shell(
             bytes: lost,
         }
     });
+    let outcome = if disk_full {
+        Outcome::Interrupted {
+            reason: SPOOL_FULL.to_owned(),
+        }
+    } else {
+        outcome_of(status)
+    };
     Execution {
-        outcome: outcome_of(status),
+        outcome,
         output_tail: tail_text(&output.bytes, OUTPUT_TAIL_BYTES),
         output: Some(output),
         facts: facts_of(pid, status, reaped.usage.as_ref()),
     }
+}
+
+/// Why an attempt that failed on a full spool disk is an interruption.
+pub const SPOOL_FULL: &str =
+    "the spool's disk was full (no attempt used; the worker waits for free space)";
+
+fn is_disk_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
 /// The history's facts about the shell `pid` that ended with `status`.

@@ -3,7 +3,8 @@
 //!
 //! [`supervisor`] is the worker process (`worker start`, configured by [`options`]):
 //! its round loop asks [`slots`] what to claim, keeps results in an [`outbox`] until
-//! they are committed, rides out store outages with [`store_retry`], hands jobs to
+//! they are committed, rides out store outages with [`store_retry`], squares its
+//! books with the store after a reply that was lost with [`reconcile`], hands jobs to
 //! each slot's [`slot_thread`], learns from [`run_report`] what a run's end means,
 //! waits on one inbox of [`events`], and tells whoever started it what happens
 //! through [`notice`]. [`exec`] runs one attempt as a child process,
@@ -25,12 +26,14 @@ pub mod notice;
 pub mod options;
 pub mod outbox;
 pub mod platform;
+pub mod reconcile;
 pub mod recovery;
 pub mod retention;
 pub mod run_report;
 pub mod slot_thread;
 pub mod slots;
 pub mod spawn;
+pub mod spool_space;
 pub mod stopping;
 pub mod store_retry;
 pub mod supervisor;

@@ -77,6 +77,24 @@ impl Outbox {
         self.oldest.map(|at| at + COMMIT_DELAY)
     }
 
+    /// The results of `leases` turned out to be committed already (by a round trip
+    /// whose reply was lost, `worker::reconcile`): they leave without a commit.
+    pub fn confirm(&mut self, leases: &[Lease]) {
+        let mut index = 0;
+        self.finished.retain(|f| {
+            let keep = !leases.contains(&f.lease);
+            if !keep && index < self.finished_at.len() {
+                self.finished_at.remove(index);
+            } else {
+                index += 1;
+            }
+            keep
+        });
+        if self.finished.is_empty() && self.reassigned.is_empty() {
+            self.oldest = None;
+        }
+    }
+
     /// Everything waiting was committed: empties the outbox. Yields when each
     /// committed result was recorded (only when timings are kept).
     pub fn committed(&mut self) -> std::vec::Drain<'_, Instant> {
@@ -142,6 +160,21 @@ mod tests {
             "a stopping worker commits at once"
         );
         assert!(outbox.commit_due(start + COMMIT_DELAY, false));
+    }
+
+    #[test]
+    fn confirmed_results_leave_without_a_commit() {
+        let start = Instant::now();
+        let mut outbox = Outbox::new(true);
+        outbox.record(finished("a"), start);
+        outbox.record(finished("b"), start + COMMIT_DELAY);
+        outbox.confirm(&[lease("a")]);
+        assert_eq!(outbox.finished().len(), 1);
+        assert_eq!(outbox.finished()[0].lease, lease("b"));
+        outbox.confirm(&[lease("b")]);
+        assert!(outbox.has_no_results());
+        assert_eq!(outbox.commit_deadline(), None, "nothing left to commit");
+        assert_eq!(outbox.committed().count(), 0);
     }
 
     #[test]

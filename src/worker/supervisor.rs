@@ -16,7 +16,8 @@
 //! (`run_report`, `stopping`), the threads that run the jobs (`slot_thread`) and
 //! background cleaning (`retention`). Parts of the round have files of their own:
 //! stopping runs at their deadline or on a cancel ([`stops`]), shipping the output
-//! of long runs ([`shipping`]), waiting for the next event or timer ([`waiting`]),
+//! of long runs and capping their spool files ([`shipping`]), squaring the books
+//! with the store after a lost reply ([`reconciling`]), waiting for the next event or timer ([`waiting`]),
 //! enqueueing the runs of recurring jobs ([`cron_tick`]), and stopping the process
 //! on a signal, `worker stop` or `--burst`, then shutting down ([`exit`]). What the
 //! process does is also reported, as it happens, to the sink of
@@ -24,6 +25,7 @@
 
 mod cron_tick;
 mod exit;
+mod reconciling;
 mod shipping;
 mod stops;
 mod waiting;
@@ -34,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::WorkerError;
-use crate::job::{Job, JobState};
+use crate::job::{Job, JobState, Outcome};
 use crate::log;
 use crate::store::{
     AttemptFacts, Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store,
@@ -49,6 +51,7 @@ use crate::worker::outbox::Outbox;
 use crate::worker::retention::Retention;
 use crate::worker::slot_thread::{KILL_GRACE, SlotThread};
 use crate::worker::slots::{Slots, lease_of};
+use crate::worker::spool_space::SpoolSpace;
 use crate::worker::stopping::{self, Deadline};
 use crate::worker::store_retry::StoreRetry;
 use crate::worker::{platform, recovery, run_report};
@@ -127,6 +130,9 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Work
         retention: Retention::new(Instant::now()),
         cron: cron_tick::CronClock::new(Instant::now()),
         store_retry: StoreRetry::default(),
+        in_doubt: false,
+        spool_space: SpoolSpace::new(Instant::now()),
+        next_cap: Instant::now(),
         summary: Summary::default(),
         guard,
     };
@@ -185,6 +191,14 @@ struct Supervisor {
     /// When to fire recurring jobs ([`cron_tick`]).
     cron: cron_tick::CronClock,
     store_retry: StoreRetry,
+    /// A round trip that wrote failed without a reply: it may have committed, so
+    /// the books are squared with the store before the next one ([`reconciling`]).
+    in_doubt: bool,
+    /// Whether the spool's disk is full (claims wait for space).
+    spool_space: SpoolSpace,
+    /// When the working files of running attempts are capped next
+    /// ([`shipping::CAP_EVERY`]).
+    next_cap: Instant,
     summary: Summary,
     /// Kills the running attempts' process groups if this process dies; dropped
     /// (told the worker is done) after the slot threads have stopped.
@@ -218,6 +232,7 @@ impl Supervisor {
                     continue;
                 }
             }
+            self.cap_spool(now);
             self.enforce_deadlines(now);
             self.escalate_kills(now);
             self.wait();
@@ -227,10 +242,16 @@ impl Supervisor {
     /// One round trip. Returns whether every idle slot got a job (`None`: no claim
     /// was attempted).
     fn exchange(&mut self, now: Instant) -> Option<bool> {
+        if self.in_doubt && !self.reconcile(now) {
+            return None;
+        }
         let beat = now >= self.next_beat;
         self.release_stale_prefetches(now);
         self.rebalance();
-        let claim_for: Vec<String> = if self.stop == StopRequest::None && self.want_claim {
+        let claim_for: Vec<String> = if self.stop == StopRequest::None
+            && self.want_claim
+            && !self.spool_space.claims_paused(now, self.spool.root())
+        {
             self.slots.claim_for(now)
         } else {
             Vec::new()
@@ -264,9 +285,10 @@ impl Supervisor {
             lease_timeout: self.config.lease_timeout,
             queues: self.options.queues.as_deref(),
         };
+        let writes = exchange.writes();
         let result = self.store.exchange(&exchange);
         if let Some(trips) = &self.options.round_trips
-            && exchange.writes()
+            && writes
         {
             let ms = asked.elapsed().as_secs_f64() * 1000.0;
             if let Ok(mut histogram) = trips.lock() {
@@ -310,6 +332,8 @@ impl Supervisor {
             }
             Err(e) => {
                 self.store_retry.failed(now, &e);
+                // Claims and results may have committed with the reply lost.
+                self.in_doubt |= writes;
                 None
             }
         }
@@ -476,6 +500,9 @@ impl Supervisor {
         };
         let worker_id = slot.worker_id.clone();
         let next = slot.queued.pop_front();
+        if matches!(execution.outcome, Outcome::Interrupted { .. }) {
+            self.spool_space.suspect(Instant::now());
+        }
         self.want_claim = true;
         let took = run.started.elapsed();
         if run.lost {

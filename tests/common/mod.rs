@@ -15,10 +15,12 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 mod pg_server;
+mod proxy;
 mod pty;
 mod schedule;
 mod system;
 pub use pg_server::*;
+pub use proxy::*;
 pub use pty::*;
 pub use schedule::*;
 pub use system::*;

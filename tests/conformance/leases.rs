@@ -137,3 +137,66 @@ conformance_test!(
         assert!(report(&mut *store, &[succeeded(&run)]).rejected.is_empty());
     }
 );
+
+conformance_test!(
+    reconcile_reports_the_claims_a_worker_holds_and_the_results_that_committed,
+    |stores| {
+        let mut store = stores.open();
+        enqueue(&mut *store, &["done", "held", "other"]);
+        // A round trip claims for w1 and w2, and the reply is lost.
+        let done = claim(&mut *store, "w1", LONG_LEASE).expect("a job to claim");
+        let held = claim(&mut *store, "w2", LONG_LEASE).expect("a job to claim");
+        let other = claim(&mut *store, "w9", LONG_LEASE).expect("a job to claim");
+        // w1's result commits; its reply is lost too.
+        let mut result = succeeded(&done);
+        result.facts.pid = Some(4242);
+        assert!(report(&mut *store, &[result]).rejected.is_empty());
+
+        let workers = ["w1".to_owned(), "w2".to_owned()];
+        let never_sent = queuectl::store::Lease {
+            job_id: held.id.clone(),
+            token: held.lease_token,
+        };
+        let check = store
+            .reconcile(&workers, &[lease_of(&done), never_sent])
+            .expect("reconcile");
+        let held_ids: Vec<&str> = check.held.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(held_ids, ["held"], "w9's job is not ours, w1's ended");
+        assert_eq!(check.held[0].lease_token, held.lease_token);
+        assert_eq!(check.held[0].worker_id.as_deref(), Some("w2"));
+        assert_eq!(
+            check.ended,
+            [queuectl::store::EndedLease {
+                lease: lease_of(&done),
+                outcome: Some(AttemptOutcome::Succeeded),
+                pid: Some(4242),
+            }],
+            "a job still processing under the lease did not end"
+        );
+
+        // Giving back the claim w2 never received: no attempt, no interruption.
+        let release = finished(
+            &held,
+            AttemptOutcome::Released,
+            queuectl::job::after_release(&held),
+        );
+        assert!(report(&mut *store, &[release]).rejected.is_empty());
+        let back = job(&mut *store, "held");
+        assert_eq!(
+            (back.state, back.attempts, back.interruptions),
+            (JobState::Pending, 0, 0)
+        );
+        assert!(store.attempts("held").expect("attempts").is_empty());
+        let check = store
+            .reconcile(&workers, &[lease_of(&held)])
+            .expect("reconcile");
+        assert!(check.held.is_empty());
+        assert_eq!(check.ended.len(), 1);
+        assert_eq!(
+            check.ended[0].outcome, None,
+            "a give-back leaves no attempt"
+        );
+        assert_eq!(job(&mut *store, "other").worker_id.as_deref(), Some("w9"));
+        let _ = other;
+    }
+);

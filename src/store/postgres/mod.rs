@@ -60,8 +60,8 @@ use postgres::{Client, GenericClient, Transaction};
 
 use super::{
     AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Emit, Enqueued, Exchange,
-    ExchangeReply, IfMissing, JobRecord, NewCronEntry, OutputRead, QueueChange, QueueRow, Result,
-    RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+    ExchangeReply, IfMissing, JobRecord, Lease, LeaseCheck, NewCronEntry, OutputRead, QueueChange,
+    QueueRow, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
 };
 use crate::error::StoreError;
 use crate::job::{self, Cancel, Job, JobState, NewJob};
@@ -416,6 +416,10 @@ impl Store for PgStore {
 
     fn running_jobs(&mut self) -> Result<Vec<RunningJob>> {
         self.read(workers::running_jobs)
+    }
+
+    fn reconcile(&mut self, workers: &[String], leases: &[Lease]) -> Result<LeaseCheck> {
+        self.read(|db| workers::reconcile(db, workers, leases))
     }
 
     fn export(&mut self, state: Option<JobState>, emit: Emit<'_>) -> Result<()> {

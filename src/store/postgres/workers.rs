@@ -1,5 +1,6 @@
 //! The workers table: registering and ending workers, listing them, stop requests,
-//! and the running jobs that `recover` inspects.
+//! the running jobs that `recover` inspects, and what a worker holds after a lost
+//! reply (`reconcile`).
 //!
 //! Invariants: a reused worker id starts over as a new worker (like SQLite's `INSERT
 //! OR REPLACE`); a worker's state is derived in one place ([`WorkerState::derive`])
@@ -11,7 +12,10 @@ use postgres::{GenericClient, Row, Transaction};
 use super::listen::notify;
 use super::{Db, Step, millis, read_settings};
 use crate::config::Config;
-use crate::store::{Lease, RunningJob, StopRequest, WorkerInfo, WorkerRow, WorkerState};
+use crate::store::rows::{job_columns, job_from_row};
+use crate::store::{
+    EndedLease, Lease, LeaseCheck, RunningJob, StopRequest, WorkerInfo, WorkerRow, WorkerState,
+};
 
 /// Registers workers (`$1` ids, `$2` hosts, `$3` pids, `$4` process start times);
 /// a known id starts over.
@@ -106,6 +110,44 @@ pub(super) fn request_stop_in(
         notify(db, channel)?;
     }
     Ok(ids)
+}
+
+/// The jobs in `processing` leased to any of the workers `$1` (SQLite's
+/// `HELD_BY_WORKER` asks per worker).
+const HELD_BY_WORKERS: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs WHERE worker_id = ANY($1) AND state = 'processing'"
+);
+
+/// Whether job `$1` ended under lease `$2` (it still carries that token but is no
+/// longer `processing`), with the outcome and pid of the attempt recorded under it.
+const ENDED_UNDER_LEASE: &str = "SELECT a.outcome, a.pid FROM jobs j \
+    LEFT JOIN attempts a ON a.job_seq = j.seq AND a.lease_token = j.lease_token \
+    WHERE j.id = $1 AND j.lease_token = $2 AND j.state <> 'processing'";
+
+/// What the store holds for `workers` and which of `leases` ended under their token
+/// (see [`crate::store::Store::reconcile`]).
+pub(super) fn reconcile<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    workers: &[String],
+    leases: &[Lease],
+) -> Step<LeaseCheck> {
+    let mut check = LeaseCheck::default();
+    for row in db.query(HELD_BY_WORKERS, &[&workers])? {
+        check.held.push(job_from_row(&row)?);
+    }
+    for lease in leases {
+        if let Some(row) = db.query_opt(ENDED_UNDER_LEASE, &[&lease.job_id, &lease.token])? {
+            let outcome: Option<String> = row.try_get(0)?;
+            check.ended.push(EndedLease {
+                lease: lease.clone(),
+                outcome: outcome.and_then(|o| o.parse().ok()),
+                pid: row.try_get(1)?,
+            });
+        }
+    }
+    Ok(check)
 }
 
 pub(super) fn running_jobs<C: GenericClient>(db: &mut Db<'_, C>) -> Step<Vec<RunningJob>> {

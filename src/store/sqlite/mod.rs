@@ -54,8 +54,9 @@ use rusqlite::{Connection, ErrorCode, Row, TransactionBehavior, params};
 use super::rows::{self, Columns};
 use super::{
     AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Emit, Enqueued, Exchange,
-    ExchangeReply, IfMissing, JobRecord, NewCronEntry, OpenFor, OutputRead, QueueChange, QueueRow,
-    Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+    ExchangeReply, IfMissing, JobRecord, Lease, LeaseCheck, NewCronEntry, OpenFor, OutputRead,
+    QueueChange, QueueRow, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow,
+    WorkerState,
 };
 use crate::config::Config;
 use crate::error::InputError;
@@ -392,6 +393,12 @@ impl Store for SqliteStore {
 
     fn running_jobs(&mut self) -> Result<Vec<RunningJob>> {
         workers::running_jobs(&self.conn, now_ms())
+    }
+
+    fn reconcile(&mut self, workers: &[String], leases: &[Lease]) -> Result<LeaseCheck> {
+        self.transact(TransactionBehavior::Deferred, |tx, _| {
+            workers::reconcile(tx, workers, leases)
+        })
     }
 
     fn export(&mut self, state: Option<JobState>, emit: Emit<'_>) -> Result<()> {

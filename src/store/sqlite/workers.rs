@@ -1,6 +1,7 @@
 //! The worker rows: registering and ending workers, listing them with the job each
 //! runs, and asking them to stop; and the running jobs with the workers that hold
-//! them, which recovery reads.
+//! them, which recovery reads; and what a worker holds after a lost reply
+//! ([`reconcile`]).
 //!
 //! A worker's state is derived ([`WorkerState::derive`]) from what its row says and
 //! whether its heartbeat is older than one lease timeout; it is never stored.
@@ -8,7 +9,11 @@
 use rusqlite::{Connection, Transaction, params};
 
 use super::db_error;
-use crate::store::{Lease, Result, RunningJob, StopRequest, WorkerInfo, WorkerRow, WorkerState};
+use crate::store::rows::{job_columns, job_from_row};
+use crate::store::{
+    EndedLease, Lease, LeaseCheck, Result, RunningJob, StopRequest, WorkerInfo, WorkerRow,
+    WorkerState,
+};
 
 /// Adds a worker that starts now; a reused id starts over as a new worker.
 const REGISTER_WORKERS: &str = "INSERT OR REPLACE INTO workers (id, host, pid, pid_start, \
@@ -39,6 +44,20 @@ const LIST_RUNNING_JOBS: &str = "SELECT j.id, j.lease_token, j.attempts, j.inter
      j.cancel_requested \
      FROM jobs j INDEXED BY jobs_running LEFT JOIN workers w ON w.id = j.worker_id \
      WHERE j.state = 'processing'";
+
+/// The jobs in `processing` leased to worker `?1` (PostgreSQL's `HELD_BY_WORKERS`
+/// asks for all of a process's workers at once).
+const HELD_BY_WORKER: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs INDEXED BY jobs_running WHERE worker_id = ?1 AND state = 'processing'"
+);
+
+/// Whether job `?1` ended under lease `?2` (it still carries that token but is no
+/// longer `processing`), with the outcome and pid of the attempt recorded under it.
+const ENDED_UNDER_LEASE: &str = "SELECT a.outcome, a.pid FROM jobs j \
+     LEFT JOIN attempts a ON a.job_seq = j.seq AND a.lease_token = j.lease_token \
+     WHERE j.id = ?1 AND j.lease_token = ?2 AND j.state <> 'processing'";
 
 /// Deletes the rows of workers that ended before `?1`.
 const FORGET_ENDED_WORKERS: &str = "DELETE FROM workers WHERE ended_at < ?1";
@@ -159,4 +178,38 @@ pub(super) fn forget_ended(tx: &Transaction<'_>, ended_before: i64) -> Result<u6
         .and_then(|mut s| s.execute([ended_before]))
         .map_err(db_error)?;
     Ok(gone as u64)
+}
+
+/// What the store holds for `workers` and which of `leases` ended under their token
+/// (see [`crate::store::Store::reconcile`]).
+pub(super) fn reconcile(
+    conn: &Connection,
+    workers: &[String],
+    leases: &[Lease],
+) -> Result<LeaseCheck> {
+    let mut check = LeaseCheck::default();
+    let mut held = conn.prepare_cached(HELD_BY_WORKER).map_err(db_error)?;
+    for worker in workers {
+        let jobs = held
+            .query_map([worker], |r| job_from_row(r))
+            .map_err(db_error)?;
+        for job in jobs {
+            check.held.push(job.map_err(db_error)?);
+        }
+    }
+    let mut ended = conn.prepare_cached(ENDED_UNDER_LEASE).map_err(db_error)?;
+    for lease in leases {
+        let mut rows = ended
+            .query(params![lease.job_id, lease.token])
+            .map_err(db_error)?;
+        if let Some(row) = rows.next().map_err(db_error)? {
+            let outcome: Option<String> = row.get(0).map_err(db_error)?;
+            check.ended.push(EndedLease {
+                lease: lease.clone(),
+                outcome: outcome.and_then(|o| o.parse().ok()),
+                pid: row.get(1).map_err(db_error)?,
+            });
+        }
+    }
+    Ok(check)
 }

@@ -8,9 +8,12 @@
 //! limit, and ships what it printed since the last shipped offset, up to
 //! [`MAX_CHUNK`], as [`OutputChunk`]s in that round trip. The shipped offset only
 //! advances once the round trip has committed, so a failed one is shipped again.
+//! Between shipments the working files are capped every [`CAP_EVERY`]
+//! ([`Supervisor::cap_spool`]), so a fast printer cannot fill the spool's disk.
 //! Runs that end within [`FIRST_SHIP`](crate::worker::attempt_output::FIRST_SHIP) ship nothing, and cost nothing here.
 
-use std::time::Instant;
+use std::fs::File;
+use std::time::{Duration, Instant};
 
 use super::Supervisor;
 use crate::log;
@@ -22,6 +25,29 @@ use crate::worker::slots::{Run, lease_of};
 
 /// Runs whose output went out in a round trip, and where it now ends.
 pub(super) type Shipped = Vec<(Lease, u64)>;
+
+/// How often the working files of running attempts are capped ([`Supervisor::cap_spool`]).
+pub(super) const CAP_EVERY: Duration = Duration::from_millis(100);
+
+/// Punches the omitted middle out of `run`'s working `file` of `size` bytes, once
+/// past its limit (never what is shipped or kept: see `attempt_output`).
+fn punch_middle(file: &File, run: &mut Run, size: u64) {
+    let progress = &mut run.output;
+    let Some(range) = punch_range(progress.punched, size, progress.limit) else {
+        return;
+    };
+    match punch(file, &range) {
+        Ok(()) => progress.punched = range.end,
+        Err(e) => {
+            log::warn(&format!(
+                "job {}: cannot free the spool space of omitted output ({e}); \
+                 its spool file keeps growing",
+                run.job.id
+            ));
+            progress.punched = u64::MAX;
+        }
+    }
+}
 
 /// Whether `run` ships its output in a round trip at `now`.
 fn ships(run: &Run, now: Instant) -> bool {
@@ -64,21 +90,9 @@ impl Supervisor {
             let Ok(size) = file.metadata().map(|m| m.len()) else {
                 continue;
             };
+            punch_middle(file, run, size);
             let progress = &mut run.output;
             let limit = progress.limit;
-            if let Some(range) = punch_range(progress.punched, size, limit) {
-                match punch(file, &range) {
-                    Ok(()) => progress.punched = range.end,
-                    Err(e) => {
-                        log::warn(&format!(
-                            "job {}: cannot free the spool space of omitted output ({e}); \
-                             its spool file keeps growing",
-                            run.job.id
-                        ));
-                        progress.punched = u64::MAX;
-                    }
-                }
-            }
             let lease = lease_of(&run.job);
             let mut end = progress.shipped;
             let mut budget = MAX_CHUNK;
@@ -105,6 +119,32 @@ impl Supervisor {
         (chunks, shipped)
     }
 
+    /// Caps the working files of running attempts: every [`CAP_EVERY`], the
+    /// omitted middle of each file past its limit is punched out, whether or not
+    /// the run ships now, so a run that prints fast holds at most about its
+    /// `output-limit` plus what it prints in [`CAP_EVERY`] of spool space.
+    pub(super) fn cap_spool(&mut self, now: Instant) {
+        if now < self.next_cap {
+            return;
+        }
+        self.next_cap = now + CAP_EVERY;
+        for (slot, thread) in self.slots.iter_mut().zip(&self.threads) {
+            let Some(run) = slot.run.as_mut().filter(|r| !r.lost) else {
+                continue;
+            };
+            let file = thread.output();
+            if let Ok(size) = file.metadata().map(|m| m.len()) {
+                punch_middle(file, run, size);
+            }
+        }
+    }
+
+    /// When the spool is capped next, if anything runs.
+    pub(super) fn next_cap_at(&self) -> Option<Instant> {
+        let running = self.slots.iter().flat_map(|s| &s.run).any(|r| !r.lost);
+        running.then_some(self.next_cap)
+    }
+
     /// The round trip that carried `shipped` committed at `now`.
     pub(super) fn mark_shipped(&mut self, shipped: Shipped, now: Instant) {
         let again = next_tick(self.ship_grid, now + SHIP_EVERY);
@@ -125,7 +165,6 @@ impl Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn next_tick_is_on_the_grid_at_or_after() {

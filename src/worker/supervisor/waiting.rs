@@ -1,7 +1,7 @@
 //! The supervisor's wait between rounds: it sleeps on its inbox until an event or
 //! the earliest of its timers (heartbeat, recovery, commit delay, the next due
-//! retry, prefetch hold, output shipping, recurring jobs, SIGKILL escalation, job
-//! deadlines), then handles everything that arrived. While the store is down, store
+//! retry, prefetch hold, output shipping, spool capping, a full spool disk,
+//! recurring jobs, SIGKILL escalation, job deadlines), then handles everything that arrived. While the store is down, store
 //! timers wait for the retry so an overdue timer cannot spin the CPU.
 
 use std::sync::mpsc::RecvTimeoutError;
@@ -20,7 +20,8 @@ impl Supervisor {
         store_timers.extend(self.outbox.commit_deadline());
         store_timers.extend(self.next_ship_at());
         store_timers.extend(self.cron_wake_at());
-        let mut kill_timers = Vec::new();
+        store_timers.extend(self.spool_space.recheck_at());
+        let mut kill_timers: Vec<Instant> = self.next_cap_at().into_iter().collect();
         for slot in self.slots.iter() {
             let Some(run) = slot.run.as_ref() else {
                 continue;

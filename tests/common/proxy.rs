@@ -1,0 +1,123 @@
+//! A TCP proxy between a worker and PostgreSQL that can lose the server's reply to
+//! a `COMMIT`: the client's `COMMIT` reaches the server (so it commits), then the
+//! client's connection is cut before the reply comes back. One thread per
+//! direction per connection; the listener thread lives as long as the test.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+
+/// The simple-query message the driver sends to commit a transaction.
+const COMMIT: &[u8] = b"Q\0\0\0\x0bCOMMIT\0";
+
+/// A proxy to one PostgreSQL server; see the module docs.
+pub struct CommitCutter {
+    port: u16,
+    state: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    /// How many of the next `COMMIT`s lose their reply.
+    armed: AtomicUsize,
+    /// `COMMIT`s forwarded so far.
+    commits: AtomicUsize,
+    /// Replies lost so far.
+    cuts: AtomicUsize,
+}
+
+impl CommitCutter {
+    /// Starts a proxy to the server of `url` (`postgres://user@host:port/...`).
+    pub fn start(url: &str) -> CommitCutter {
+        let upstream = host_port(url).to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let state = Arc::new(Counters::default());
+        let shared = Arc::clone(&state);
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let shared = Arc::clone(&shared);
+                thread::spawn(move || relay(client, server, &shared));
+            }
+        });
+        CommitCutter { port, state }
+    }
+
+    /// `url` with its server replaced by this proxy.
+    pub fn route(&self, url: &str) -> String {
+        url.replacen(host_port(url), &format!("127.0.0.1:{}", self.port), 1)
+    }
+
+    /// Loses the reply to the next `COMMIT` any client sends.
+    pub fn cut_next_commit(&self) {
+        self.state.armed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// `COMMIT`s seen so far (forwarded or cut).
+    pub fn commits(&self) -> usize {
+        self.state.commits.load(Ordering::SeqCst)
+    }
+
+    /// Replies lost so far.
+    pub fn cuts(&self) -> usize {
+        self.state.cuts.load(Ordering::SeqCst)
+    }
+}
+
+/// `host:port` of a `postgres://user@host:port/db?...` URL.
+fn host_port(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+    rest.split(['/', '?']).next().unwrap_or(rest)
+}
+
+fn relay(client: TcpStream, server: TcpStream, counters: &Counters) {
+    let (Ok(mut from_client), Ok(mut to_client), Ok(mut from_server), Ok(mut to_server)) = (
+        client.try_clone(),
+        client.try_clone(),
+        server.try_clone(),
+        server.try_clone(),
+    ) else {
+        return;
+    };
+    thread::spawn(move || {
+        let mut buf = [0u8; 64 * 1024];
+        while let Ok(n @ 1..) = from_server.read(&mut buf) {
+            if to_client.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to_client.shutdown(Shutdown::Both);
+    });
+    let mut buf = [0u8; 64 * 1024];
+    while let Ok(n @ 1..) = from_client.read(&mut buf) {
+        let chunk = &buf[..n];
+        let commit = chunk.windows(COMMIT.len()).any(|w| w == COMMIT);
+        if commit {
+            counters.commits.fetch_add(1, Ordering::SeqCst);
+        }
+        let cut = commit
+            && counters
+                .armed
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if cut {
+            // The client loses its connection first, so no byte of the reply can
+            // reach it; then the COMMIT goes on and the server commits.
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = to_server.write_all(chunk);
+            counters.cuts.fetch_add(1, Ordering::SeqCst);
+            let _ = to_server.shutdown(Shutdown::Write);
+            return;
+        }
+        if to_server.write_all(chunk).is_err() {
+            break;
+        }
+    }
+    let _ = to_server.shutdown(Shutdown::Both);
+}
