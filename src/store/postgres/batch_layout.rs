@@ -16,7 +16,7 @@ fn a_mixed_batch_is_stored_in_run_order_and_keeps_its_input_seqs() {
     let Ok(Location::Postgres(pg)) = Location::parse(&url, Some(&schema)) else {
         panic!("bad QUEUECTL_TEST_POSTGRES_URL");
     };
-    let mut store = PgStore::open(&pg).expect("store");
+    let mut store = PgStore::open(&pg, crate::store::IfMissing::Create).expect("store");
     let job = |id: &str, priority: i64| NewJob {
         priority,
         ..NewJob::new(id.into(), "true".into(), "/".into())
