@@ -45,8 +45,11 @@ pub fn keep(head: &[u8], tail: &[u8], total: u64, limit: u64) -> KeptOutput {
     KeptOutput { bytes, total }
 }
 
-/// The last `max` bytes of `bytes` as text (invalid UTF-8 replaced), starting at a
-/// character boundary: the short tail `show` and `export` carry.
+/// The last `max` bytes of `bytes` as text (invalid UTF-8 and NUL replaced by
+/// U+FFFD), starting at a character boundary: the short tail `show` and `export`
+/// carry. NUL goes because PostgreSQL's `text` cannot hold it: a tail with one was
+/// refused at every retry of the round trip, and the job's result never landed.
+/// The exact bytes stay in the kept output (`logs`).
 pub fn tail_text(bytes: &[u8], max: usize) -> Option<String> {
     if bytes.is_empty() {
         return None;
@@ -56,12 +59,22 @@ pub fn tail_text(bytes: &[u8], max: usize) -> Option<String> {
     while start < bytes.len() && bytes[start] & 0b1100_0000 == 0b1000_0000 {
         start += 1;
     }
-    Some(String::from_utf8_lossy(&bytes[start..]).into_owned())
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    Some(if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text.into_owned()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tail_holds_no_nul() {
+        assert_eq!(tail_text(b"a\0b\xff", 100).as_deref(), Some("a\u{FFFD}b\u{FFFD}"));
+    }
 
     #[test]
     fn short_output_is_kept_whole() {

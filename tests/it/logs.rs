@@ -245,3 +245,17 @@ backend_test!(wait_exit_codes, |env| {
     crate::common::assert_error(&out, 1, "no-such-job");
     env.ok(&["cancel", &slow]);
 });
+
+// A job printing NUL bytes: PostgreSQL's `text` cannot hold NUL, and the output
+// tail that `show` carries once had them, so the result was refused at every retry
+// and the job stayed `processing`. The tail now shows U+FFFD; `logs` keeps the bytes.
+backend_test!(output_with_nul_bytes_is_recorded_exactly, |env| {
+    let id = env.enqueue("printf 'a\\000b\\n'");
+    env.spawn_workers(&["--burst"]);
+    env.wait_state(&id, "completed", SETTLE);
+    let out = env.run(&["logs", &id]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"a\0b\n");
+    let shown = env.json(&["show", &id]);
+    assert_eq!(shown["output_tail"], "a\u{FFFD}b\n", "{shown}");
+});
