@@ -73,7 +73,10 @@ mod tests {
 
     #[test]
     fn a_tail_holds_no_nul() {
-        assert_eq!(tail_text(b"a\0b\xff", 100).as_deref(), Some("a\u{FFFD}b\u{FFFD}"));
+        assert_eq!(
+            tail_text(b"a\0b\xff", 100).as_deref(),
+            Some("a\u{FFFD}b\u{FFFD}")
+        );
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! (`--timeout`, `job-timeout`) or because a user cancelled the job.
 //!
 //! Invariants:
-//! - The deadline is the store's (`deadline_at`, set at claim by the store's clock)
-//!   carried over to this host's monotonic clock as the claim instant plus
-//!   `deadline_at - started_at`, so a skewed or jumping wall clock cannot shorten or
-//!   stretch a timeout.
+//! - The deadline is the store's time left (`deadline_at - started_at`, both set
+//!   at claim by the store's clock) carried over to this host's monotonic clock
+//!   from the instant the command is handed to its slot's thread, so a skewed or
+//!   jumping wall clock cannot shorten or stretch a timeout, and neither can the
+//!   claim's round trip, a stopped worker or a wait in the slot (a job claimed
+//!   ahead): the timeout is the command's own time.
 //! - Once a run is being stopped for a reason, that reason decides its outcome,
 //!   whatever exit status the killed command ends with: a cancel beats everything (a
 //!   cancelled job is never run again, not even after a forced stop), a timeout beats
@@ -25,9 +27,9 @@ pub struct Deadline {
     pub after: Duration,
 }
 
-/// The local deadline of `job`, claimed by a round trip that started at `claimed_at`;
-/// `None` for a job without a timeout.
-pub fn local_deadline(claimed_at: Instant, job: &Job) -> Option<Deadline> {
+/// The local deadline of `job`, whose command starts at `started`; `None` for a job
+/// without a timeout.
+pub fn local_deadline(started: Instant, job: &Job) -> Option<Deadline> {
     let left_ms = job.deadline_at?.saturating_sub(job.started_at?);
     let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
     let after = job
@@ -35,7 +37,7 @@ pub fn local_deadline(claimed_at: Instant, job: &Job) -> Option<Deadline> {
         .and_then(|ms| u64::try_from(ms).ok())
         .map_or(left, Duration::from_millis);
     Some(Deadline {
-        at: claimed_at + left,
+        at: started + left,
         after,
     })
 }
@@ -89,7 +91,7 @@ mod tests {
     }
 
     #[test]
-    fn the_local_deadline_is_the_claim_instant_plus_the_stores_time_left() {
+    fn the_local_deadline_is_the_start_instant_plus_the_stores_time_left() {
         let claim = Instant::now();
         // The store's clock is far off ours: only the difference counts.
         let job = claimed(5_000_000, Some(5_030_000), Some(30_000));

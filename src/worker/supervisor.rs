@@ -30,7 +30,6 @@ mod shipping;
 mod stops;
 mod waiting;
 
-use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -52,7 +51,7 @@ use crate::worker::retention::Retention;
 use crate::worker::slot_thread::{KILL_GRACE, SlotThread};
 use crate::worker::slots::{Slots, lease_of};
 use crate::worker::spool_space::SpoolSpace;
-use crate::worker::stopping::{self, Deadline};
+use crate::worker::stopping;
 use crate::worker::store_retry::StoreRetry;
 use crate::worker::{platform, recovery, run_report};
 
@@ -126,7 +125,6 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Work
         next_recovery: Instant::now(),
         next_due: None,
         ship_grid: Instant::now(),
-        deadlines: HashMap::new(),
         retention: Retention::new(Instant::now()),
         cron: cron_tick::CronClock::new(Instant::now()),
         store_retry: StoreRetry::default(),
@@ -184,9 +182,6 @@ struct Supervisor {
     /// Runs ship again on the ticks of one grid (this instant plus whole
     /// [`SHIP_EVERY`]s), so all long runs of the process share one round trip.
     ship_grid: Instant,
-    /// The local deadlines of jobs claimed but not yet started (a run takes its own
-    /// when it starts).
-    deadlines: HashMap<Lease, Deadline>,
     retention: Retention,
     /// When to fire recurring jobs ([`cron_tick`]).
     cron: cron_tick::CronClock,
@@ -327,7 +322,7 @@ impl Supervisor {
                 }
                 let claimed_all = reply.claimed.len() == claim_for.len();
                 self.want_claim = !claim_for.is_empty() && claimed_all;
-                self.apply(reply, !claim_for.is_empty(), now);
+                self.apply(reply, !claim_for.is_empty());
                 (!claim_for.is_empty()).then_some(claimed_all)
             }
             Err(e) => {
@@ -339,8 +334,8 @@ impl Supervisor {
         }
     }
 
-    /// Acts on the store's answer to a round trip that started at `sent`.
-    fn apply(&mut self, reply: ExchangeReply, claimed: bool, sent: Instant) {
+    /// Acts on the store's answer to a round trip.
+    fn apply(&mut self, reply: ExchangeReply, claimed: bool) {
         for lease in &reply.rejected {
             log::warn(&format!(
                 "job {}: result not recorded, the lease was taken over by another worker",
@@ -360,9 +355,6 @@ impl Supervisor {
             self.cancel(lease);
         }
         for (worker_id, job) in reply.claimed {
-            if let Some(deadline) = stopping::local_deadline(sent, &job) {
-                self.deadlines.insert(lease_of(&job), deadline);
-            }
             self.dispatch(&worker_id, job);
         }
         self.rebalance();
@@ -392,7 +384,10 @@ impl Supervisor {
         });
         let limit = self.config.output_limit;
         if let Some(run) = self.slots[index].run.as_mut() {
-            run.deadline = self.deadlines.remove(&lease_of(&job));
+            // The timeout counts from here, when the command is handed to its
+            // thread: not from the claim, so neither a slow round trip, a stopped
+            // worker nor a wait in the slot's queue (claimed ahead) eats into it.
+            run.deadline = stopping::local_deadline(Instant::now(), &job);
             run.output.limit = limit;
         }
         self.threads[index].run(job, limit);
@@ -400,7 +395,6 @@ impl Supervisor {
 
     /// Another worker owns this job now: stop our copy of it at once.
     fn lose(&mut self, lease: &Lease) {
-        self.deadlines.remove(lease);
         for (slot, thread) in self.slots.iter_mut().zip(&self.threads) {
             slot.queued.retain(|j| lease_of(j) != *lease);
             let Some(run) = slot.run.as_mut() else {
@@ -441,7 +435,6 @@ impl Supervisor {
     fn release_queued(&mut self, index: usize) {
         let now = Instant::now();
         for released in self.slots[index].release_queued() {
-            self.deadlines.remove(&released.lease);
             self.outbox.record(released, now);
         }
     }

@@ -79,7 +79,6 @@ impl Supervisor {
             // It never ran: no attempt is used up.
             transition.attempts = job.attempts;
             log::info(&format!("job {}: cancelled before it started", job.id));
-            self.deadlines.remove(lease);
             self.summary.count(AttemptOutcome::Cancelled);
             self.outbox.record(
                 Finished {
