@@ -434,21 +434,29 @@ fn cpu_ticks(pid: u32) -> u64 {
 backend_test!(an_idle_worker_costs_under_1_percent_of_a_core, |env| {
     let pid = env.spawn_workers(&["--count", "4"]);
     env.wait_live_workers(4, Duration::from_secs(20));
-    // Measure over a window of several seconds (a measurement, not a wait for an outcome).
+    // Measure over two windows of several seconds (a measurement, not a wait for an
+    // outcome) and judge the quieter one: the first may still hold start-up work
+    // (the first heartbeat's recovery and retention passes), and on a loaded machine
+    // one window can catch a burst of noise; an idle loop that costs too much
+    // costs it in both.
     let window = Duration::from_secs(4);
-    let before = cpu_ticks(pid);
-    let start = Instant::now();
-    wait_until("the measurement window", window * 2, || {
-        start.elapsed() >= window
-    });
-    let used = cpu_ticks(pid) - before;
     // SAFETY: sysconf takes an integer and touches no memory of ours.
     let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let share = used as f64 / ticks_per_second / start.elapsed().as_secs_f64();
-    eprintln!("idle worker process used {:.2}% of a core", share * 100.0);
+    let mut shares = Vec::new();
+    for _ in 0..2 {
+        let before = cpu_ticks(pid);
+        let start = Instant::now();
+        wait_until("the measurement window", window * 2, || {
+            start.elapsed() >= window
+        });
+        let used = cpu_ticks(pid) - before;
+        shares.push(used as f64 / ticks_per_second / start.elapsed().as_secs_f64());
+    }
+    let share = shares.iter().copied().fold(f64::INFINITY, f64::min);
+    eprintln!("idle worker process used {shares:.4?} of a core in two windows");
     assert!(
         share < 0.01,
-        "4 idle workers used {:.2}% of a core",
+        "4 idle workers used {:.2}% of a core (windows: {shares:.4?})",
         share * 100.0
     );
     env.signal(pid, libc::SIGTERM);
