@@ -43,7 +43,12 @@ for s in range(1, series + 1):
     for i, b in enumerate(bins):
         # A fresh store per binary and series, created before timing starts.
         db = os.path.join(work, f"s{s}-b{i}.db")
-        subprocess.run([b, "--db", db, "status"], stdout=subprocess.DEVNULL, check=True)
+        # `init` (reading commands create no store since it came; older builds
+        # have no `init`, and their `status` creates the store).
+        made = subprocess.run([b, "--db", db, "init"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        if made.returncode != 0:
+            subprocess.run([b, "--db", db, "status"], stdout=subprocess.DEVNULL, check=True)
         commands[b] = [b, "--db", db, "enqueue", "--", "true"]
     for argv in commands.values():  # warm the page cache
         for _ in range(5):

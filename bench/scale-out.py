@@ -144,7 +144,7 @@ def wait_for_workers(args, db, want):
 
 def latency(args, processes):
     db = fresh_schema(args, f'scale_out_{processes}')
-    run([args.bin, '--db', db, 'status'])  # creates the schema before the workers race to
+    run([args.bin, '--db', db, 'init'])  # creates the schema before the workers race to
     procs = [subprocess.Popen([args.bin, '--db', db, '--json', 'worker', 'start',
                                '--count', str(args.count)],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
