@@ -443,6 +443,11 @@ pub trait Store: Send {
     /// rows it returns, so a page of a large store is cheap.
     fn list_jobs(&mut self, listing: &JobListing) -> Result<Vec<Job>>;
     fn counts(&mut self) -> Result<Counts>;
+    /// Whether any job is `processing` or `failed` (waiting for its retry): what
+    /// `worker --burst` waits for before it exits. Reads only the small partial
+    /// indexes of those states; [`Store::counts`] also counts the completed jobs,
+    /// which costs a lookup per job completed in the last minutes.
+    fn jobs_in_flight(&mut self) -> Result<bool>;
     /// Attempts that finished in the last `window` by the store's clock, counted per
     /// `bucket` (see [`Throughput`]): the dashboard's chart. One grouped read of the
     /// attempts in the window.

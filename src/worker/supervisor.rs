@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::WorkerError;
-use crate::job::{Job, JobState, Outcome};
+use crate::job::{Job, Outcome};
 use crate::log;
 use crate::store::{
     AttemptFacts, Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store,
@@ -465,10 +465,8 @@ impl Supervisor {
         // what is left waits for a time, for other jobs, or in a paused queue or one
         // this worker does not serve. Stay only while something still runs (it may
         // release dependents or be retried) or a failed job waits for its retry.
-        match self.store.counts() {
-            Ok(counts) => {
-                counts.get(JobState::Processing) == 0 && counts.get(JobState::Failed) == 0
-            }
+        match self.store.jobs_in_flight() {
+            Ok(in_flight) => !in_flight,
             Err(e) => {
                 self.store_retry.failed(Instant::now(), &e);
                 false

@@ -175,3 +175,21 @@ fn claim_until_empty(stores: &TestStore, worker: &str) -> Vec<String> {
         claimed.extend(reply.claimed.into_iter().map(|(_, job)| job.id));
     }
 }
+
+conformance_test!(jobs_in_flight_are_the_running_and_the_retrying, |stores| {
+    let mut store = stores.open();
+    let in_flight =
+        |store: &mut dyn queuectl::store::Store| store.jobs_in_flight().expect("jobs in flight");
+    assert!(!in_flight(&mut *store), "an empty store");
+    enqueue(&mut *store, &["a"]);
+    assert!(!in_flight(&mut *store), "a pending job is not in flight");
+    let first = claim(&mut *store, "w1", LONG_LEASE).expect("claimed");
+    assert!(in_flight(&mut *store), "a running job is");
+    report(&mut *store, &[failed(&first, &crate::no_backoff())]);
+    assert_eq!(job(&mut *store, "a").state, JobState::Failed);
+    assert!(in_flight(&mut *store), "a job waiting for its retry is");
+    let second = claim(&mut *store, "w1", LONG_LEASE).expect("claimed again");
+    report(&mut *store, &[succeeded(&second)]);
+    assert_eq!(job(&mut *store, "a").state, JobState::Completed);
+    assert!(!in_flight(&mut *store), "a completed job is not");
+});

@@ -462,6 +462,19 @@ fn jobs_with_after(rows: &[postgres::Row]) -> Step<Vec<Job>> {
         .collect()
 }
 
+/// Whether any job is `processing` or `failed`, through the partial indexes of
+/// running, ready and waiting jobs (the same predicates as SQLite's counts).
+const JOBS_IN_FLIGHT: &str = "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'processing') \
+     OR EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'failed') AND blocked_by = 0 \
+         AND NOT scheduled AND state = 'failed') \
+     OR EXISTS (SELECT 1 FROM jobs WHERE scheduled AND state IN ('pending', 'failed') \
+         AND blocked_by = 0 AND state = 'failed')";
+
+/// Whether any job is `processing` or `failed` ([`crate::store::Store::jobs_in_flight`]).
+pub(super) fn jobs_in_flight<C: GenericClient>(db: &mut Db<'_, C>) -> Step<bool> {
+    Ok(db.query_one(JOBS_IN_FLIGHT, &[])?.try_get(0)?)
+}
+
 pub(super) fn count_jobs<C: GenericClient>(db: &mut Db<'_, C>) -> Step<Counts> {
     let row = db.query_one(READ_NOW_AND_OLDEST_PENDING, &[])?;
     let mut counts = Counts {

@@ -329,6 +329,11 @@ impl Store for PgStore {
         self.snapshot(|db| jobs::count_jobs(db))
     }
 
+    fn jobs_in_flight(&mut self) -> Result<bool> {
+        #[allow(clippy::redundant_closure)]
+        self.snapshot(|db| jobs::jobs_in_flight(db))
+    }
+
     fn throughput(
         &mut self,
         window: std::time::Duration,

@@ -407,6 +407,20 @@ fn read_list(
 
 /// Counts every state in one read transaction; completed jobs, which have no index,
 /// come from their rollup.
+/// Whether any job is `processing` or `failed` ([`crate::store::Store::jobs_in_flight`]).
+pub(super) fn jobs_in_flight(conn: &Connection) -> Result<bool> {
+    for sql in [COUNT_PROCESSING, COUNT_FAILED] {
+        let n: i64 = conn
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(db_error)?;
+        if n > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 pub(super) fn counts(conn: &mut Connection) -> Result<Counts> {
     let now = now_ms();
     let tx = conn.transaction().map_err(db_error)?;

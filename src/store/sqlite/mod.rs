@@ -321,6 +321,10 @@ impl Store for SqliteStore {
         jobs::counts(&mut self.conn)
     }
 
+    fn jobs_in_flight(&mut self) -> Result<bool> {
+        jobs::jobs_in_flight(&self.conn)
+    }
+
     fn throughput(
         &mut self,
         window: Duration,
