@@ -216,13 +216,20 @@ impl Supervisor {
             if self.store_retry.may_try(now) {
                 self.fire_cron(now);
                 let claimed_all = self.exchange(now);
+                let mut recovered = false;
                 if now >= self.next_recovery {
-                    self.recover();
+                    recovered = self.recover();
                     self.next_recovery = now + RECOVERY_INTERVAL;
                 }
                 self.retention
                     .clean_if_due(self.store.as_mut(), self.config.retention, now);
-                if self.options.burst && claimed_all == Some(false) && self.burst_done() {
+                // A job recovered after the claim came up short is pending again:
+                // claim once more before a burst may end.
+                if self.options.burst
+                    && claimed_all == Some(false)
+                    && !recovered
+                    && self.burst_done()
+                {
                     self.request_stop(StopRequest::Graceful, StopReason::Burst);
                     continue;
                 }
@@ -447,13 +454,23 @@ impl Supervisor {
         }
     }
 
-    fn recover(&mut self) {
+    /// Gives back the jobs of dead workers and expired leases; returns whether it
+    /// gave any back (they are claimable now).
+    fn recover(&mut self) -> bool {
         let settled = self
             .store_retry
             .settled(Instant::now(), self.config.lease_timeout);
         let host = self.process.host.clone();
-        if let Err(e) = recovery::recover(self.store.as_mut(), &host, &self.spool, settled) {
-            self.store_retry.failed(Instant::now(), &e);
+        match recovery::recover(self.store.as_mut(), &host, &self.spool, settled) {
+            Ok(recovered) if !recovered.is_empty() => {
+                self.want_claim = true;
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                self.store_retry.failed(Instant::now(), &e);
+                false
+            }
         }
     }
 

@@ -295,3 +295,27 @@ backend_test!(a_job_that_keeps_killing_its_worker_goes_dead, |env| {
     );
     assert_eq!(env.read("runs.txt").lines().count(), 5);
 });
+
+// A `--burst` worker that starts beside a SIGKILLed worker's job recovers it in its
+// first round, after its claim came up empty: it must claim again and run the job
+// before it may end, not exit and leave the job pending (a chaos-suite finding).
+backend_test!(
+    a_burst_worker_runs_the_job_it_recovered_before_it_ends,
+    |env| {
+        let victim = env.spawn_workers(&[]);
+        env.wait_live_workers(1, Duration::from_secs(20));
+        let pgid = start_long_job(&env, "orphan");
+        env.signal(victim, libc::SIGKILL);
+        env.wait_worker(victim, Duration::from_secs(20));
+        wait_until(
+            "the killed attempt to be gone",
+            Duration::from_secs(20),
+            || !process_group_alive(pgid),
+        );
+        let out = env.run(&["worker", "start", "--burst"]);
+        assert!(out.status.success(), "{out:?}");
+        let job = env.json(&["show", "orphan"]);
+        assert_eq!(job["state"], "completed", "{job}");
+        assert_eq!(done_counts(&env).get("orphan"), Some(&1), "{job}");
+    }
+);
