@@ -8,11 +8,10 @@
 //!   so no process of a finished attempt outlives it, and the group id cannot have
 //!   been reused by the time we signal it.
 //! - The shell gets `PR_SET_PDEATHSIG`, so it dies with its worker ([`spawn`]), and
-//!   the rest of its group is killed by the worker's attempt guard ([`crate::worker::guard`]) the
-//!   moment the worker dies; the slot's run marker in the spool names the running
-//!   attempt's group too, so whoever recovers the job on this host kills any
-//!   survivor (say, if the guard was killed with its worker).
-//!
+//!   the rest of its group is killed by the worker's attempt guard
+//!   ([`crate::worker::guard`]) the moment the worker dies; the slot's run marker in
+//!   the spool names the running attempt's group too, so whoever recovers the job on
+//!   this host kills any survivor (say, if the guard was killed with its worker).
 //! - An attempt that fails while the spool's file system is full (its output could
 //!   not be written) ends `Interrupted`, not `Failed`: the disk is the queue's
 //!   problem, so no attempt is used ([`spool_space`]).
