@@ -16,7 +16,7 @@ use super::output::{self, age, one_line, worker_json};
 use super::{Context, printed, worker_events};
 use crate::error::Failure;
 use crate::job::options::validate_queue;
-use crate::store::{IfMissing, OpenFor, StopRequest, WorkerRow};
+use crate::store::{self, IfMissing, OpenFor, StopRequest, WorkerRow};
 use crate::worker::detach::{self, DetachError};
 use crate::worker::notice::{Notice, NoticeSink};
 use crate::worker::{self, Executor, Options, metrics_server, platform};
@@ -141,7 +141,15 @@ fn start(ctx: &Context, args: StartArgs) -> Result<(), Failure> {
         .map(detach::Ready::adopt)
         .transpose()
         .map_err(detach_failure)?;
-    let store = ctx.open_for(OpenFor::Worker, IfMissing::Create)?;
+    let location = ctx.location()?;
+    let store = worker::store_retry::open_when_reachable(
+        || store::open(&location, OpenFor::Worker, IfMissing::Create),
+        || {
+            if let Some(ready) = &ready {
+                ready.signal();
+            }
+        },
+    )?;
     let round_trips = match metrics {
         Some(addr) => {
             let trips = metrics_server::RoundTrips::default();

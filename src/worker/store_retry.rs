@@ -26,6 +26,42 @@ pub const FIRST_RETRY: Duration = Duration::from_millis(100);
 /// The longest wait between two retries.
 pub const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// Opens the store for a starting worker, waiting while it cannot be reached: a
+/// worker started before its database (at boot, or while PostgreSQL restarts) waits
+/// for it with the outage backoff instead of exiting. Only
+/// [`StoreError::Unavailable`] is waited out; a wrong location, refused credentials,
+/// a store too new for this binary or a read-only store are the user's to fix, and
+/// end the start at once. `waiting` is called once, when the first try fails (a
+/// detached start reports itself started then, and its log says why it waits).
+pub fn open_when_reachable<S>(
+    mut open: impl FnMut() -> Result<S, StoreError>,
+    waiting: impl FnOnce(),
+) -> Result<S, StoreError> {
+    let mut retry = StoreRetry::default();
+    let mut waiting = Some(waiting);
+    loop {
+        match open() {
+            Ok(store) => {
+                if waiting.is_none() {
+                    log::info("store reachable; starting the workers");
+                }
+                return Ok(store);
+            }
+            Err(e @ StoreError::Unavailable { .. }) => {
+                if let Some(waiting) = waiting.take() {
+                    log::warn(&format!(
+                        "store unavailable ({e}); waiting for it, retrying with backoff \
+                         (Ctrl-C stops)"
+                    ));
+                    waiting();
+                }
+                std::thread::sleep(retry.back_off());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The store's reachability as the supervisor last saw it.
 #[derive(Debug)]
 pub struct StoreRetry {
@@ -118,6 +154,36 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_starting_worker_waits_out_an_unavailable_store_but_not_a_wrong_one() {
+        let mut tries = 0;
+        let mut told = 0;
+        let opened = open_when_reachable(
+            || {
+                tries += 1;
+                if tries < 3 {
+                    Err(StoreError::unavailable("connection refused"))
+                } else {
+                    Ok(tries)
+                }
+            },
+            || told += 1,
+        );
+        assert_eq!(opened.ok(), Some(3));
+        assert_eq!(told, 1, "told once that it waits, however many tries fail");
+
+        let mut tries = 0;
+        let refused = open_when_reachable(
+            || -> Result<(), StoreError> {
+                tries += 1;
+                Err(StoreError::BadLocation("role does not exist".into()))
+            },
+            || panic!("a wrong location is not waited for"),
+        );
+        assert!(matches!(refused, Err(StoreError::BadLocation(_))));
+        assert_eq!(tries, 1);
+    }
 
     #[test]
     fn the_backoff_doubles_from_the_first_retry_up_to_the_maximum() {

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
 /// The simple-query message the driver sends to commit a transaction.
@@ -26,18 +26,39 @@ struct Counters {
     commits: AtomicUsize,
     /// Replies lost so far.
     cuts: AtomicUsize,
+    /// While set, connections are cut as soon as they arrive, as by a server that
+    /// is not up yet.
+    closed: AtomicBool,
+    /// Connections accepted so far, cut or forwarded.
+    attempts: AtomicUsize,
 }
 
 impl CommitCutter {
     /// Starts a proxy to the server of `url` (`postgres://user@host:port/...`).
     pub fn start(url: &str) -> CommitCutter {
+        CommitCutter::start_as(url, false)
+    }
+
+    /// Starts a proxy that cuts every connection until [`CommitCutter::open`]: a
+    /// database that is down.
+    pub fn start_closed(url: &str) -> CommitCutter {
+        CommitCutter::start_as(url, true)
+    }
+
+    fn start_as(url: &str, closed: bool) -> CommitCutter {
         let upstream = host_port(url).to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let state = Arc::new(Counters::default());
+        state.closed.store(closed, Ordering::SeqCst);
         let shared = Arc::clone(&state);
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
+                shared.attempts.fetch_add(1, Ordering::SeqCst);
+                if shared.closed.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
                 let Ok(server) = TcpStream::connect(&upstream) else {
                     continue;
                 };
@@ -51,6 +72,16 @@ impl CommitCutter {
     /// `url` with its server replaced by this proxy.
     pub fn route(&self, url: &str) -> String {
         url.replacen(host_port(url), &format!("127.0.0.1:{}", self.port), 1)
+    }
+
+    /// Lets connections through from now on (after [`CommitCutter::start_closed`]).
+    pub fn open(&self) {
+        self.state.closed.store(false, Ordering::SeqCst);
+    }
+
+    /// Connections accepted so far, cut (while closed) or forwarded.
+    pub fn attempts(&self) -> usize {
+        self.state.attempts.load(Ordering::SeqCst)
     }
 
     /// Loses the reply to the next `COMMIT` any client sends.

@@ -1,5 +1,6 @@
 //! PostgreSQL faults seen from several hosts: the database server restarting under
-//! running workers, and hosts whose clocks are minutes apart. Builds on the simulated
+//! running workers, a database not up yet when workers start, and hosts whose clocks
+//! are minutes apart. Builds on the simulated
 //! hosts of [`super::multi_host`]; skips (or fails under `CI`) like those tests.
 
 use std::collections::BTreeSet;
@@ -7,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{PrivateServer, postgres_url, wait_until};
+use crate::common::{Backend, CommitCutter, Env, PrivateServer, postgres_url, wait_until};
 use crate::multi_host::*;
 
 #[test]
@@ -40,6 +41,82 @@ fn a_database_restart_mid_run_loses_no_job_and_runs_none_twice() {
     assert_eq!(status["dead"], 0, "{status}");
     assert_ran_once(&env.path().join("ran.txt"), &ids);
     wait_for_hosts(&env, &[("host-a", 2), ("host-b", 2)]);
+}
+
+/// Workers started before their database (at boot, or while it restarts) wait for
+/// it with backoff instead of exiting, then run what was queued meanwhile.
+#[test]
+fn a_worker_started_before_its_database_waits_for_it() {
+    let Some(mut env) = Env::new(Backend::Postgres) else {
+        return;
+    };
+    env.ensure_store();
+    let database = CommitCutter::start_closed(&env.db);
+    let routed = database.route(&env.db);
+    let pid = env.spawn_workers_with(&["--count", "1"], &[("QUEUECTL_DB", &routed)]);
+    wait_until(
+        "the worker's second try at the database",
+        Duration::from_secs(20),
+        || database.attempts() >= 2,
+    );
+    assert!(env.is_running(pid), "the worker exited instead of waiting");
+    let id = env.enqueue("echo queued while the workers waited");
+    database.open();
+    env.wait_state(&id, "completed", Duration::from_secs(30));
+    let log = env.read("worker-1.log");
+    assert!(
+        log.contains("waiting for it") && log.contains("store reachable"),
+        "the log says neither that it waited nor that it went on:\n{log}"
+    );
+    env.signal(pid, libc::SIGTERM);
+    assert_eq!(env.wait_worker(pid, Duration::from_secs(20)), Some(0));
+}
+
+/// A server that answers "no" (an unknown role, a database that does not exist) is
+/// not waited for: the start fails at once, in one line, with the fix.
+#[test]
+fn a_worker_refused_by_the_database_says_so_and_exits_2() {
+    let Some(env) = Env::new(Backend::Postgres) else {
+        return;
+    };
+    // postgres://[user@]host:port/database?query
+    let (scheme, rest) = env.db.split_once("://").expect("a URL");
+    let (authority, path) = rest.split_once('/').expect("a database in the URL");
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let user = authority
+        .rsplit_once('@')
+        .map_or("postgres", |(user, _)| user);
+    let query = path.split_once('?').map_or("", |(_, query)| query);
+    for (url, needle) in [
+        (
+            format!(
+                "{scheme}://queuectl_no_such_role@{rest}",
+                rest = format_args!("{host}/{path}")
+            ),
+            "queuectl_no_such_role",
+        ),
+        (
+            format!("{scheme}://{user}@{host}/queuectl_no_such_database?{query}"),
+            "queuectl_no_such_database",
+        ),
+    ] {
+        let start = Instant::now();
+        let out = env
+            .cmd(&["worker", "start", "--burst"])
+            .env("QUEUECTL_DB", &url)
+            .output()
+            .expect("run queuectl");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        assert!(
+            stderr.contains(needle) && stderr.contains("fix the user, password or database"),
+            "{url}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(start.elapsed() < Duration::from_secs(10), "it waited");
+    }
 }
 
 /// libfaketime (Debian package `faketime`), or `None` when it is missing and CI is

@@ -160,7 +160,14 @@ pub(super) fn connect(config: &postgres::Config, location: &PgLocation) -> Resul
             ),
             config.get_password(),
         );
-        StoreError::unavailable_because(message, e)
+        if refused_for_good(&e) {
+            // Waiting would not help: the server answered and said no.
+            StoreError::BadLocation(format!(
+                "{message}; fix the user, password or database in the URL (or PGPASSWORD)"
+            ))
+        } else {
+            StoreError::unavailable_because(message, e)
+        }
     };
     let mut client = config.connect(NoTls).map_err(unreachable)?;
     client
@@ -170,6 +177,16 @@ pub(super) fn connect(config: &postgres::Config, location: &PgLocation) -> Resul
         ))
         .map_err(unreachable)?;
     Ok(client)
+}
+
+/// Whether the server refused the connection for a reason that retrying cannot
+/// change: bad credentials or no such role (SQLSTATE class 28), or no such database
+/// (3D000). A refused connection, a timeout or a server still starting up
+/// (57P03) are outages, and a worker waits them out.
+fn refused_for_good(e: &postgres::Error) -> bool {
+    e.code().is_some_and(|code| {
+        code.code().starts_with("28") || *code == postgres::error::SqlState::INVALID_CATALOG_NAME
+    })
 }
 
 /// Removes a known password from a message, in case a driver message ever quotes it.
