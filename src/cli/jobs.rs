@@ -13,7 +13,7 @@ use super::{Context, printed};
 use crate::error::{Failure, StoreError};
 use crate::job::{Job, JobState};
 use crate::store::{AttemptRecord, Store};
-use crate::worker::exec::Spool;
+use crate::worker::spool::Spool;
 use crate::worker::{platform, recovery};
 
 pub use super::list::{ListArgs, list};

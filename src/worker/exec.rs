@@ -16,208 +16,25 @@
 //!   not be written) ends `Interrupted`, not `Failed`: the disk is the queue's
 //!   problem, so no attempt is used ([`spool_space`]).
 //!
-//! Each slot reuses one output file and one marker file, so an attempt costs no file
-//! creation. The output file is only a working area: when the attempt ends its kept
-//! output ([`attempt_output::read_kept`]) goes to the store with the result and the
-//! file is emptied, so the spool holds nothing of finished attempts.
+//! Each slot reuses one output file and one marker file ([`crate::worker::spool`]), so
+//! an attempt costs no file creation. The output file is only a working area: when the
+//! attempt ends its kept output ([`crate::worker::attempt_output::read_kept`]) goes to
+//! the store with the result and the file is emptied, so the spool holds nothing of
+//! finished attempts.
 
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom};
+use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::Mutex;
 
-use crate::error::WorkerError;
-use crate::file_trust;
 use crate::job::output::{KeptOutput, tail_text};
 use crate::job::{Job, OUTPUT_TAIL_BYTES, Outcome};
 use crate::store::AttemptFacts;
 use crate::worker::guard::GuardCell;
-use crate::worker::{attempt_output, platform, spawn, spool_space};
-
-/// The per-store directory for running attempts' output (`out/`) and run markers
-/// (`run/`).
-#[derive(Debug, Clone)]
-pub struct Spool {
-    root: PathBuf,
-}
-
-impl Spool {
-    pub fn new(root: PathBuf) -> Spool {
-        Spool { root }
-    }
-
-    /// Creates the directories (0700: job output may hold secrets), after checking
-    /// that what is already there is ours, private and no symbolic link
-    /// ([`file_trust::check_own`]): the spool decides which process groups a
-    /// worker kills and what output it stores. Files in it are opened with
-    /// `O_NOFOLLOW`.
-    pub fn create(&self) -> Result<(), WorkerError> {
-        let out = self.root.join("out");
-        let run = self.root.join("run");
-        for dir in [&self.root, &out, &run] {
-            file_trust::check_own(dir, "the spool")?;
-        }
-        for dir in [&out, &run] {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| {
-                    WorkerError::io(
-                        format!("cannot create the spool directory {}", dir.display()),
-                        e,
-                    )
-                })?;
-        }
-        for dir in [&self.root, &out, &run] {
-            file_trust::check_own(dir, "the spool")?;
-        }
-        Ok(())
-    }
-
-    /// The spool directory itself.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn marker_path(&self, worker_id: &str) -> PathBuf {
-        self.root.join("run").join(file_safe(worker_id))
-    }
-
-    /// Kills what is left of attempt `token` of `job_id` on this host, if the marker
-    /// of `worker_id` says that attempt was running, and clears the marker.
-    pub fn kill_leftovers(&self, worker_id: &str, job_id: &str, token: i64) {
-        let path = self.marker_path(worker_id);
-        let no_follow = |write: bool| {
-            OpenOptions::new()
-                .read(!write)
-                .write(write)
-                .truncate(write)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-        };
-        let Ok(text) = no_follow(false).and_then(|mut f| {
-            let mut text = String::new();
-            io::Read::read_to_string(&mut f, &mut text).map(|_| text)
-        }) else {
-            return;
-        };
-        let Some(marker) = Marker::parse(&text) else {
-            return;
-        };
-        if marker.job != file_safe(job_id) || marker.token != token {
-            return;
-        }
-        if let Err(e) = platform::kill_orphaned_group(marker.pgid, marker.leader_start) {
-            crate::log::warn(&format!(
-                "could not kill leftovers of job {job_id} (group {}): {e}",
-                marker.pgid
-            ));
-        }
-        let _ = no_follow(true);
-    }
-
-    /// The files one slot reuses for every attempt it runs.
-    pub fn slot_files(&self, worker_id: &str) -> io::Result<SlotFiles> {
-        let output_path = self
-            .root
-            .join("out")
-            .join(format!(".{}.running", file_safe(worker_id)));
-        let marker = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(self.marker_path(worker_id))?;
-        Ok(SlotFiles {
-            output: open_output(&output_path)?,
-            marker,
-        })
-    }
-}
-
-/// What a run marker records: which attempt runs in which process group.
-struct Marker {
-    job: String,
-    token: i64,
-    pgid: i32,
-    leader_start: i64,
-}
-
-impl Marker {
-    fn parse(text: &str) -> Option<Marker> {
-        let mut fields = text.split_whitespace();
-        Some(Marker {
-            job: fields.next()?.to_owned(),
-            token: fields.next()?.parse().ok()?,
-            pgid: fields.next()?.parse().ok()?,
-            leader_start: fields.next()?.parse().ok()?,
-        })
-    }
-}
-
-/// A slot's reusable output file and run marker.
-#[derive(Debug)]
-pub struct SlotFiles {
-    output: File,
-    marker: File,
-}
-
-impl SlotFiles {
-    fn mark(&self, job_id: &str, token: i64, pgid: i32, leader_start: i64) {
-        let line = format!("{} {token} {pgid} {leader_start}\n", file_safe(job_id));
-        let written = self
-            .marker
-            .set_len(0)
-            .and_then(|()| self.marker.write_all_at(line.as_bytes(), 0));
-        if let Err(e) = written {
-            crate::log::warn(&format!("cannot write the run marker: {e}"));
-        }
-    }
-
-    fn unmark(&self) {
-        let _ = self.marker.set_len(0);
-    }
-
-    /// A second handle on the output file, for the supervisor to ship and cap the
-    /// output of a running attempt. The file is reused, never replaced, so the
-    /// handle stays valid for every attempt of the slot.
-    pub fn output_handle(&self) -> io::Result<File> {
-        self.output.try_clone()
-    }
-
-    /// Empties the output file for the next attempt.
-    fn reset_output(&mut self) -> io::Result<()> {
-        self.output.set_len(0)?;
-        self.output.seek(SeekFrom::Start(0)).map(|_| ())
-    }
-
-    /// The attempt's kept output, read before the file is emptied (the spool holds
-    /// nothing of a finished attempt).
-    fn take_output(&mut self, limit: u64) -> io::Result<KeptOutput> {
-        let kept = attempt_output::read_kept(&self.output, limit)?;
-        self.reset_output()?;
-        Ok(kept)
-    }
-}
-
-/// Encodes a job id for use in a file name: ids are user-chosen and may contain `/`.
-fn file_safe(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use crate::worker::spool::SlotFiles;
+use crate::worker::{platform, spawn, spool_space};
 
 /// Lets another thread signal the running attempt's process group, and only while
 /// its leader has not been reaped (so the group id is still ours); with a guard cell,
@@ -311,7 +128,7 @@ pub fn run_shell(
     // Judged before the working file is emptied, which frees what the attempt
     // printed: a failure on a full spool disk is the queue's, not the job's.
     let disk_full = !status.success()
-        && spool_space::free_bytes_of(&files.output).is_ok_and(spool_space::is_full);
+        && spool_space::free_bytes_of(files.output()).is_ok_and(spool_space::is_full);
     let output = files.take_output(output_limit).unwrap_or_else(|e| {
         let lost = format!("(output lost: {e})\n").into_bytes();
         KeptOutput {
@@ -355,17 +172,6 @@ fn facts_of(pid: i32, status: ExitStatus, usage: Option<&libc::rusage>) -> Attem
     }
 }
 
-fn open_output(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-}
-
 fn spawn_and_wait(
     job: &Job,
     token: i64,
@@ -384,7 +190,7 @@ fn spawn_and_wait(
         }
     }
     let request =
-        spawn::SpawnRequest::shell(&job.command, &job.cwd, &env, files.output.as_raw_fd())?;
+        spawn::SpawnRequest::shell(&job.command, &job.cwd, &env, files.output().as_raw_fd())?;
     let pgid = spawn::spawn(&request, handle.guard.as_ref().map(GuardCell::cell))?;
     spawned();
     handle.set(Some(pgid));
@@ -458,6 +264,7 @@ fn signal_name(signal: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::spool::Spool;
 
     fn job(command: &str, cwd: &str) -> Job {
         let new = crate::job::NewJob::new("t/1".into(), command.into(), cwd.into());
@@ -494,7 +301,7 @@ mod tests {
         assert!(kept.bytes.starts_with(b"hello\n"), "{kept:?}");
         assert_eq!(kept.total, kept.bytes.len() as u64);
         assert_eq!(
-            files.output.metadata().map(|m| m.len()).ok(),
+            files.output().metadata().map(|m| m.len()).ok(),
             Some(0),
             "the working file is emptied as the attempt ends"
         );
@@ -585,11 +392,5 @@ mod tests {
                 ..
             }
         ));
-    }
-
-    #[test]
-    fn file_names_are_safe() {
-        assert_eq!(file_safe("a/b c"), "a%2Fb%20c");
-        assert_eq!(file_safe("job-1_x"), "job-1_x");
     }
 }

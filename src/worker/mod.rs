@@ -7,8 +7,8 @@
 //! books with the store after a reply that was lost with [`reconcile`], hands jobs to
 //! each slot's [`slot_thread`], learns from [`run_report`] what a run's end means,
 //! waits on one inbox of [`events`], and tells whoever started it what happens
-//! through [`notice`]. [`exec`] runs one attempt as a child process,
-//! [`spawn`] starts a job's shell, [`guard`] kills what is left of the running
+//! through [`notice`]. [`exec`] runs one attempt as a child process in the files
+//! [`spool`] keeps for its slot, [`spawn`] starts a job's shell, [`guard`] kills what is left of the running
 //! attempts if the worker process dies, [`attempt_output`] turns its output into what the
 //! store keeps (and what is shipped while it runs), [`stopping`] decides what a
 //! timeout or a cancel makes of a run, [`recovery`] releases jobs whose worker is
@@ -33,6 +33,7 @@ pub mod run_report;
 pub mod slot_thread;
 pub mod slots;
 pub mod spawn;
+pub mod spool;
 pub mod spool_space;
 pub mod stopping;
 pub mod store_retry;

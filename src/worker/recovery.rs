@@ -16,8 +16,8 @@ use std::time::Duration;
 use crate::job::{AttemptOutcome, Outcome, Transition, after_interruption};
 use crate::store::RunningJob;
 use crate::store::{AttemptFacts, Exchange, Finished, Result, Store, WorkerState};
-use crate::worker::exec::Spool;
 use crate::worker::platform;
+use crate::worker::spool::Spool;
 
 /// Recovers what can be recovered now; returns the ids of the released jobs.
 /// `expired_too` is false while this process has only just reconnected after a store

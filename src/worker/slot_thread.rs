@@ -16,10 +16,11 @@ use crate::error::WorkerError;
 use crate::job::{Job, Outcome};
 use crate::store::{AttemptFacts, WorkerInfo};
 use crate::worker::events::Event;
-use crate::worker::exec::{self, Execution, RunHandle, Spool};
+use crate::worker::exec::{self, Execution, RunHandle};
 use crate::worker::guard::GuardCell;
 use crate::worker::options::{Executor, Options};
 use crate::worker::slots::Run;
+use crate::worker::spool::Spool;
 
 /// Time the group of a job killed by a forced stop or a lost lease gets between
 /// SIGTERM and SIGKILL.

@@ -42,7 +42,7 @@ use crate::store::{
     WorkerInfo,
 };
 use crate::worker::events::{self, Event};
-use crate::worker::exec::{Execution, Spool};
+use crate::worker::exec::Execution;
 use crate::worker::guard::Guard;
 use crate::worker::notice::{Notice, StopReason};
 use crate::worker::options::{Executor, Options, Summary};
@@ -50,6 +50,7 @@ use crate::worker::outbox::Outbox;
 use crate::worker::retention::Retention;
 use crate::worker::slot_thread::{KILL_GRACE, SlotThread};
 use crate::worker::slots::{Slots, lease_of};
+use crate::worker::spool::Spool;
 use crate::worker::spool_space::SpoolSpace;
 use crate::worker::stopping;
 use crate::worker::store_retry::StoreRetry;
