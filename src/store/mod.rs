@@ -253,6 +253,20 @@ pub struct ExchangeReply {
 /// Called when the store may have new work (a cross-process wake-up).
 pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
+/// What a subscriber wants to be woken for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeFor {
+    /// Work for workers: jobs made claimable (enqueue, import, retry, a run put back
+    /// to `pending`, dependents released), stop and cancel requests, queue and cron
+    /// changes. A worker's own claims and plain finishes wake no one, so idle and
+    /// busy workers are not woken by each other's routine commits. PostgreSQL:
+    /// `NOTIFY`; SQLite: the store's doorbell file (`sqlite::wake`).
+    Work,
+    /// Any commit (`wait`, `logs -f`): job ends and shipped output too. PostgreSQL
+    /// has only the work wake-ups, and its watchers poll for the rest.
+    AnyChange,
+}
+
 /// The operations queuectl needs from a backend. Each method is one transaction.
 pub trait Store: Send {
     /// Where this store is, safe to print.
@@ -261,9 +275,9 @@ pub trait Store: Send {
     /// The directory for per-attempt output files and run markers on this host.
     fn spool_dir(&self) -> PathBuf;
 
-    /// Starts delivering wake-ups (enqueues, stop requests) to `wake` from a
-    /// background thread. Callers still poll as a fallback.
-    fn subscribe(&self, wake: Wake) -> Result<()>;
+    /// Starts delivering wake-ups to `wake` from a background thread, for what
+    /// `wake_for` names. Callers still poll as a fallback.
+    fn subscribe(&self, wake: Wake, wake_for: WakeFor) -> Result<()>;
 
     /// Whether another connection may have changed the store since the last call.
     /// Lets a worker ignore the wake-ups its own commits cause.

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::log;
-use crate::store::Store;
+use crate::store::{Store, WakeFor};
 use crate::worker::exec::Execution;
 
 /// How long an idle worker waits without any wake-up before looking anyway.
@@ -35,7 +35,7 @@ pub fn subscribe(store: &dyn Store, events: &Sender<Event>) -> Duration {
     let wake = Arc::new(move || {
         let _ = events.send(Event::Wake);
     });
-    match store.subscribe(wake) {
+    match store.subscribe(wake, WakeFor::Work) {
         Ok(()) => POLL_FALLBACK,
         Err(e) => {
             log::warn(&format!(

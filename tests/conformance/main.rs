@@ -39,6 +39,7 @@ mod stats;
 mod transfer;
 mod upgrade;
 mod upgrade_counts;
+mod wakes;
 mod workers;
 
 /// Which backend a test variant runs on, and the PostgreSQL server for tests: the

@@ -61,7 +61,8 @@ use postgres::{Client, GenericClient, Transaction};
 use super::{
     AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Emit, Enqueued, Exchange,
     ExchangeReply, IfMissing, JobRecord, Lease, LeaseCheck, NewCronEntry, OutputRead, QueueChange,
-    QueueRow, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+    QueueRow, Result, RunningJob, StopRequest, Store, Wake, WakeFor, WorkerInfo, WorkerRow,
+    WorkerState,
 };
 use crate::error::StoreError;
 use crate::job::{self, Cancel, Job, JobState, NewJob};
@@ -274,7 +275,8 @@ impl Store for PgStore {
             .join(safe_file_name(&name))
     }
 
-    fn subscribe(&self, wake: Wake) -> Result<()> {
+    /// Both kinds of subscriber LISTEN: only work is notified (see [`WakeFor`]).
+    fn subscribe(&self, wake: Wake, _wake_for: WakeFor) -> Result<()> {
         let config = self.config.clone();
         let channel = self.channel.clone();
         thread::Builder::new()

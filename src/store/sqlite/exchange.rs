@@ -16,7 +16,7 @@ use std::time::Duration;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{db_error, job_from_row, millis, output, schedule};
-use crate::job::AttemptOutcome;
+use crate::job::{AttemptOutcome, JobState};
 use crate::store::rows::job_columns;
 use crate::store::{Exchange, ExchangeReply, Finished, Lease, Result, StopRequest};
 
@@ -100,14 +100,22 @@ const NEXT_DUE: &str = "SELECT min(next_run_at) FROM jobs INDEXED BY jobs_schedu
      WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 1";
 
 /// One worker round trip, inside the caller's transaction (`Immediate` whenever
-/// it writes).
-pub(super) fn exchange(tx: &Transaction<'_>, now: i64, ex: &Exchange<'_>) -> Result<ExchangeReply> {
+/// it writes). Also returns whether it made work for other workers (a run put back
+/// to `pending`, or dependents released), which rings the doorbell after commit as
+/// PostgreSQL's round trip NOTIFYs.
+pub(super) fn exchange(
+    tx: &Transaction<'_>,
+    now: i64,
+    ex: &Exchange<'_>,
+) -> Result<(ExchangeReply, bool)> {
     let lease = millis(ex.lease_timeout);
     let mut reply = ExchangeReply::default();
+    let mut requeued = false;
     let chunks = !ex.finished.is_empty() && output::any_chunks(tx)?;
     for finished in ex.finished {
-        if !record_finished(tx, now, finished, chunks)? {
-            reply.rejected.push(finished.lease.clone());
+        match record_finished(tx, now, finished, chunks)? {
+            Some(made_work) => requeued |= made_work,
+            None => reply.rejected.push(finished.lease.clone()),
         }
     }
     for (lease, worker) in ex.reassign {
@@ -178,12 +186,19 @@ pub(super) fn exchange(tx: &Transaction<'_>, now: i64, ex: &Exchange<'_>) -> Res
         reply.next_due_in =
             next.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
     }
-    Ok(reply)
+    Ok((reply, requeued))
 }
 
-/// Applies one finished run if its lease still holds; returns whether it did.
+/// Applies one finished run if its lease still holds: `None` if it did not, else
+/// whether the run made work for other workers (its job back to `pending`, or its
+/// dependents released by its completion).
 /// `chunks`: whether any shipped output may be waiting to be replaced.
-fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished, chunks: bool) -> Result<bool> {
+fn record_finished(
+    tx: &Transaction<'_>,
+    now: i64,
+    f: &Finished,
+    chunks: bool,
+) -> Result<Option<bool>> {
     let t = &f.transition;
     let finished: Option<(Option<i64>, bool, i64)> = tx
         .prepare_cached(FINISH_RUN)
@@ -207,8 +222,10 @@ fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished, chunks: bool) -
         })
         .map_err(db_error)?;
     let Some((started_at, has_dependents, seq)) = finished else {
-        return Ok(false);
+        return Ok(None);
     };
+    let made_work =
+        t.state == JobState::Pending || has_dependents && t.state == JobState::Completed;
     if has_dependents {
         schedule::settle(tx, now, &f.lease.job_id, t.state)?;
     }
@@ -216,7 +233,7 @@ fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished, chunks: bool) -
         output::forget_chunks(tx, &f.lease)?;
     }
     if f.outcome == AttemptOutcome::Released {
-        return Ok(true);
+        return Ok(Some(made_work));
     }
     let kept = f.output.as_ref();
     let facts = &f.facts;
@@ -247,7 +264,7 @@ fn record_finished(tx: &Transaction<'_>, now: i64, f: &Finished, chunks: bool) -
             ])
         })
         .map_err(db_error)?;
-    Ok(true)
+    Ok(Some(made_work))
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@
 //! - `schema`: the private file, the file's identity and the migrations;
 //! - `access`: opening a store this user can only read, and the errors for a
 //!   read-only or missing store;
-//! - `wal`: holding the file alone, keeping the WAL short, waking on commits;
+//! - `wal`: holding the file alone, keeping the WAL short;
+//! - `wake`: the doorbell that wakes workers when there is work, and the WAL watch
+//!   that wakes `wait` and `logs -f` on every commit;
 //! - `exchange`: the worker round trip (finished runs, renewals, output, claims);
 //! - `jobs`: enqueueing, reading, listing and counting jobs;
 //! - `ids`: finding jobs by the start of their id;
@@ -55,8 +57,8 @@ use super::rows::{self, Columns};
 use super::{
     AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Emit, Enqueued, Exchange,
     ExchangeReply, IfMissing, JobRecord, Lease, LeaseCheck, NewCronEntry, OpenFor, OutputRead,
-    QueueChange, QueueRow, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow,
-    WorkerState,
+    QueueChange, QueueRow, Result, RunningJob, StopRequest, Store, Wake, WakeFor, WorkerInfo,
+    WorkerRow, WorkerState,
 };
 use crate::config::Config;
 use crate::error::InputError;
@@ -77,6 +79,7 @@ mod schedule;
 mod schema;
 mod stats;
 mod transfer;
+mod wake;
 mod wal;
 mod workers;
 
@@ -228,6 +231,13 @@ impl SqliteStore {
         Ok(value)
     }
 
+    /// After a commit that made work for workers (see `wake`): rings the doorbell.
+    fn ring_if(&self, made_work: bool) {
+        if made_work {
+            wake::ring(&self.path);
+        }
+    }
+
     fn lease_timeout(&mut self) -> Result<Duration> {
         Ok(Config::from_stored(&self.settings()?).lease_timeout)
     }
@@ -253,13 +263,18 @@ impl Store for SqliteStore {
         sibling(&self.path, ".spool")
     }
 
-    fn subscribe(&self, wake: Wake) -> Result<()> {
+    fn subscribe(&self, wake: Wake, wake_for: WakeFor) -> Result<()> {
         let dir = match self.path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
-        let wal = wal::wal_path(&self.path);
-        wal::watch_wal(&dir, wal.file_name().unwrap_or_default().into(), wake)
+        match wake_for {
+            WakeFor::Work => wake::watch_doorbell(&self.path, wake),
+            WakeFor::AnyChange => {
+                let wal = wal::wal_path(&self.path);
+                wake::watch(&dir, wal.file_name().unwrap_or_default().into(), wake)
+            }
+        }
     }
 
     fn changed_elsewhere(&mut self) -> bool {
@@ -293,7 +308,9 @@ impl Store for SqliteStore {
     }
 
     fn enqueue(&mut self, new_jobs: &[NewJob]) -> Result<Enqueued> {
-        self.write(|tx, now| jobs::enqueue(tx, now, new_jobs))
+        let enqueued = self.write(|tx, now| jobs::enqueue(tx, now, new_jobs))?;
+        self.ring_if(!new_jobs.is_empty());
+        Ok(enqueued)
     }
 
     fn job(&mut self, id: &str) -> Result<Option<Job>> {
@@ -347,15 +364,23 @@ impl Store for SqliteStore {
 
     fn retry_dead(&mut self, ids: Option<&[String]>) -> Result<Vec<String>> {
         let dead = [JobState::Dead];
-        self.write(|tx, now| control::retry(tx, now, ids, &dead, job::after_dlq_retry))
+        let retried =
+            self.write(|tx, now| control::retry(tx, now, ids, &dead, job::after_dlq_retry))?;
+        self.ring_if(!retried.is_empty());
+        Ok(retried)
     }
 
     fn retry(&mut self, ids: Option<&[String]>, states: &[JobState]) -> Result<Vec<String>> {
-        self.write(|tx, now| control::retry(tx, now, ids, states, job::after_retry))
+        let retried =
+            self.write(|tx, now| control::retry(tx, now, ids, states, job::after_retry))?;
+        self.ring_if(!retried.is_empty());
+        Ok(retried)
     }
 
     fn cancel(&mut self, ids: &[String]) -> Result<Vec<(String, Cancel)>> {
-        self.write(|tx, now| control::cancel(tx, now, ids))
+        let plan = self.write(|tx, now| control::cancel(tx, now, ids))?;
+        self.ring_if(!plan.is_empty());
+        Ok(plan)
     }
 
     fn clean(&mut self, request: &CleanRequest) -> Result<Cleaned> {
@@ -383,7 +408,10 @@ impl Store for SqliteStore {
 
     fn request_stop(&mut self, host: Option<&str>, stop: StopRequest) -> Result<Vec<String>> {
         let lease = millis(self.lease_timeout()?);
-        self.write(|tx, now| workers::request_stop(tx, now - lease, host, stop))
+        let ids = self.write(|tx, now| workers::request_stop(tx, now - lease, host, stop))?;
+        // Idle workers notice at once instead of at their next poll.
+        self.ring_if(!ids.is_empty());
+        Ok(ids)
     }
 
     fn exchange(&mut self, ex: &Exchange<'_>) -> Result<ExchangeReply> {
@@ -392,7 +420,10 @@ impl Store for SqliteStore {
         } else {
             TransactionBehavior::Deferred
         };
-        self.transact(behavior, |tx, now| exchange::exchange(tx, now, ex))
+        let (reply, requeued) =
+            self.transact(behavior, |tx, now| exchange::exchange(tx, now, ex))?;
+        self.ring_if(requeued);
+        Ok(reply)
     }
 
     fn running_jobs(&mut self) -> Result<Vec<RunningJob>> {
@@ -410,7 +441,9 @@ impl Store for SqliteStore {
     }
 
     fn import(&mut self, records: &[JobRecord]) -> Result<()> {
-        self.write(|tx, now| transfer::import(tx, now, records))
+        self.write(|tx, now| transfer::import(tx, now, records))?;
+        self.ring_if(!records.is_empty());
+        Ok(())
     }
 
     fn queues(&mut self) -> Result<Vec<QueueRow>> {
@@ -419,13 +452,18 @@ impl Store for SqliteStore {
     }
 
     fn set_queue(&mut self, name: &str, change: QueueChange) -> Result<()> {
-        self.write(|tx, _| schedule::set_queue(tx, name, change))
+        self.write(|tx, _| schedule::set_queue(tx, name, change))?;
+        self.ring_if(true);
+        Ok(())
     }
 
-    // Recurring jobs (cron). A commit wakes workers by itself (the WAL watch).
+    // Recurring jobs (cron). Adding or resuming an entry wakes the workers, which
+    // fire it when it is due.
 
     fn cron_add(&mut self, entry: &NewCronEntry) -> Result<Option<CronEntry>> {
-        self.write(|tx, now| cron::add(tx, now, entry))
+        let added = self.write(|tx, now| cron::add(tx, now, entry))?;
+        self.ring_if(added.is_some());
+        Ok(added)
     }
 
     fn cron_list(&mut self) -> Result<Vec<CronEntry>> {
@@ -437,7 +475,9 @@ impl Store for SqliteStore {
     }
 
     fn cron_set_paused(&mut self, name: &str, paused: bool) -> Result<Option<CronEntry>> {
-        self.write(|tx, now| cron::set_paused(tx, now, name, paused))
+        let entry = self.write(|tx, now| cron::set_paused(tx, now, name, paused))?;
+        self.ring_if(!paused && entry.is_some());
+        Ok(entry)
     }
 
     fn cron_fire(&mut self) -> Result<CronFired> {
@@ -514,7 +554,12 @@ pub(super) fn remove_files(path: &Path) -> Result<()> {
         _ => Ok(()),
     };
     gone(fs::remove_dir_all(sibling(path, ".spool")))?;
-    for file in [wal::wal_path(path), sibling(path, "-shm"), path.to_owned()] {
+    for file in [
+        wal::wal_path(path),
+        sibling(path, "-shm"),
+        wake::doorbell_path(path),
+        path.to_owned(),
+    ] {
         gone(fs::remove_file(file))?;
     }
     Ok(())

@@ -1,5 +1,5 @@
-//! The write-ahead log: holding the file alone, keeping the log short, and waking
-//! workers when anyone commits.
+//! The write-ahead log: holding the file alone and keeping the log short (waking
+//! on commits is `wake`'s).
 //!
 //! Invariants kept here:
 //! - A command holds the file alone only when no other connection is open; the
@@ -11,14 +11,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::thread;
 use std::time::Duration;
 
 use rusqlite::Connection;
 
 use super::{SqliteStore, is_busy, sibling};
 use crate::error::StoreError;
-use crate::store::{OpenFor, Result, Wake};
+use crate::store::{OpenFor, Result};
 
 /// Copies the WAL into the database without waiting for anyone.
 const CHECKPOINT_PASSIVE: &str = "PRAGMA wal_checkpoint(PASSIVE)";
@@ -144,32 +143,6 @@ pub(super) fn sync_parent_dir(path: &Path) -> Result<()> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io(format!("cannot sync {}", dir.display()), e))
-}
-
-/// Wakes `wake` whenever the WAL file changes, that is on every commit by any
-/// process. inotify costs nothing while idle, unlike a tight polling loop.
-pub(super) fn watch_wal(dir: &Path, wal_name: PathBuf, wake: Wake) -> Result<()> {
-    let inotify = inotify::Inotify::init().map_err(|e| StoreError::io("inotify unavailable", e))?;
-    inotify
-        .watches()
-        .add(dir, inotify::WatchMask::MODIFY | inotify::WatchMask::CREATE)
-        .map_err(|e| StoreError::io(format!("cannot watch {}", dir.display()), e))?;
-    thread::Builder::new()
-        .name("wal-watch".into())
-        .spawn(move || {
-            let mut inotify = inotify;
-            let mut buffer = [0u8; 4096];
-            while let Ok(events) = inotify.read_events_blocking(&mut buffer) {
-                let ours = events
-                    .into_iter()
-                    .any(|e| e.name.is_some_and(|n| Path::new(n) == wal_name));
-                if ours {
-                    wake();
-                }
-            }
-        })
-        .map_err(|e| StoreError::io("cannot start a thread", e))?;
-    Ok(())
 }
 
 #[cfg(test)]
