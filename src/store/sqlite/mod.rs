@@ -32,7 +32,8 @@
 //! - `workers`: the worker rows, stop requests, and the running jobs recovery reads;
 //! - `transfer`: export and import;
 //! - `cron`: recurring jobs (`cron add/list/...`) and firing due entries;
-//! - `attempt_plans` (tests only): attempts are found through their `job_seq` key.
+//! - `attempt_plans` (tests only): attempts are found through their `job_pos` key;
+//! - `batch_layout` (tests only): a mixed batch's rows go in in run order.
 //! - `stats`: the aggregates of `stats` and `metrics`, and the history's rollup.
 //!
 //! Every statement is a named constant in the module that runs it, named after what
@@ -66,6 +67,8 @@ use crate::job::{self, Cancel, Job, JobState, NewJob};
 mod access;
 #[cfg(test)]
 mod attempt_plans;
+#[cfg(test)]
+mod batch_layout;
 mod completed;
 mod control;
 mod cron;
