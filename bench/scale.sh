@@ -55,8 +55,9 @@ db.execute("UPDATE jobs SET state = 'completed', attempts = 1, lease_token = 1, 
            "finished_at = ?1 - seq * ?2, started_at = ?1 - seq * ?2 - (1 + seq % 50), "
            "created_at = ?1 - seq * ?2 - (6 + seq % 50), next_run_at = ?1 - seq * ?2, "
            "updated_at = ?1 - seq * ?2 WHERE seq <= ?3", (now, step, n))
-db.execute("INSERT INTO attempts (job_seq, job_id, lease_token, worker_id, started_at, "
-           "finished_at, outcome, exit_code) SELECT seq, id, 1, 'w', started_at, finished_at, "
+# Attempts are keyed by their job's row (`pos`, schema version 7).
+db.execute("INSERT INTO attempts (job_pos, job_id, lease_token, worker_id, started_at, "
+           "finished_at, outcome, exit_code) SELECT pos, id, 1, 'w', started_at, finished_at, "
            "CASE WHEN seq % 200 = 0 THEN 'failed' ELSE 'succeeded' END, "
            "CASE WHEN seq % 200 = 0 THEN 1 ELSE 0 END FROM jobs WHERE seq <= ?", (n,))
 db.commit()

@@ -7,9 +7,10 @@
 //! batch's rows are inserted in run order (highest priority first, input order
 //! within a priority) while every job keeps the `seq` of its place in the input,
 //! so enqueue order, `list` and the claim's tie-break are exactly as before
-//! (`postgres::jobs::enqueue_in`). SQLite's table is ordered by `seq` itself
-//! (its rowid), so it cannot do this without a layout key apart from `seq`
-//! (DECISIONS.md §24).
+//! (`postgres::jobs::enqueue_in`). SQLite does the same with a layout key apart
+//! from `seq`, the rowid `pos` (schema version 7): a batch's rows take their
+//! `pos` in run order and their `seq`s in input order (`sqlite::jobs::enqueue`;
+//! DECISIONS.md §24).
 
 use std::collections::HashMap;
 

@@ -39,6 +39,7 @@ mod stats;
 mod transfer;
 mod upgrade;
 mod upgrade_counts;
+mod upgrade_layout;
 mod wakes;
 mod workers;
 
@@ -210,6 +211,27 @@ impl Raw {
         match self {
             Raw::Sqlite(conn) => conn.query_row(sql, [], |r| r.get(0)).expect(sql),
             Raw::Postgres(client) => client.query_one(sql, &[]).expect(sql).get(0),
+        }
+    }
+
+    /// The one text column a query returns, row by row (NULL as the empty text).
+    pub fn texts(&mut self, sql: &str) -> Vec<String> {
+        match self {
+            Raw::Sqlite(conn) => {
+                let mut stmt = conn.prepare(sql).expect(sql);
+                let rows = stmt.query_map([], |r| r.get::<_, Option<String>>(0));
+                let rows = rows.expect(sql).collect::<rusqlite::Result<Vec<_>>>();
+                rows.expect(sql)
+                    .into_iter()
+                    .map(Option::unwrap_or_default)
+                    .collect()
+            }
+            Raw::Postgres(client) => client
+                .query(sql, &[])
+                .expect(sql)
+                .iter()
+                .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+                .collect(),
         }
     }
 }

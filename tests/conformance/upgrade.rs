@@ -12,7 +12,16 @@ use crate::{
 };
 
 /// The schema version this build writes.
-const CURRENT_VERSION: i64 = 6;
+pub(crate) const CURRENT_VERSION: i64 = 7;
+
+/// The column of `attempts` that keys them by job, and the column of `jobs` it
+/// holds: the job's `seq` on PostgreSQL, its row's `pos` on SQLite (version 7).
+pub(crate) fn attempt_key(backend: Backend) -> (&'static str, &'static str) {
+    match backend {
+        Backend::Sqlite => ("job_pos", "pos"),
+        Backend::Postgres => ("job_seq", "seq"),
+    }
+}
 
 /// Makes the store a version-1 store, as the release before version 2 created it,
 /// holding a completed job with its attempt (output tail `hello`), a dead one whose
@@ -294,17 +303,18 @@ fn build_version_3(stores: &TestStore, raw: &mut Raw) {
     });
 }
 
-/// How many indexes `attempts` has, and how many of them start with `job_seq`,
-/// `lease_token` (the version-4 key).
-fn attempt_indexes(stores: &TestStore, raw: &mut Raw) -> (i64, i64) {
+/// How many indexes `attempts` has, and how many of them are on `key`,
+/// `lease_token` (`job_seq`: the version-4 key; SQLite's is `job_pos` from
+/// version 7).
+fn attempt_indexes(stores: &TestStore, raw: &mut Raw, key: &str) -> (i64, i64) {
     match stores.backend() {
         Backend::Sqlite => (
             raw.number("SELECT count(*) FROM pragma_index_list('attempts')"),
-            raw.number(
+            raw.number(&format!(
                 "SELECT count(*) FROM pragma_index_list('attempts') l \
                  WHERE (SELECT group_concat(name, ',') FROM (SELECT name \
-                 FROM pragma_index_info(l.name) ORDER BY seqno)) = 'job_seq,lease_token'",
-            ),
+                 FROM pragma_index_info(l.name) ORDER BY seqno)) = '{key},lease_token'"
+            )),
         ),
         Backend::Postgres => (
             raw.number(
@@ -347,23 +357,24 @@ fn migrates_version_3(backend: Backend) {
     };
     let mut raw = stores.raw();
     build_version_3(&stores, &mut raw);
-    assert_eq!(attempt_indexes(&stores, &mut raw), (1, 0));
+    let (key, job_key) = attempt_key(backend);
+    assert_eq!(attempt_indexes(&stores, &mut raw, key), (1, 0));
     drop(raw);
 
     let mut store = stores.try_open().expect("a version-3 store opens");
     let mut raw = stores.raw();
     assert_eq!(schema_version(&stores, &mut raw), CURRENT_VERSION);
-    // One key, on (job_seq, lease_token): the old (job_id, lease_token) one is gone.
-    // The other index is version 5's `attempts_finished` (stats), on finished_at
-    // (a BRIN index on PostgreSQL).
-    assert_eq!(attempt_indexes(&stores, &mut raw), (2, 1));
-    // Every attempt kept its job's seq; the orphan's row is gone.
+    // One key, on (job_seq, lease_token) (SQLite: job_pos): the old (job_id,
+    // lease_token) one is gone. The other index is version 5's `attempts_finished`
+    // (stats), on finished_at (a BRIN index on PostgreSQL).
+    assert_eq!(attempt_indexes(&stores, &mut raw, key), (2, 1));
+    // Every attempt kept its job's key; the orphan's row is gone.
     assert_eq!(raw.number("SELECT count(*) FROM attempts"), 5);
     assert_eq!(
-        raw.number(
-            "SELECT count(*) FROM attempts a JOIN jobs j ON j.seq = a.job_seq \
+        raw.number(&format!(
+            "SELECT count(*) FROM attempts a JOIN jobs j ON j.{job_key} = a.{key} \
              AND j.id = a.job_id"
-        ),
+        )),
         5
     );
     if backend == Backend::Sqlite {
@@ -412,7 +423,7 @@ fn migrates_version_3(backend: Backend) {
         Some("two\n")
     );
 
-    // A new attempt is recorded under the job's seq, and shows after the old ones.
+    // A new attempt is recorded under the job's key, and shows after the old ones.
     let run = claim(&mut *store, "w3", LONG_LEASE).expect("the pending job");
     assert_eq!((run.id.as_str(), run.lease_token), ("zulu", 3));
     assert!(
@@ -426,10 +437,10 @@ fn migrates_version_3(backend: Backend) {
     assert_eq!(tokens, [1, 2, 3, 4]);
     assert_eq!(job(&mut *store, "zulu").state, JobState::Completed);
     assert_eq!(
-        raw.number(
-            "SELECT count(*) FROM attempts WHERE job_seq = \
-             (SELECT seq FROM jobs WHERE id = 'zulu')"
-        ),
+        raw.number(&format!(
+            "SELECT count(*) FROM attempts WHERE {key} = \
+             (SELECT {job_key} FROM jobs WHERE id = 'zulu')"
+        )),
         4
     );
 

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0004_attempt_seq.sql"),
     include_str!("0005_stats.sql"),
     include_str!("0006_completed_rollup.sql"),
+    include_str!("0007_layout.sql"),
 ];
 
 /// First key of the migration advisory lock ("QCTL"); the second is the schema's hash,

@@ -1,5 +1,5 @@
 //! Tests only: every statement that finds attempts by job reaches them through
-//! their key, `(job_seq, lease_token)` (DECISIONS.md §17), never by a scan of
+//! their key, `(job_pos, lease_token)` (DECISIONS.md §17, §24), never by a scan of
 //! `attempts`: `show`, `logs`, `export` and `clean` cost the same whatever the
 //! history holds.
 
@@ -21,7 +21,7 @@ fn plan(conn: &Connection, sql: &str) -> Vec<String> {
 }
 
 #[test]
-fn attempts_are_found_through_their_job_seq_key() {
+fn attempts_are_found_through_their_job_pos_key() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = super::SqliteStore::open(
         &dir.path().join("q.db"),
@@ -52,7 +52,7 @@ fn attempts_are_found_through_their_job_seq_key() {
         for line in on_attempts {
             assert!(
                 line.starts_with("SEARCH")
-                    && line.contains("sqlite_autoindex_attempts_1 (job_seq=?"),
+                    && line.contains("sqlite_autoindex_attempts_1 (job_pos=?"),
                 "{name} reads attempts without their key:\n{text}"
             );
         }

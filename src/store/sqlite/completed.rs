@@ -23,7 +23,7 @@ use crate::store::stats;
 macro_rules! located {
     ($mark:literal) => {
         concat!(
-            "EXISTS (SELECT 1 FROM attempts a WHERE a.job_seq = j.seq \
+            "EXISTS (SELECT 1 FROM attempts a WHERE a.job_pos = j.pos \
              AND a.lease_token = j.lease_token AND a.outcome = 'succeeded' \
              AND a.finished_at >= ",
             $mark,
@@ -36,7 +36,7 @@ macro_rules! located {
 macro_rules! located_between {
     () => {
         "SELECT j.queue, count(*) FROM attempts a INDEXED BY attempts_finished \
-         JOIN jobs j ON j.seq = a.job_seq \
+         JOIN jobs j ON j.pos = a.job_pos \
          WHERE a.finished_at >= ?1 AND a.finished_at < ?2 AND a.outcome = 'succeeded' \
          AND j.lease_token = a.lease_token AND j.state = 'completed' GROUP BY j.queue"
     };
@@ -81,9 +81,9 @@ const ROLL_IN_SINCE: &str = concat!(
     " GROUP BY j.queue ON CONFLICT (queue) DO UPDATE SET jobs = jobs + excluded.jobs"
 );
 
-/// Whether a deleted job's attempt of lease `?2` (job `seq` `?1`) locates it at
+/// Whether a deleted job's attempt of lease `?2` (job `pos` `?1`) locates it at
 /// mark `?3`.
-const IS_LOCATED: &str = "SELECT 1 FROM attempts WHERE job_seq = ?1 AND lease_token = ?2 \
+const IS_LOCATED: &str = "SELECT 1 FROM attempts WHERE job_pos = ?1 AND lease_token = ?2 \
      AND outcome = 'succeeded' AND finished_at >= ?3";
 
 /// The newest job's `seq` (0 for none).
@@ -178,11 +178,11 @@ impl Unrolled {
         })
     }
 
-    /// Notes a deleted job (`seq`, `queue`, state, lease) before its attempts go.
+    /// Notes a deleted job (`pos`, `queue`, state, lease) before its attempts go.
     pub(super) fn note(
         &mut self,
         tx: &Transaction<'_>,
-        seq: i64,
+        pos: i64,
         queue: &str,
         state: &str,
         lease_token: i64,
@@ -193,7 +193,7 @@ impl Unrolled {
         let located = tx
             .prepare_cached(IS_LOCATED)
             .and_then(|mut s| {
-                s.query_row(params![seq, lease_token, self.mark], |_| Ok(()))
+                s.query_row(params![pos, lease_token, self.mark], |_| Ok(()))
                     .optional()
             })
             .map_err(db_error)?

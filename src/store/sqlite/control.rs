@@ -59,16 +59,17 @@ const REQUEST_CANCEL: &str = "UPDATE jobs SET cancel_requested = 1, updated_at =
      WHERE id = ?1 AND lease_token = ?2 AND state = 'processing'";
 
 /// Deletes up to `?5` (-1: all) jobs in states `?1`..`?3` that finished by `?4`,
-/// oldest first; returns their ids, `seq`s, queues, states and leases. In creation order, so the scan of a large
-/// history stops as soon as it has found enough (finished jobs have no index of
-/// their own: it would cost every finish).
-const DELETE_FINISHED_JOBS: &str = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs \
+/// oldest first; returns their ids, `pos`s, queues, states and leases. In creation
+/// order (`seq`, through `jobs_seq`), so the scan of a large history stops as soon
+/// as it has found enough (finished jobs have no index of their own: it would cost
+/// every finish); the rows are then deleted by their `pos` (the rowid).
+const DELETE_FINISHED_JOBS: &str = "DELETE FROM jobs WHERE pos IN (SELECT pos FROM jobs \
      WHERE state IN (?1, ?2, ?3) AND coalesce(finished_at, updated_at) <= ?4 \
      ORDER BY seq LIMIT ?5) AND state IN (?1, ?2, ?3) \
-     RETURNING id, seq, queue, state, lease_token";
+     RETURNING id, pos, queue, state, lease_token";
 
-/// The history of a deleted job, by its `seq` (the attempts' key).
-pub(super) const DELETE_ATTEMPTS: &str = "DELETE FROM attempts WHERE job_seq = ?1";
+/// The history of a deleted job, by its `pos` (the attempts' key).
+pub(super) const DELETE_ATTEMPTS: &str = "DELETE FROM attempts WHERE job_pos = ?1";
 
 /// Output chunks of a deleted job (normally none: an attempt's end deletes them).
 const DELETE_CHUNKS: &str = "DELETE FROM output_chunks WHERE job_id = ?1";
@@ -176,7 +177,7 @@ pub(super) fn cancel(
     Ok(plan)
 }
 
-/// A job `clean` deleted: id, `seq`, queue, state, lease.
+/// A job `clean` deleted: id, `pos`, queue, state, lease.
 type Gone = (String, i64, String, String, i64);
 
 /// `clean` (and retention): deletes finished jobs with their history (and from
@@ -200,9 +201,9 @@ pub(super) fn clean(tx: &Transaction<'_>, now: i64, request: &CleanRequest) -> R
     let mut unrolled = completed::Unrolled::new(tx)?;
     let mut attempts = tx.prepare_cached(DELETE_ATTEMPTS).map_err(db_error)?;
     let mut chunks = tx.prepare_cached(DELETE_CHUNKS).map_err(db_error)?;
-    for (id, seq, queue, state, lease_token) in &gone {
-        unrolled.note(tx, *seq, queue, state, *lease_token)?;
-        attempts.execute([seq]).map_err(db_error)?;
+    for (id, pos, queue, state, lease_token) in &gone {
+        unrolled.note(tx, *pos, queue, state, *lease_token)?;
+        attempts.execute([pos]).map_err(db_error)?;
         chunks.execute([id]).map_err(db_error)?;
     }
     unrolled.finish(tx)?;

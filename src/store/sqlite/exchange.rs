@@ -22,20 +22,21 @@ use crate::store::{Exchange, ExchangeReply, Finished, Lease, Result, StopRequest
 
 /// Applies a finished run's transition if its lease still holds (and, for a
 /// recovery, only if it has expired); returns when the run started and the job's
-/// `seq`, which keys its attempts. With [`RECORD_ATTEMPT`], what PostgreSQL's
+/// `pos` (its row's place), which keys its attempts. With [`RECORD_ATTEMPT`], what PostgreSQL's
 /// `RECORD_FINISHED` does in one statement.
 const FINISH_RUN: &str = "UPDATE jobs SET state = ?3, attempts = ?4, interruptions = ?5, \
      next_run_at = ?6, exit_code = ?7, last_error = ?8, finished_at = ?9, updated_at = ?9, \
      lease_expires_at = NULL, deadline_at = NULL, cancel_requested = 0, scheduled = ?6 > ?9 \
      WHERE id = ?1 AND lease_token = ?2 AND state = 'processing' \
-     AND (?10 = 0 OR coalesce(lease_expires_at, 0) < ?9) RETURNING started_at, has_dependents, seq";
+     AND (?10 = 0 OR coalesce(lease_expires_at, 0) < ?9) RETURNING started_at, has_dependents, pos";
 
 /// Keeps the history of one finished run, with its kept output and what its
-/// process did. Keyed by the job's `seq` (`?17`), not its random id, so the rows of
-/// one round trip append at the right edge of the key's index (DECISIONS.md §17).
+/// process did. Keyed by the job's `pos` (`?17`), not its random id, so the rows of
+/// one round trip land together in the key's index, where their jobs' rows are
+/// (DECISIONS.md §17, §24).
 const RECORD_ATTEMPT: &str = "INSERT OR REPLACE INTO attempts (job_id, lease_token, worker_id, \
      started_at, finished_at, outcome, exit_code, error, output_tail, output, output_total, \
-     host, pid, signal, max_rss_kb, cpu_ms, job_seq) \
+     host, pid, signal, max_rss_kb, cpu_ms, job_pos) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
 /// Records which worker of this process now runs a job.
@@ -62,7 +63,8 @@ const READ_STOP: &str = "SELECT max(stop_requested) FROM workers \
 
 /// Leases the first ready job to worker `?3` until `?1 + ?2`; its run must end by
 /// `?1 + timeout_ms` (no deadline without a timeout). Run order: highest priority,
-/// then ready longest, then enqueue order. Only the queues in `?4` (NULL: all),
+/// then ready longest, then enqueue order (`seq`); the row is found by its `pos`,
+/// which `jobs_ready` carries as its rowid. Only the queues in `?4` (NULL: all),
 /// written `,a,b,` (queue names hold no commas), and none that is paused or already
 /// runs its concurrency limit: one probe of the `queues` primary key per candidate
 /// (`NOT EXISTS`; a `NOT IN` list would build a temporary table on every claim,
@@ -72,7 +74,7 @@ const CLAIM_NEXT: &str = concat!(
     "UPDATE jobs SET state = 'processing', lease_token = lease_token + 1, \
      lease_expires_at = ?1 + ?2, worker_id = ?3, started_at = ?1, updated_at = ?1, \
      deadline_at = ?1 + timeout_ms \
-     WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_ready \
+     WHERE pos = (SELECT pos FROM jobs INDEXED BY jobs_ready \
      WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled = 0 \
      AND (?4 IS NULL OR instr(?4, ',' || queue || ',') > 0) \
      AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue \
@@ -221,7 +223,7 @@ fn record_finished(
             .optional()
         })
         .map_err(db_error)?;
-    let Some((started_at, has_dependents, seq)) = finished else {
+    let Some((started_at, has_dependents, pos)) = finished else {
         return Ok(None);
     };
     let made_work =
@@ -260,7 +262,7 @@ fn record_finished(
                 facts.signal,
                 facts.max_rss_kb,
                 facts.cpu_ms,
-                seq,
+                pos,
             ])
         })
         .map_err(db_error)?;

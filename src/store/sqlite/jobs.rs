@@ -1,5 +1,12 @@
 //! Jobs outside the worker round trip: enqueueing, reading one, listing and counting.
 //!
+//! A batch takes `seq`s (enqueue order) in the order given; its rows are inserted,
+//! and so take their `pos` (the rowid, where the row lives), in the order given
+//! too, unless its priorities are mixed: then in the order it will run
+//! ([`BatchLayout`]), so that claims and finishes of such a backlog touch few
+//! pages (DECISIONS.md §24). Of two jobs of a batch with one unique key, the
+//! first given wins whatever the insert order.
+//!
 //! Every read of a set of jobs goes through the partial index of its state
 //! (`jobs_ready`, `jobs_running`, `jobs_dead`, `jobs_cancelled`; see the schema
 //! files), named with `INDEXED BY` so that the planner cannot fall back to scanning
@@ -14,6 +21,7 @@ use crate::config::Config;
 use crate::error::StoreError;
 use crate::job::options::admission;
 use crate::job::{Job, JobState, NewJob};
+use crate::store::layout::BatchLayout;
 use crate::store::listing::{Dialect, listing_sql};
 use crate::store::rows::{JOB_COLUMN_COUNT, attempt_columns, job_columns};
 use crate::store::rows::{after_from_lines, env_to_text};
@@ -33,13 +41,17 @@ macro_rules! after_ids {
     };
 }
 
-/// Adds one new job: `pending`, or `cancelled` (`?15`) when a job it runs after
-/// already ended without completing (`?16` says why).
+/// Adds one new job, number `?17` in enqueue order, after the last row (`pos`):
+/// `pending`, or `cancelled` (`?15`) when a job it runs after already ended
+/// without completing (`?16` says why).
 const INSERT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, max_retries, created_at, \
      updated_at, next_run_at, timeout_ms, priority, queue, run_at, unique_key, env, blocked_by, \
-     scheduled, finished_at, last_error) \
+     scheduled, finished_at, last_error, seq) \
      VALUES (?1, ?2, ?3, ?15, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-     CASE WHEN ?15 = 'cancelled' THEN ?5 END, ?16)";
+     CASE WHEN ?15 = 'cancelled' THEN ?5 END, ?16, ?17)";
+
+/// The `seq` the next job takes: one past the newest (`jobs_seq`'s last entry).
+const NEXT_SEQ: &str = "SELECT coalesce(max(seq), 0) + 1 FROM jobs";
 
 /// The unfinished job holding unique key `?1`, if any.
 const FIND_UNIQUE: &str = "SELECT id FROM jobs INDEXED BY jobs_unique \
@@ -63,15 +75,15 @@ const READ_AFTER: &str =
 pub(super) const READ_JOB: &str = concat!(
     "SELECT ",
     job_columns!(),
-    ", (SELECT output_tail FROM attempts a WHERE a.job_seq = j.seq \
+    ", (SELECT output_tail FROM attempts a WHERE a.job_pos = j.pos \
      ORDER BY a.lease_token DESC LIMIT 1) FROM jobs j WHERE id = ?1"
 );
 
-/// A job's attempts, oldest first: attempts are keyed by the job's `seq`.
+/// A job's attempts, oldest first: attempts are keyed by the job's `pos`.
 pub(super) const READ_ATTEMPTS: &str = concat!(
     "SELECT ",
     attempt_columns!(),
-    " FROM attempts WHERE job_seq = (SELECT seq FROM jobs WHERE id = ?1) ORDER BY lease_token"
+    " FROM attempts WHERE job_pos = (SELECT pos FROM jobs WHERE id = ?1) ORDER BY lease_token"
 );
 
 /// Every job, oldest first (`?1` is the state, always NULL here).
@@ -200,16 +212,28 @@ pub(super) fn enqueue(tx: &Transaction<'_>, now: i64, jobs: &[NewJob]) -> Result
         Config::default()
     };
     let default_timeout = defaults.job_timeout.map(millis);
-    let mut existing = Vec::with_capacity(jobs.len());
+    let layout = BatchLayout::of(jobs);
+    let first_seq: i64 = tx
+        .prepare_cached(NEXT_SEQ)
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db_error)?;
+    // Input order: each inserted job takes the next `seq`, as a rowid would. Run
+    // order: each job the `seq` of its input place (a skipped one leaves a gap).
+    let mut next_seq = first_seq;
+    let mut existing = vec![None; jobs.len()];
     let mut unknown = Vec::new();
-    for job in jobs {
+    for &i in &layout.order {
+        let job = &jobs[i];
+        if layout.same_key_as[i].is_some() {
+            continue;
+        }
         if let Some(key) = &job.unique_key {
             let holder: Option<String> = tx
                 .prepare_cached(FIND_UNIQUE)
                 .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
                 .map_err(db_error)?;
             if holder.is_some() {
-                existing.push(holder);
+                existing[i] = holder;
                 continue;
             }
         }
@@ -228,6 +252,12 @@ pub(super) fn enqueue(tx: &Transaction<'_>, now: i64, jobs: &[NewJob]) -> Result
             }
         }
         let start = admission(job, now, &waits);
+        let seq = if layout.reordered {
+            first_seq + i64::try_from(i).unwrap_or(i64::MAX)
+        } else {
+            next_seq
+        };
+        next_seq += 1;
         tx.prepare_cached(INSERT_JOBS)
             .and_then(|mut s| {
                 s.execute(params![
@@ -247,6 +277,7 @@ pub(super) fn enqueue(tx: &Transaction<'_>, now: i64, jobs: &[NewJob]) -> Result
                     start.state == JobState::Pending && start.next_run_at > now,
                     start.state.as_str(),
                     start.last_error,
+                    seq,
                 ])
             })
             .map_err(|e| match e.sqlite_error_code() {
@@ -261,8 +292,8 @@ pub(super) fn enqueue(tx: &Transaction<'_>, now: i64, jobs: &[NewJob]) -> Result
                 .and_then(|mut s| s.execute([after]))
                 .map_err(db_error)?;
         }
-        existing.push(None);
     }
+    layout.share_keys(jobs, &mut existing);
     if !unknown.is_empty() {
         return Err(StoreError::UnknownAfter(unknown));
     }

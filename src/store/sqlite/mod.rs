@@ -13,6 +13,11 @@
 //!   that attempt fail at once, and the command then locks normally, so workers and
 //!   commands always share the store as SQLite's WAL mode intends.
 //! - The file is created 0600 inside a directory created 0700.
+//! - A job has two numbers that never change (schema version 7): `seq`, its place
+//!   in enqueue order (unique; every listing, export and tie-break uses it), and
+//!   `pos`, the rowid, where its row lies (run order within a batch of mixed
+//!   priorities, else after the last row), which also keys its attempts. `pos` is
+//!   never shown and never leaves the store.
 //!
 //! Layout: this file holds [`SqliteStore`], how it opens, and the two ways it runs
 //! a transaction (`write` for writers, `transact` for the round trip that may only
@@ -34,7 +39,8 @@
 //! - `workers`: the worker rows, stop requests, and the running jobs recovery reads;
 //! - `transfer`: export and import;
 //! - `cron`: recurring jobs (`cron add/list/...`) and firing due entries;
-//! - `attempt_plans` (tests only): attempts are found through their `job_seq` key.
+//! - `attempt_plans` (tests only): attempts are found through their `job_pos` key;
+//! - `batch_layout` (tests only): a mixed batch's rows go in in run order;
 //! - `stats`: the aggregates of `stats` and `metrics`, and the history's rollup.
 //!
 //! Every statement is a named constant in the module that runs it, named after what
@@ -68,6 +74,8 @@ use crate::job::{self, Cancel, Job, JobState, NewJob};
 mod access;
 #[cfg(test)]
 mod attempt_plans;
+#[cfg(test)]
+mod batch_layout;
 mod completed;
 mod control;
 mod cron;

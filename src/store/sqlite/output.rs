@@ -38,7 +38,7 @@ const ANY_CHUNKS: &str = "SELECT EXISTS (SELECT 1 FROM output_chunks)";
 /// A finished attempt's kept output and how much it printed in all (an imported
 /// attempt may not say: then what was kept).
 pub(super) const READ_KEPT_OUTPUT: &str = "SELECT output, coalesce(output_total, length(output), 0) FROM attempts \
-     WHERE job_seq = (SELECT seq FROM jobs WHERE id = ?1) AND lease_token = ?2";
+     WHERE job_pos = (SELECT pos FROM jobs WHERE id = ?1) AND lease_token = ?2";
 
 /// Whether the job exists.
 const JOB_EXISTS: &str = "SELECT 1 FROM jobs WHERE id = ?1";

@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0004_attempt_seq.sql"),
     include_str!("0005_stats.sql"),
     include_str!("0006_completed_rollup.sql"),
+    include_str!("0007_layout.sql"),
 ];
 
 /// Whether the file holds any schema at all: a file without our `application_id`

@@ -31,7 +31,7 @@ const ATTEMPT_COUNTS: &str = "SELECT j.queue, \
      coalesce(sum(a.finished_at >= ?2 - 300000), 0), \
      coalesce(sum(a.finished_at >= ?2 - 900000), 0), \
      max(CASE WHEN a.finished_at >= ?1 THEN max(0, a.finished_at - a.started_at) END) \
-     FROM attempts a INDEXED BY attempts_finished JOIN jobs j ON j.seq = a.job_seq \
+     FROM attempts a INDEXED BY attempts_finished JOIN jobs j ON j.pos = a.job_pos \
      WHERE a.finished_at >= min(?1, ?2 - 900000) AND (?3 IS NULL OR j.queue = ?3) \
      GROUP BY j.queue";
 
@@ -95,7 +95,7 @@ const QUEUES_WITH_JOBS: &str = "WITH RECURSIVE q(name) AS (\
 macro_rules! first_attempt {
     () => {
         "a.started_at IS NOT NULL \
-         AND NOT EXISTS (SELECT 1 FROM attempts b WHERE b.job_seq = a.job_seq \
+         AND NOT EXISTS (SELECT 1 FROM attempts b WHERE b.job_pos = a.job_pos \
          AND b.lease_token < a.lease_token) \
          AND NOT EXISTS (SELECT 1 FROM job_dependencies d WHERE d.job_id = a.job_id)"
     };
@@ -116,7 +116,7 @@ const SAMPLE: &str = concat!(
     first_attempt!(),
     " THEN ",
     pickup_ms!(),
-    " END FROM attempts a INDEXED BY attempts_finished JOIN jobs j ON j.seq = a.job_seq \
+    " END FROM attempts a INDEXED BY attempts_finished JOIN jobs j ON j.pos = a.job_pos \
      WHERE a.finished_at >= ?1 AND a.started_at IS NOT NULL AND (?2 IS NULL OR j.queue = ?2) \
      ORDER BY a.finished_at DESC LIMIT ?3"
 );
@@ -144,11 +144,11 @@ fn attempts_between() -> &'static str {
         format!(
             "SELECT 'duration', j.queue, a.outcome, coalesce({}, -1) AS bucket, count(*), \
              coalesce(sum({duration}), 0) \
-             FROM attempts a INDEXED BY attempts_finished JOIN jobs j ON j.seq = a.job_seq \
+             FROM attempts a INDEXED BY attempts_finished JOIN jobs j ON j.pos = a.job_pos \
              WHERE a.finished_at >= ?1 AND a.finished_at < ?2 GROUP BY j.queue, a.outcome, bucket \
              UNION ALL \
              SELECT 'pickup', j.queue, '', {} AS bucket, count(*), coalesce(sum({pickup}), 0) \
-             FROM attempts a INDEXED BY attempts_finished JOIN jobs j ON j.seq = a.job_seq \
+             FROM attempts a INDEXED BY attempts_finished JOIN jobs j ON j.pos = a.job_pos \
              WHERE a.finished_at >= ?1 AND a.finished_at < ?2 AND {} GROUP BY j.queue, bucket",
             stats::bucket_case(duration),
             stats::bucket_case(pickup_ms!()),

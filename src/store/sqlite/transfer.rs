@@ -24,7 +24,7 @@ pub(super) static EXPORT_JOBS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {}, {}, (SELECT group_concat(after_id, char(10)) FROM (SELECT after_id \
          FROM job_dependencies d WHERE d.job_id = j.id ORDER BY after_id)) \
-         FROM jobs j LEFT JOIN attempts a ON a.job_seq = j.seq \
+         FROM jobs j LEFT JOIN attempts a ON a.job_pos = j.pos \
          WHERE ?1 IS NULL OR j.state = ?1 ORDER BY j.seq, a.lease_token",
         qualified("j", job_columns!()),
         qualified("a", attempt_columns!()),
@@ -58,20 +58,22 @@ const RECOUNT_WAITING: &str = "UPDATE jobs SET blocked_by = (SELECT count(*) \
      WHERE d.job_id = jobs.id AND a.state <> 'completed') \
      WHERE state = 'pending' AND id IN (SELECT job_id FROM job_dependencies)";
 
-/// Writes back one exported job, every column as it was; returns the `seq` it
-/// gets here, which keys its attempts.
+/// Writes back one exported job, every column as it was, as number `?19` in
+/// enqueue order (`seq`: the jobs of an import follow every job already here, in
+/// the file's order); returns the `pos` its row gets, which keys its attempts.
 const IMPORT_JOBS: &str = "INSERT INTO jobs (id, command, cwd, state, attempts, max_retries, \
      interruptions, created_at, updated_at, next_run_at, lease_token, \
-     lease_expires_at, worker_id, started_at, finished_at, exit_code, last_error, timeout_ms) \
+     lease_expires_at, worker_id, started_at, finished_at, exit_code, last_error, timeout_ms, \
+     seq) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-     ?16, ?17, ?18) RETURNING seq";
+     ?16, ?17, ?18, ?19) RETURNING pos";
 
 /// Writes back one exported attempt. An export carries the output's tail, not all
 /// of it: the tail becomes the kept output, as for attempts from before version 2.
-/// Keyed by the imported job's new `seq` (`?16`).
+/// Keyed by the imported job's new `pos` (`?16`).
 const IMPORT_ATTEMPTS: &str = "INSERT INTO attempts (job_id, lease_token, worker_id, started_at, \
      finished_at, outcome, exit_code, error, output_tail, output, output_total, host, pid, \
-     signal, max_rss_kb, cpu_ms, job_seq) \
+     signal, max_rss_kb, cpu_ms, job_pos) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, CAST(?9 AS BLOB), ?10, ?11, ?12, ?13, ?14, \
      ?15, ?16)";
 
@@ -111,9 +113,9 @@ pub(super) fn import(tx: &Transaction<'_>, now: i64, jobs: &[JobRecord]) -> Resu
     let last_seq = super::completed::last_seq(tx)?;
     let mut insert_job = tx.prepare_cached(IMPORT_JOBS).map_err(db_error)?;
     let mut insert_attempt = tx.prepare_cached(IMPORT_ATTEMPTS).map_err(db_error)?;
-    for record in jobs {
+    for (record, seq) in jobs.iter().zip(last_seq + 1..) {
         let j = &record.job;
-        let seq: i64 = insert_job
+        let pos: i64 = insert_job
             .query_row(
                 params![
                     j.id,
@@ -134,6 +136,7 @@ pub(super) fn import(tx: &Transaction<'_>, now: i64, jobs: &[JobRecord]) -> Resu
                     j.exit_code,
                     j.last_error,
                     j.timeout_ms,
+                    seq,
                 ],
                 |r| r.get(0),
             )
@@ -159,7 +162,7 @@ pub(super) fn import(tx: &Transaction<'_>, now: i64, jobs: &[JobRecord]) -> Resu
                     a.facts.signal,
                     a.facts.max_rss_kb,
                     a.facts.cpu_ms,
-                    seq,
+                    pos,
                 ])
                 .map_err(db_error)?;
         }

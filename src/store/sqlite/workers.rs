@@ -56,7 +56,7 @@ const HELD_BY_WORKER: &str = concat!(
 /// Whether job `?1` ended under lease `?2` (it still carries that token but is no
 /// longer `processing`), with the outcome and pid of the attempt recorded under it.
 const ENDED_UNDER_LEASE: &str = "SELECT a.outcome, a.pid FROM jobs j \
-     LEFT JOIN attempts a ON a.job_seq = j.seq AND a.lease_token = j.lease_token \
+     LEFT JOIN attempts a ON a.job_pos = j.pos AND a.lease_token = j.lease_token \
      WHERE j.id = ?1 AND j.lease_token = ?2 AND j.state <> 'processing'";
 
 /// Deletes the rows of workers that ended before `?1`.
