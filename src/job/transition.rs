@@ -19,6 +19,11 @@ pub struct Transition {
     pub interruptions: i64,
     /// Delay from now until the job is claimable again (for `pending` and `failed`).
     pub run_after: Duration,
+    /// The job keeps its place in line: it stays ready since when it was before
+    /// (`run_after` is ignored). Only for a job given back unstarted, so a worker
+    /// that claimed ahead and gave the job back does not move it behind jobs that
+    /// became ready after it.
+    pub keeps_place: bool,
     pub exit_code: Option<i64>,
     pub last_error: Option<String>,
 }
@@ -39,6 +44,7 @@ pub fn after_attempt(
             attempts,
             interruptions,
             run_after: Duration::ZERO,
+            keeps_place: false,
             exit_code: Some(0),
             last_error: None,
         },
@@ -57,6 +63,7 @@ pub fn after_attempt(
                 } else {
                     Duration::ZERO
                 },
+                keeps_place: false,
                 exit_code: *exit_code,
                 last_error: Some(error.clone()),
             }
@@ -79,6 +86,7 @@ pub fn after_attempt(
             attempts,
             interruptions,
             run_after: Duration::ZERO,
+            keeps_place: false,
             exit_code: None,
             last_error: Some("cancelled while running".into()),
         },
@@ -99,6 +107,7 @@ pub fn after_release(job: &Job) -> Transition {
         attempts: job.attempts,
         interruptions: job.interruptions,
         run_after: Duration::ZERO,
+        keeps_place: true,
         exit_code: job.exit_code,
         last_error: job.last_error.clone(),
     }
@@ -145,6 +154,7 @@ fn started_over(job: &Job) -> Transition {
         attempts: 0,
         interruptions: 0,
         run_after: Duration::ZERO,
+        keeps_place: false,
         exit_code: job.exit_code,
         last_error: job.last_error.clone(),
     }
@@ -177,6 +187,7 @@ pub fn after_dependency_ended(job: &Job, cause: &DependencyEnd<'_>) -> Transitio
         attempts: job.attempts,
         interruptions: job.interruptions,
         run_after: Duration::ZERO,
+        keeps_place: false,
         exit_code: job.exit_code,
         last_error: Some(why),
     }
@@ -212,6 +223,7 @@ pub fn plan_cancel<'a>(
                         attempts: job.attempts,
                         interruptions: job.interruptions,
                         run_after: Duration::ZERO,
+                        keeps_place: false,
                         exit_code: job.exit_code,
                         last_error: Some("cancelled before it ran again".into()),
                     }),
@@ -258,6 +270,7 @@ fn after_interruption_with(
         attempts,
         interruptions,
         run_after: Duration::ZERO,
+        keeps_place: false,
         exit_code: None,
         last_error: Some(last_error),
     }

@@ -101,6 +101,7 @@ fn settle(job: &RunningJob, reason: &str) -> (AttemptOutcome, Transition) {
         attempts: job.attempts,
         interruptions: job.interruptions,
         run_after: Duration::ZERO,
+        keeps_place: false,
         exit_code: None,
         last_error: Some(format!("cancelled; {reason}")),
     };

@@ -193,3 +193,35 @@ conformance_test!(jobs_in_flight_are_the_running_and_the_retrying, |stores| {
     assert_eq!(job(&mut *store, "a").state, JobState::Completed);
     assert!(!in_flight(&mut *store), "a completed job is not");
 });
+
+conformance_test!(
+    a_job_given_back_unstarted_keeps_its_place_in_line,
+    |stores| {
+        let mut store = stores.open();
+        enqueue(&mut *store, &["first"]);
+        let ahead = claim(&mut *store, "w1", LONG_LEASE).expect("a job to claim");
+        // Jobs that become ready after `first` was claimed; then the clock moves on,
+        // so a give-back stamped "ready now" would sort after them.
+        enqueue(&mut *store, &["second", "third"]);
+        let moved_on = std::time::Instant::now() + Duration::from_millis(20);
+        wait_until("the clock to move on", Duration::from_secs(5), || {
+            std::time::Instant::now() >= moved_on
+        });
+        let release = crate::finished(
+            &ahead,
+            queuectl::job::AttemptOutcome::Released,
+            queuectl::job::after_release(&ahead),
+        );
+        assert!(report(&mut *store, &[release]).rejected.is_empty());
+        let back = job(&mut *store, "first");
+        assert_eq!(back.state, JobState::Pending);
+        assert_eq!(
+            back.next_run_at, ahead.next_run_at,
+            "ready since when it was first ready"
+        );
+        let order: Vec<String> = std::iter::from_fn(|| claim(&mut *store, "w2", LONG_LEASE))
+            .map(|job| job.id)
+            .collect();
+        assert_eq!(order, ["first", "second", "third"]);
+    }
+);

@@ -34,7 +34,7 @@ const HEARTBEAT: &str = "UPDATE workers SET heartbeat_at = now_ms() \
 const NEXT_DUE_IN: &str = "SELECT min(next_run_at) - now_ms() FROM jobs \
     WHERE state IN ('pending', 'failed') AND blocked_by = 0 AND scheduled";
 
-/// Applies each finished run's transition (arrays `$1`..`$20`, one element per run)
+/// Applies each finished run's transition (arrays `$1`..`$21`, one element per run)
 /// where the job is still `processing` under that lease (and, for runs flagged
 /// `only_if_expired`, the lease expired), records the attempt with its kept output
 /// and facts unless the run was released unstarted, deletes the run's output chunks,
@@ -46,16 +46,17 @@ const RECORD_FINISHED: &str = "WITH f AS ( \
             $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::boolean[], \
             $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], \
             $15::bigint[], $16::text[], $17::bigint[], $18::bigint[], $19::bigint[], \
-            $20::bigint[]) \
+            $20::bigint[], $21::boolean[]) \
         AS f(job_id, token, state, attempts, interruptions, run_after, exit_code, \
             last_error, only_if_expired, worker_id, outcome, error, output_tail, output, \
-            output_total, host, pid, signal, max_rss_kb, cpu_ms) \
+            output_total, host, pid, signal, max_rss_kb, cpu_ms, keeps_place) \
     ), done AS ( \
         UPDATE jobs j SET state = f.state, attempts = f.attempts, \
-            interruptions = f.interruptions, next_run_at = now_ms() + f.run_after, \
+            interruptions = f.interruptions, next_run_at = CASE WHEN f.keeps_place \
+                THEN j.next_run_at ELSE now_ms() + f.run_after END, \
             exit_code = f.exit_code, last_error = f.last_error, finished_at = now_ms(), \
             updated_at = now_ms(), lease_expires_at = NULL, deadline_at = NULL, \
-            cancel_requested = false, scheduled = f.run_after > 0 \
+            cancel_requested = false, scheduled = NOT f.keeps_place AND f.run_after > 0 \
         FROM f \
         WHERE j.id = f.job_id AND j.lease_token = f.token AND j.state = 'processing' \
             AND (NOT f.only_if_expired OR coalesce(j.lease_expires_at, 0) < now_ms()) \
@@ -261,6 +262,7 @@ fn record_finished(
         .map(|f| f.transition.last_error.as_deref())
         .collect();
     let only_expired: Vec<bool> = batch.iter().map(|f| f.only_if_expired).collect();
+    let keeps_place: Vec<bool> = batch.iter().map(|f| f.transition.keeps_place).collect();
     let workers: Vec<Option<&str>> = batch.iter().map(|f| f.worker_id.as_deref()).collect();
     let outcomes: Vec<&str> = batch.iter().map(|f| f.outcome.as_str()).collect();
     let errors: Vec<Option<&str>> = batch
@@ -309,6 +311,7 @@ fn record_finished(
             &signals,
             &rss,
             &cpu,
+            &keeps_place,
         ],
     )?;
     let mut recorded = HashSet::new();

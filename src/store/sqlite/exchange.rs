@@ -22,11 +22,13 @@ use crate::store::{Exchange, ExchangeReply, Finished, Lease, Result, StopRequest
 
 /// Applies a finished run's transition if its lease still holds (and, for a
 /// recovery, only if it has expired); returns when the run started and the job's
-/// `pos` (its row's place), which keys its attempts. With [`RECORD_ATTEMPT`], what PostgreSQL's
-/// `RECORD_FINISHED` does in one statement.
+/// `pos` (its row's place), which keys its attempts. A job given back unstarted
+/// (`?11`, `Transition::keeps_place`) keeps its `next_run_at`, so its place in line.
+/// With [`RECORD_ATTEMPT`], what PostgreSQL's `RECORD_FINISHED` does in one statement.
 const FINISH_RUN: &str = "UPDATE jobs SET state = ?3, attempts = ?4, interruptions = ?5, \
-     next_run_at = ?6, exit_code = ?7, last_error = ?8, finished_at = ?9, updated_at = ?9, \
-     lease_expires_at = NULL, deadline_at = NULL, cancel_requested = 0, scheduled = ?6 > ?9 \
+     next_run_at = CASE WHEN ?11 THEN next_run_at ELSE ?6 END, exit_code = ?7, \
+     last_error = ?8, finished_at = ?9, updated_at = ?9, lease_expires_at = NULL, \
+     deadline_at = NULL, cancel_requested = 0, scheduled = NOT ?11 AND ?6 > ?9 \
      WHERE id = ?1 AND lease_token = ?2 AND state = 'processing' \
      AND (?10 = 0 OR coalesce(lease_expires_at, 0) < ?9) RETURNING started_at, has_dependents, pos";
 
@@ -217,6 +219,7 @@ fn record_finished(
                     t.last_error,
                     now,
                     f.only_if_expired,
+                    t.keeps_place,
                 ],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
