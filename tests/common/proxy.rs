@@ -5,8 +5,8 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 /// The simple-query message the driver sends to commit a transaction.
@@ -20,8 +20,6 @@ pub struct CommitCutter {
 
 #[derive(Default)]
 struct Counters {
-    /// How many of the next `COMMIT`s lose their reply.
-    armed: AtomicUsize,
     /// `COMMIT`s forwarded so far.
     commits: AtomicUsize,
     /// Replies lost so far.
@@ -31,6 +29,9 @@ struct Counters {
     closed: AtomicBool,
     /// Connections accepted so far, cut or forwarded.
     attempts: AtomicUsize,
+    /// Bytes whose transaction's `COMMIT` loses its reply (see
+    /// [`CommitCutter::cut_commit_after`]).
+    pattern: Mutex<Option<Vec<u8>>>,
 }
 
 impl CommitCutter {
@@ -84,9 +85,12 @@ impl CommitCutter {
         self.state.attempts.load(Ordering::SeqCst)
     }
 
-    /// Loses the reply to the next `COMMIT` any client sends.
-    pub fn cut_next_commit(&self) {
-        self.state.armed.fetch_add(1, Ordering::SeqCst);
+    /// Loses the reply to the `COMMIT` of the next transaction in which `pattern`
+    /// passes either way (a parameter the client sends, a value in the rows the
+    /// server returns): a round trip the worker happens to make
+    /// first (an idle poll, a recovery pass) is let through.
+    pub fn cut_commit_after(&self, pattern: &[u8]) {
+        *self.state.pattern.lock().unwrap_or_else(|e| e.into_inner()) = Some(pattern.to_vec());
     }
 
     /// `COMMIT`s seen so far (forwarded or cut).
@@ -107,7 +111,21 @@ fn host_port(url: &str) -> &str {
     rest.split(['/', '?']).next().unwrap_or(rest)
 }
 
-fn relay(client: TcpStream, server: TcpStream, counters: &Counters) {
+impl Counters {
+    /// Whether the armed pattern is in `chunk`; if so, disarms it.
+    fn take_pattern_in(&self, chunk: &[u8]) -> bool {
+        let mut pattern = self.pattern.lock().unwrap_or_else(|e| e.into_inner());
+        let found = pattern
+            .as_ref()
+            .is_some_and(|p| chunk.windows(p.len()).any(|w| w == p.as_slice()));
+        if found {
+            *pattern = None;
+        }
+        found
+    }
+}
+
+fn relay(client: TcpStream, server: TcpStream, counters: &Arc<Counters>) {
     let (Ok(mut from_client), Ok(mut to_client), Ok(mut from_server), Ok(mut to_server)) = (
         client.try_clone(),
         client.try_clone(),
@@ -116,9 +134,16 @@ fn relay(client: TcpStream, server: TcpStream, counters: &Counters) {
     ) else {
         return;
     };
+    // The armed pattern passed on this connection: its next COMMIT is cut.
+    let cut_this_transaction = Arc::new(AtomicBool::new(false));
+    let seen_by_server_side = Arc::clone(&cut_this_transaction);
+    let state = Arc::clone(counters);
     thread::spawn(move || {
         let mut buf = [0u8; 64 * 1024];
         while let Ok(n @ 1..) = from_server.read(&mut buf) {
+            if state.take_pattern_in(&buf[..n]) {
+                seen_by_server_side.store(true, Ordering::SeqCst);
+            }
             if to_client.write_all(&buf[..n]).is_err() {
                 break;
             }
@@ -128,15 +153,14 @@ fn relay(client: TcpStream, server: TcpStream, counters: &Counters) {
     let mut buf = [0u8; 64 * 1024];
     while let Ok(n @ 1..) = from_client.read(&mut buf) {
         let chunk = &buf[..n];
+        if counters.take_pattern_in(chunk) {
+            cut_this_transaction.store(true, Ordering::SeqCst);
+        }
         let commit = chunk.windows(COMMIT.len()).any(|w| w == COMMIT);
         if commit {
             counters.commits.fetch_add(1, Ordering::SeqCst);
         }
-        let cut = commit
-            && counters
-                .armed
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
+        let cut = commit && cut_this_transaction.swap(false, Ordering::SeqCst);
         if cut {
             // The client loses its connection first, so no byte of the reply can
             // reach it; then the COMMIT goes on and the server commits.

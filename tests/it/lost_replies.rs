@@ -26,17 +26,18 @@ fn a_claim_and_a_result_whose_replies_were_lost_are_reconciled_at_once() {
     let routed = proxy.route(&env.db);
     env.spawn_workers_with(&["--count", "1"], &[("QUEUECTL_DB", &routed)]);
     env.wait_live_workers(1, Duration::from_secs(20));
-    // Registration and the first round trip (a heartbeat) have committed: the next
-    // commit the worker makes is the claim of the job below.
+    // Registration and the first round trip (a heartbeat) have committed.
     wait_until(
         "the worker's first round trip",
         Duration::from_secs(20),
         || proxy.commits() >= 2,
     );
 
-    proxy.cut_next_commit();
     let started = env.file("started");
     let go = env.file("go");
+    // Cut the round trip whose claim returns this job (its command passes in the
+    // reply's rows), not an idle poll the worker may make first.
+    proxy.cut_commit_after(started.to_string_lossy().as_bytes());
     let id = env.enqueue(&format!(
         "touch {}; while [ ! -e {} ]; do sleep 0.05; done",
         started.display(),
@@ -53,7 +54,9 @@ fn a_claim_and_a_result_whose_replies_were_lost_are_reconciled_at_once() {
         started.exists()
     });
 
-    proxy.cut_next_commit();
+    // Cut the round trip that records the result (its outcome is a parameter), not
+    // one the worker may make first (a recovery pass, say).
+    proxy.cut_commit_after(b"succeeded");
     std::fs::write(&go, "").expect("let the job end");
     wait_until(
         "the result's reply to be lost",
