@@ -562,11 +562,13 @@ pub(super) fn remove_files(path: &Path) -> Result<()> {
         _ => Ok(()),
     };
     gone(fs::remove_dir_all(sibling(path, ".spool")))?;
+    // The store first: a worker's doorbell watcher that sees its doorbell go then
+    // finds the store gone too, and does not create the doorbell again.
     for file in [
+        path.to_owned(),
         wal::wal_path(path),
         sibling(path, "-shm"),
         wake::doorbell_path(path),
-        path.to_owned(),
     ] {
         gone(fs::remove_file(file))?;
     }

@@ -55,13 +55,23 @@ fn open_doorbell(path: &Path) -> std::io::Result<std::fs::File> {
 /// Calls `wake` whenever the doorbell of the store at `path` rings, from a thread of
 /// its own. The file itself is watched, not the directory: a watch on the directory
 /// would wake the thread on every WAL write, to find the event was not the
-/// doorbell's. If the doorbell is deleted, it is created and watched again, and the
-/// subscriber woken once (a ring may have been missed).
+/// doorbell's. If the doorbell is deleted while the store is still there, it is
+/// created and watched again and the subscriber woken once (a ring may have been
+/// missed); if the store is gone too (a scratch store removed), the thread ends and
+/// the worker's fallback poll is all that is left. A doorbell that cannot be created
+/// (a read-only store, where nobody can ring) is watched for through its directory.
 pub(super) fn watch_doorbell(path: &Path, wake: Wake) -> Result<()> {
     let store = path.to_owned();
     let mut inotify =
         inotify::Inotify::init().map_err(|e| StoreError::io("inotify unavailable", e))?;
-    add_doorbell_watch(&inotify, &store)?;
+    if add_doorbell_watch(&inotify, &store).is_err() {
+        let bell = doorbell_path(path);
+        let dir = match bell.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        return watch(&dir, bell.file_name().unwrap_or_default().into(), wake);
+    }
     thread::Builder::new()
         .name("doorbell".into())
         .spawn(move || {
@@ -70,11 +80,7 @@ pub(super) fn watch_doorbell(path: &Path, wake: Wake) -> Result<()> {
                 let gone = events
                     .into_iter()
                     .any(|e| e.mask.contains(inotify::EventMask::IGNORED));
-                if gone && add_doorbell_watch(&inotify, &store).is_err() {
-                    crate::log::warn(
-                        "the store's doorbell is gone and cannot be watched again; \
-                         workers look for work every second",
-                    );
+                if gone && (!store.exists() || add_doorbell_watch(&inotify, &store).is_err()) {
                     return;
                 }
                 wake();
