@@ -38,7 +38,8 @@ const NEXT_DUE_IN: &str = "SELECT min(next_run_at) - now_ms() FROM jobs \
 /// where the job is still `processing` under that lease (and, for runs flagged
 /// `only_if_expired`, the lease expired), records the attempt with its kept output
 /// and facts unless the run was released unstarted, deletes the run's output chunks,
-/// and returns the `(id, lease_token, state)` of the jobs it changed. Attempts are
+/// and returns the `(id, lease_token, state, has_dependents, in a limited queue)` of
+/// the jobs it changed. Attempts are
 /// keyed by the job's `seq`, not its random id, so the rows of one round trip append
 /// at the right edge of `attempts_pkey` (DECISIONS.md §17).
 const RECORD_FINISHED: &str = "WITH f AS ( \
@@ -59,7 +60,8 @@ const RECORD_FINISHED: &str = "WITH f AS ( \
         FROM f \
         WHERE j.id = f.job_id AND j.lease_token = f.token AND j.state = 'processing' \
             AND (NOT f.only_if_expired OR coalesce(j.lease_expires_at, 0) < now_ms()) \
-        RETURNING j.id, j.seq, j.lease_token, j.started_at, j.state, j.has_dependents \
+        RETURNING j.id, j.seq, j.lease_token, j.started_at, j.state, j.has_dependents, \
+            j.queue \
     ), recorded AS ( \
         INSERT INTO attempts (job_seq, job_id, lease_token, worker_id, started_at, \
             finished_at, outcome, exit_code, error, output_tail, output, output_total, \
@@ -80,7 +82,9 @@ const RECORD_FINISHED: &str = "WITH f AS ( \
         DELETE FROM output_chunks c USING done d \
         WHERE c.job_id = d.id AND c.lease_token = d.lease_token \
     ) \
-    SELECT id, lease_token, state, has_dependents FROM done";
+    SELECT id, lease_token, state, has_dependents, \
+        EXISTS (SELECT 1 FROM queues q WHERE q.name = done.queue AND q.concurrency IS NOT NULL) \
+    FROM done";
 
 /// Sets the worker of each job (`$1` ids, `$2` tokens, `$3` workers) still running
 /// under that lease.
@@ -180,7 +184,7 @@ pub(super) fn exchange_in(
 ) -> Step<ExchangeReply> {
     let lease_ms = millis(ex.lease_timeout);
     let mut reply = ExchangeReply::default();
-    let requeued = record_finished(db, ex.finished, &mut reply.rejected)?;
+    let Recorded { requeued, freed } = record_finished(db, ex.finished, &mut reply.rejected)?;
     reassign(db, ex.reassign)?;
     reply.lost = renew(db, ex.renew, lease_ms)?;
     output::store_chunks(db, ex.output)?;
@@ -205,13 +209,14 @@ pub(super) fn exchange_in(
     } else if ex.check_cancels {
         reply.cancel = read_cancels(db)?;
     }
-    if !ex.claim_for.is_empty() {
+    reply.claim_skipped = ex.claim_if_freed && !freed && !requeued;
+    if !ex.claim_for.is_empty() && !reply.claim_skipped {
         if ex.process.is_none() {
             db.query(READ_STOP_AND_CANCELS, &[&"", &0i64, &false, &true])?;
         }
         reply.claimed = claim(db, ex.claim_for, lease_ms, ex.queues)?;
     }
-    if reply.claimed.len() < ex.claim_for.len() {
+    if reply.claimed.len() < ex.claim_for.len() && !reply.claim_skipped {
         let row = db.query_one(NEXT_DUE_IN, &[])?;
         let due: Option<i64> = row.try_get(0)?;
         reply.next_due_in = due.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
@@ -226,14 +231,14 @@ pub(super) fn exchange_in(
 /// Records finished runs in one statement, each fenced like SQLite's
 /// `record_finished`: only while the job is still `processing` under that lease (and,
 /// for recovery, only once the lease expired). Runs not recorded go to `rejected`.
-/// Returns whether a recorded run put its job back to `pending`.
+/// Returns what the recorded runs made claimable ([`Recorded`]).
 fn record_finished(
     db: &mut Db<'_, Transaction<'_>>,
     finished: &[Finished],
     rejected: &mut Vec<Lease>,
-) -> Step<bool> {
+) -> Step<Recorded> {
     if finished.is_empty() {
-        return Ok(false);
+        return Ok(Recorded::default());
     }
     // A lease reported twice is recorded once; the copy is rejected, as the second
     // of two sequential writes would be.
@@ -313,6 +318,7 @@ fn record_finished(
     )?;
     let mut recorded = HashSet::new();
     let mut requeued = false;
+    let mut freed = false;
     let mut settle = Vec::new();
     for row in &rows {
         let id: String = row.try_get(0)?;
@@ -321,6 +327,13 @@ fn record_finished(
             .parse()
             .map_err(|e: crate::error::InputError| StoreError::unavailable(e.to_string()))?;
         requeued |= state == JobState::Pending;
+        // What may be claimable now that was not: a retry, dependents, room in a
+        // limited queue (`Exchange::claim_if_freed`).
+        freed |= !matches!(
+            state,
+            JobState::Completed | JobState::Dead | JobState::Cancelled
+        ) || row.try_get::<_, bool>(3)?
+            || row.try_get::<_, bool>(4)?;
         if row.try_get::<_, bool>(3)? {
             // Released dependents are new work for idle workers everywhere.
             requeued |= state == JobState::Completed;
@@ -336,7 +349,17 @@ fn record_finished(
             rejected.push(f.lease.clone());
         }
     }
-    Ok(requeued)
+    Ok(Recorded { requeued, freed })
+}
+
+/// What [`record_finished`] changed for claimers.
+#[derive(Default)]
+struct Recorded {
+    /// A recorded run put its job back to `pending` or released dependents: idle
+    /// workers everywhere are woken.
+    requeued: bool,
+    /// A recorded run may have made work claimable (`Exchange::claim_if_freed`).
+    freed: bool,
 }
 
 /// Records which worker runs a job that moved between slots of one process.

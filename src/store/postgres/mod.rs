@@ -54,14 +54,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread;
 
 use postgres::{Client, GenericClient, Transaction};
 
 use super::{
-    AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Emit, Enqueued, Exchange,
-    ExchangeReply, IfMissing, JobRecord, Lease, LeaseCheck, NewCronEntry, OutputRead, QueueChange,
-    QueueRow, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow, WorkerState,
+    AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Duty, Emit, Enqueued,
+    Exchange, ExchangeReply, IfMissing, JobRecord, Lease, LeaseCheck, NewCronEntry, OutputRead,
+    QueueChange, QueueRow, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow,
+    WorkerState,
 };
 use crate::error::StoreError;
 use crate::job::{self, Cancel, Job, JobState, NewJob};
@@ -279,7 +281,18 @@ impl Store for PgStore {
         let channel = self.channel.clone();
         thread::Builder::new()
             .name("pg-listen".into())
-            .spawn(move || listen::listen_forever(&config, &channel, &wake))
+            .spawn(move || listen::listen_forever(&config, &channel, &wake, None))
+            .map_err(|e| StoreError::io("cannot start a thread", e))?;
+        Ok(())
+    }
+
+    fn subscribe_worker(&self, wake: Wake, duty: Arc<Duty>) -> Result<()> {
+        let config = self.config.clone();
+        let channel = self.channel.clone();
+        let duty = listen::DutyLock::new(&self.location.schema, duty);
+        thread::Builder::new()
+            .name("pg-listen".into())
+            .spawn(move || listen::listen_forever(&config, &channel, &wake, Some(&duty)))
             .map_err(|e| StoreError::io("cannot start a thread", e))?;
         Ok(())
     }
