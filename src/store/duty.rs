@@ -3,8 +3,8 @@
 //!
 //! The supervisor says whether it could take a job now ([`Duty::set_ready`]); the
 //! store's wake-up thread says whether this process is on duty ([`Duty::on_duty`]).
-//! A store without duty (SQLite) never sets `on_duty` and never marks duty as
-//! `supported`, and the worker behaves as before. Invariant: `on_duty` is true only
+//! A store without duty (SQLite), or one whose wake-up connection is down, leaves
+//! duty not `supported`, and the worker behaves as before (a timer claim a second). Invariant: `on_duty` is true only
 //! while the wake-up thread holds duty on a live connection; it is cleared before
 //! the connection is dropped or the duty released.
 
@@ -65,9 +65,10 @@ impl Duty {
         self.on_duty.load(Ordering::Relaxed)
     }
 
-    /// The store: only the duty holder is told when one job arrives.
-    pub fn set_supported(&self) {
-        self.supported.store(true, Ordering::Relaxed);
+    /// The store: only the duty holder is told when one job arrives (true while
+    /// its wake-up connection is up).
+    pub fn set_supported(&self, supported: bool) {
+        self.supported.store(supported, Ordering::Relaxed);
     }
 
     pub fn supported(&self) -> bool {

@@ -111,7 +111,7 @@ pub(super) fn listen_forever(
                 held: false,
             };
             if let Some(d) = duty {
-                d.duty.set_supported();
+                d.duty.set_supported(true);
             }
             if reconnecting {
                 wake();
@@ -245,6 +245,9 @@ impl Listener<'_> {
     fn give_up(&mut self) {
         if let Some(duty) = self.duty {
             duty.duty.set_on_duty(false);
+            // No wake-ups until it reconnects: the worker's timers claim as often
+            // as without duty meanwhile.
+            duty.duty.set_supported(false);
         }
         self.held = false;
     }
