@@ -53,14 +53,19 @@ impl Supervisor {
         if first.is_none() {
             // A timer fired: a retry may be due, or a wake-up was missed. Off duty,
             // one-job wake-ups go to another process, so a missed one is looked
-            // for less often (DECISIONS §26).
+            // for less often (DECISIONS §26); not in a burst, which claims again
+            // on its timers to see whether it may end.
             let now = Instant::now();
             if self.next_due.is_some_and(|at| now >= at) {
                 self.next_due = None;
                 self.want_claim = true;
                 self.full_claim = true;
             }
-            if !self.duty.supported() || self.duty.on_duty() || now >= self.next_timer_claim {
+            if !self.duty.supported()
+                || self.duty.on_duty()
+                || self.options.burst
+                || now >= self.next_timer_claim
+            {
                 self.want_claim = true;
                 self.full_claim = true;
                 self.next_timer_claim = now + OFF_DUTY_POLL;
