@@ -369,9 +369,9 @@ pub struct Exchange<'a> {
     /// A hint from a process on duty whose last claim came up short and that has
     /// been woken by nothing since (DECISIONS §26): only work that this round trip's
     /// finished runs free can be new to it, so a store may skip the claim (saying so
-    /// in [`ExchangeReply::claim_skipped`]) unless a run ended `completed`, `dead`
-    /// or `cancelled` without dependents, outside any queue with a concurrency
-    /// limit. A store may always claim.
+    /// in [`ExchangeReply::claim_skipped`]) when every run it records ended
+    /// `completed`, `dead` or `cancelled` without dependents and no queue has a
+    /// concurrency limit. A store may always claim.
     pub claim_if_freed: bool,
 }
 

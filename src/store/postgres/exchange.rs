@@ -38,8 +38,7 @@ const NEXT_DUE_IN: &str = "SELECT min(next_run_at) - now_ms() FROM jobs \
 /// where the job is still `processing` under that lease (and, for runs flagged
 /// `only_if_expired`, the lease expired), records the attempt with its kept output
 /// and facts unless the run was released unstarted, deletes the run's output chunks,
-/// and returns the `(id, lease_token, state, has_dependents, in a limited queue)` of
-/// the jobs it changed. Attempts are
+/// and returns the `(id, lease_token, state, has_dependents)` of the jobs it changed. Attempts are
 /// keyed by the job's `seq`, not its random id, so the rows of one round trip append
 /// at the right edge of `attempts_pkey` (DECISIONS.md §17).
 const RECORD_FINISHED: &str = "WITH f AS ( \
@@ -60,8 +59,7 @@ const RECORD_FINISHED: &str = "WITH f AS ( \
         FROM f \
         WHERE j.id = f.job_id AND j.lease_token = f.token AND j.state = 'processing' \
             AND (NOT f.only_if_expired OR coalesce(j.lease_expires_at, 0) < now_ms()) \
-        RETURNING j.id, j.seq, j.lease_token, j.started_at, j.state, j.has_dependents, \
-            j.queue \
+        RETURNING j.id, j.seq, j.lease_token, j.started_at, j.state, j.has_dependents \
     ), recorded AS ( \
         INSERT INTO attempts (job_seq, job_id, lease_token, worker_id, started_at, \
             finished_at, outcome, exit_code, error, output_tail, output, output_total, \
@@ -82,9 +80,14 @@ const RECORD_FINISHED: &str = "WITH f AS ( \
         DELETE FROM output_chunks c USING done d \
         WHERE c.job_id = d.id AND c.lease_token = d.lease_token \
     ) \
-    SELECT id, lease_token, state, has_dependents, \
-        EXISTS (SELECT 1 FROM queues q WHERE q.name = done.queue AND q.concurrency IS NOT NULL) \
-    FROM done";
+    SELECT id, lease_token, state, has_dependents FROM done";
+
+/// Whether any queue has a concurrency limit: then a run's end may have made room
+/// for a waiting job, and an [`Exchange::claim_if_freed`] round trip claims. Asked
+/// only on that path, instead of the claim and `NEXT_DUE_IN` it saves, so the hot
+/// `RECORD_FINISHED` stays as it was.
+const ANY_LIMITED_QUEUE: &str =
+    "SELECT EXISTS (SELECT 1 FROM queues WHERE concurrency IS NOT NULL)";
 
 /// Sets the worker of each job (`$1` ids, `$2` tokens, `$3` workers) still running
 /// under that lease.
@@ -209,7 +212,13 @@ pub(super) fn exchange_in(
     } else if ex.check_cancels {
         reply.cancel = read_cancels(db)?;
     }
-    reply.claim_skipped = ex.claim_if_freed && !freed && !requeued;
+    reply.claim_skipped = ex.claim_if_freed
+        && !freed
+        && !requeued
+        && !ex.finished.is_empty()
+        && !db
+            .query_one(ANY_LIMITED_QUEUE, &[])?
+            .try_get::<_, bool>(0)?;
     if !ex.claim_for.is_empty() && !reply.claim_skipped {
         if ex.process.is_none() {
             db.query(READ_STOP_AND_CANCELS, &[&"", &0i64, &false, &true])?;
@@ -332,8 +341,7 @@ fn record_finished(
         freed |= !matches!(
             state,
             JobState::Completed | JobState::Dead | JobState::Cancelled
-        ) || row.try_get::<_, bool>(3)?
-            || row.try_get::<_, bool>(4)?;
+        ) || row.try_get::<_, bool>(3)?;
         if row.try_get::<_, bool>(3)? {
             // Released dependents are new work for idle workers everywhere.
             requeued |= state == JobState::Completed;
@@ -358,7 +366,8 @@ struct Recorded {
     /// A recorded run put its job back to `pending` or released dependents: idle
     /// workers everywhere are woken.
     requeued: bool,
-    /// A recorded run may have made work claimable (`Exchange::claim_if_freed`).
+    /// A recorded run may have made work claimable: a retry or dependents
+    /// (`Exchange::claim_if_freed`; limited queues are asked apart).
     freed: bool,
 }
 
