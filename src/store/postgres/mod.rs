@@ -13,7 +13,7 @@
 //! - `connect`: the driver config, password lookup (`PGPASSWORD`, `.pgpass`),
 //!   scrubbing passwords from messages, and opening a connection;
 //! - `schema`: migrations (`0001_init.sql` beside it) and dropping a scratch schema;
-//! - `listen`: LISTEN/NOTIFY wake-ups;
+//! - `listen`: LISTEN/NOTIFY wake-ups, and which worker process is on duty for them;
 //! - `exchange`: a worker's round trip (record finished runs, renew, output, claim,
 //!   stop and cancel requests);
 //! - `jobs`: enqueue, reading, listing and counting jobs;

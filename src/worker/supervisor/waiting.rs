@@ -2,7 +2,9 @@
 //! the earliest of its timers (heartbeat, recovery, commit delay, the next due
 //! retry, prefetch hold, output shipping, spool capping, a full spool disk,
 //! recurring jobs, SIGKILL escalation, job deadlines), then handles everything that arrived. While the store is down, store
-//! timers wait for the retry so an overdue timer cannot spin the CPU.
+//! timers wait for the retry so an overdue timer cannot spin the CPU. A timer that
+//! fires also claims, in case a wake-up was missed; a PostgreSQL worker process not
+//! on duty (DECISIONS §26) does so at most every [`OFF_DUTY_POLL`].
 
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Instant;
