@@ -17,8 +17,13 @@ impl Supervisor {
     /// Waits for the next event or timer, then handles everything that arrived.
     pub(super) fn wait(&mut self) {
         let now = Instant::now();
-        self.duty
-            .set_ready(self.stop == StopRequest::None && self.slots.any_idle());
+        // Ready for a job: a slot is free and claims are not held back (stopping, a
+        // full spool disk), so a process on duty that cannot claim hands duty on.
+        self.duty.set_ready(
+            self.stop == StopRequest::None
+                && self.slots.any_idle()
+                && self.spool_space.recheck_at().is_none(),
+        );
         let mut store_timers = vec![self.next_beat, self.next_recovery];
         store_timers.extend(self.next_due);
         store_timers.extend(self.outbox.commit_deadline());
