@@ -23,6 +23,7 @@ use crate::job::{AttemptOutcome, Job, JobState, NewJob, Transition};
 mod activity;
 pub(crate) mod control;
 pub mod cron;
+pub mod duty;
 pub mod ids;
 mod layout;
 mod listing;
@@ -44,6 +45,7 @@ pub(crate) fn millis(d: Duration) -> i64 {
 
 pub use activity::Throughput;
 pub use cron::{CronEntry, CronFired, CronRun, NewCronEntry};
+pub use duty::Duty;
 pub use listing::{JobListing, JobOrder};
 pub use location::{IfMissing, Location, OpenFor, data_home, open, remove_scratch};
 pub(crate) use records::RecordStream;
@@ -215,6 +217,13 @@ pub struct Exchange<'a> {
     pub lease_timeout: Duration,
     /// The queues this process serves (`worker start --queue`); `None`: all.
     pub queues: Option<&'a [String]>,
+    /// A hint from a process on duty whose last claim came up short and that has
+    /// been woken by nothing since (DECISIONS §26): only work that this round trip's
+    /// finished runs free can be new to it, so a store may skip the claim (saying so
+    /// in [`ExchangeReply::claim_skipped`]) when every run it records ended
+    /// `completed`, `dead` or `cancelled` without dependents and no queue has a
+    /// concurrency limit. A store may always claim.
+    pub claim_if_freed: bool,
 }
 
 impl Exchange<'_> {
@@ -248,6 +257,9 @@ pub struct ExchangeReply {
     /// With [`Exchange::check_cancels`]: every running job a user cancelled (the
     /// worker stops those it runs; usually none).
     pub cancel: Vec<Lease>,
+    /// With [`Exchange::claim_if_freed`]: the claim was not run (nothing claimed,
+    /// `next_due_in` not read).
+    pub claim_skipped: bool,
 }
 
 /// Called when the store may have new work (a cross-process wake-up).
@@ -278,6 +290,14 @@ pub trait Store: Send {
     /// Starts delivering wake-ups to `wake` from a background thread, for what
     /// `wake_for` names. Callers still poll as a fallback.
     fn subscribe(&self, wake: Wake, wake_for: WakeFor) -> Result<()>;
+
+    /// [`Store::subscribe`] for a worker process: a store that can (PostgreSQL) tells
+    /// only the process on `duty` for its queue set when one job arrives; stop
+    /// requests, cancels and everything else still wake every process.
+    fn subscribe_worker(&self, wake: Wake, duty: Arc<Duty>) -> Result<()> {
+        let _ = duty;
+        self.subscribe(wake, WakeFor::Work)
+    }
 
     /// Whether another connection may have changed the store since the last call.
     /// Lets a worker ignore the wake-ups its own commits cause.

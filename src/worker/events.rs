@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::log;
-use crate::store::{Store, WakeFor};
+use crate::store::{Duty, Store};
 use crate::worker::exec::Execution;
 
 /// How long an idle worker waits without any wake-up before looking anyway.
@@ -29,13 +29,14 @@ pub enum Event {
     Signal(i32),
 }
 
-/// Starts cross-process wake-ups; returns the idle poll interval to use.
-pub fn subscribe(store: &dyn Store, events: &Sender<Event>) -> Duration {
+/// Starts cross-process wake-ups, with `duty` for the stores that wake one process
+/// per queue set for one job; returns the idle poll interval to use.
+pub fn subscribe(store: &dyn Store, events: &Sender<Event>, duty: &Arc<Duty>) -> Duration {
     let events = events.clone();
     let wake = Arc::new(move || {
         let _ = events.send(Event::Wake);
     });
-    match store.subscribe(wake, WakeFor::Work) {
+    match store.subscribe_worker(wake, Arc::clone(duty)) {
         Ok(()) => POLL_FALLBACK,
         Err(e) => {
             log::warn(&format!(

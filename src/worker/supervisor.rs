@@ -30,6 +30,7 @@ mod shipping;
 mod stops;
 mod waiting;
 
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -38,7 +39,7 @@ use crate::error::WorkerError;
 use crate::job::{Job, Outcome};
 use crate::log;
 use crate::store::{
-    AttemptFacts, Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store,
+    AttemptFacts, Duty, Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store,
     WorkerInfo,
 };
 use crate::worker::events::{self, Event};
@@ -58,6 +59,9 @@ use crate::worker::{platform, recovery, run_report};
 
 /// How often a recovery pass runs.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+/// How often an idle process not on duty claims on a timer (a safety net: the
+/// process on duty gets the wake-ups, DECISIONS §26).
+const OFF_DUTY_POLL: Duration = Duration::from_secs(5);
 
 /// Runs a worker process until it is stopped; see the module docs.
 pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, WorkerError> {
@@ -70,7 +74,8 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Work
     };
     let spool = Spool::new(store.spool_dir());
     spool.create()?;
-    let poll = events::subscribe(store.as_ref(), &events);
+    let duty = Arc::new(Duty::new(options.queues.as_deref()));
+    let poll = events::subscribe(store.as_ref(), &events, &duty);
     if options.handle_signals {
         events::forward_signals(events.clone());
     }
@@ -118,9 +123,12 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Work
         threads,
         inbox,
         poll,
+        duty,
+        next_timer_claim: Instant::now(),
         stop: StopRequest::None,
         outbox: Outbox::new(options.timings),
         want_claim: true,
+        full_claim: true,
         woken: true,
         next_beat: Instant::now(),
         next_recovery: Instant::now(),
@@ -171,10 +179,20 @@ struct Supervisor {
     threads: Vec<SlotThread>,
     inbox: Receiver<Event>,
     poll: Duration,
+    /// Whether this process is on duty for one-job wake-ups (PostgreSQL), and
+    /// whether it has a free slot (DECISIONS §26).
+    duty: Arc<Duty>,
+    /// Off duty, a timer claims no earlier than this ([`OFF_DUTY_POLL`]).
+    next_timer_claim: Instant,
     stop: StopRequest,
     /// Results and moves not yet committed (kept across store outages).
     outbox: Outbox,
     want_claim: bool,
+    /// Something other than a run of ours ending asked for a claim since the last
+    /// one: a wake-up, a timer, a recovery, or the last claim filled every slot.
+    /// Without it, a process on duty lets the store skip the claim of a round trip
+    /// whose finished runs free nothing (`Exchange::claim_if_freed`, DECISIONS §26).
+    full_claim: bool,
     /// Something outside may have changed (a commit elsewhere, a signal).
     woken: bool,
     next_beat: Instant,
@@ -274,6 +292,9 @@ impl Supervisor {
         } else {
             Default::default()
         };
+        // Never in a burst: its end is judged on a claim that came up short.
+        let claim_if_freed =
+            !claim_for.is_empty() && !self.full_claim && !self.options.burst && self.duty.on_duty();
         let asked = Instant::now();
         let exchange = Exchange {
             finished: self.outbox.finished(),
@@ -287,6 +308,7 @@ impl Supervisor {
             check_cancels: !self.slots.all_idle(),
             lease_timeout: self.config.lease_timeout,
             queues: self.options.queues.as_deref(),
+            claim_if_freed,
         };
         let writes = exchange.writes();
         let result = self.store.exchange(&exchange);
@@ -324,14 +346,18 @@ impl Supervisor {
                     self.refresh_config();
                 }
                 self.summary.round_trips += 1;
-                if !claim_for.is_empty() {
+                let claimed = !claim_for.is_empty() && !reply.claim_skipped;
+                if claimed {
                     self.summary.claim_round_trips += 1;
                     self.summary.empty_claims += u64::from(reply.claimed.is_empty());
                 }
                 let claimed_all = reply.claimed.len() == claim_for.len();
-                self.want_claim = !claim_for.is_empty() && claimed_all;
-                self.apply(reply, !claim_for.is_empty());
-                (!claim_for.is_empty()).then_some(claimed_all)
+                self.want_claim = claimed && claimed_all;
+                if claimed {
+                    self.full_claim = claimed_all;
+                }
+                self.apply(reply, claimed);
+                claimed.then_some(claimed_all)
             }
             Err(e) => {
                 self.store_retry.failed(now, &e);
@@ -465,6 +491,7 @@ impl Supervisor {
         match recovery::recover(self.store.as_mut(), &host, &self.spool, settled) {
             Ok(recovered) if !recovered.is_empty() => {
                 self.want_claim = true;
+                self.full_claim = true;
                 true
             }
             Ok(_) => false,

@@ -225,3 +225,59 @@ conformance_test!(
         assert_eq!(order, ["first", "second", "third"]);
     }
 );
+
+// `Exchange::claim_if_freed` (DECISIONS §26) lets a store skip the claim of a round
+// trip whose finished runs freed nothing; a run that made room in a limited queue,
+// or failed and may run again now, has freed something, and is claimed at once.
+conformance_test!(
+    a_claim_if_freed_still_claims_what_the_finished_runs_freed,
+    |stores| {
+        let mut store = stores.open();
+        let mut limited: Vec<_> = ["l1", "l2"].iter().map(|id| crate::new_job(id)).collect();
+        for job in &mut limited {
+            job.queue = "limited".into();
+        }
+        store.enqueue(&limited).expect("enqueue");
+        store
+            .set_queue(
+                "limited",
+                queuectl::store::QueueChange::Concurrency(Some(1)),
+            )
+            .expect("limit");
+        let first = claim(&mut *store, "w1", LONG_LEASE).expect("a job to claim");
+        assert!(
+            claim(&mut *store, "w1", LONG_LEASE).is_none(),
+            "the limit holds"
+        );
+        let workers = ["w1".to_owned()];
+        let reply = exchange(
+            &mut *store,
+            &Exchange {
+                finished: &[succeeded(&first)],
+                claim_for: &workers,
+                lease_timeout: LONG_LEASE,
+                claim_if_freed: true,
+                ..Exchange::default()
+            },
+        );
+        let ids: Vec<&str> = reply.claimed.iter().map(|(_, j)| j.id.as_str()).collect();
+        assert_eq!(ids, ["l2"], "the room the first run left");
+        assert!(!reply.claim_skipped);
+
+        // A failed run with no backoff is claimable again at once.
+        let second = reply.claimed[0].1.clone();
+        let retry = failed(&second, &crate::no_backoff());
+        let reply = exchange(
+            &mut *store,
+            &Exchange {
+                finished: &[retry],
+                claim_for: &workers,
+                lease_timeout: LONG_LEASE,
+                claim_if_freed: true,
+                ..Exchange::default()
+            },
+        );
+        let ids: Vec<&str> = reply.claimed.iter().map(|(_, j)| j.id.as_str()).collect();
+        assert_eq!(ids, ["l2"], "the failed job, again");
+    }
+);

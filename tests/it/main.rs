@@ -22,6 +22,7 @@ mod dependencies;
 mod disk_full;
 mod display;
 mod dlq;
+mod duty;
 mod enqueue;
 mod execution;
 mod hostile_text;

@@ -38,7 +38,7 @@ const NEXT_DUE_IN: &str = "SELECT min(next_run_at) - now_ms() FROM jobs \
 /// where the job is still `processing` under that lease (and, for runs flagged
 /// `only_if_expired`, the lease expired), records the attempt with its kept output
 /// and facts unless the run was released unstarted, deletes the run's output chunks,
-/// and returns the `(id, lease_token, state)` of the jobs it changed. Attempts are
+/// and returns the `(id, lease_token, state, has_dependents)` of the jobs it changed. Attempts are
 /// keyed by the job's `seq`, not its random id, so the rows of one round trip append
 /// at the right edge of `attempts_pkey` (DECISIONS.md §17).
 const RECORD_FINISHED: &str = "WITH f AS ( \
@@ -82,6 +82,13 @@ const RECORD_FINISHED: &str = "WITH f AS ( \
         WHERE c.job_id = d.id AND c.lease_token = d.lease_token \
     ) \
     SELECT id, lease_token, state, has_dependents FROM done";
+
+/// Whether any queue has a concurrency limit: then a run's end may have made room
+/// for a waiting job, and an [`Exchange::claim_if_freed`] round trip claims. Asked
+/// only on that path, instead of the claim and `NEXT_DUE_IN` it saves, so the hot
+/// `RECORD_FINISHED` stays as it was.
+const ANY_LIMITED_QUEUE: &str =
+    "SELECT EXISTS (SELECT 1 FROM queues WHERE concurrency IS NOT NULL)";
 
 /// Sets the worker of each job (`$1` ids, `$2` tokens, `$3` workers) still running
 /// under that lease.
@@ -181,7 +188,7 @@ pub(super) fn exchange_in(
 ) -> Step<ExchangeReply> {
     let lease_ms = millis(ex.lease_timeout);
     let mut reply = ExchangeReply::default();
-    let requeued = record_finished(db, ex.finished, &mut reply.rejected)?;
+    let Recorded { requeued, freed } = record_finished(db, ex.finished, &mut reply.rejected)?;
     reassign(db, ex.reassign)?;
     reply.lost = renew(db, ex.renew, lease_ms)?;
     output::store_chunks(db, ex.output)?;
@@ -206,13 +213,20 @@ pub(super) fn exchange_in(
     } else if ex.check_cancels {
         reply.cancel = read_cancels(db)?;
     }
-    if !ex.claim_for.is_empty() {
+    reply.claim_skipped = ex.claim_if_freed
+        && !freed
+        && !requeued
+        && !ex.finished.is_empty()
+        && !db
+            .query_one(ANY_LIMITED_QUEUE, &[])?
+            .try_get::<_, bool>(0)?;
+    if !ex.claim_for.is_empty() && !reply.claim_skipped {
         if ex.process.is_none() {
             db.query(READ_STOP_AND_CANCELS, &[&"", &0i64, &false, &true])?;
         }
         reply.claimed = claim(db, ex.claim_for, lease_ms, ex.queues)?;
     }
-    if reply.claimed.len() < ex.claim_for.len() {
+    if reply.claimed.len() < ex.claim_for.len() && !reply.claim_skipped {
         let row = db.query_one(NEXT_DUE_IN, &[])?;
         let due: Option<i64> = row.try_get(0)?;
         reply.next_due_in = due.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
@@ -227,14 +241,14 @@ pub(super) fn exchange_in(
 /// Records finished runs in one statement, each fenced like SQLite's
 /// `record_finished`: only while the job is still `processing` under that lease (and,
 /// for recovery, only once the lease expired). Runs not recorded go to `rejected`.
-/// Returns whether a recorded run put its job back to `pending`.
+/// Returns what the recorded runs made claimable ([`Recorded`]).
 fn record_finished(
     db: &mut Db<'_, Transaction<'_>>,
     finished: &[Finished],
     rejected: &mut Vec<Lease>,
-) -> Step<bool> {
+) -> Step<Recorded> {
     if finished.is_empty() {
-        return Ok(false);
+        return Ok(Recorded::default());
     }
     // A lease reported twice is recorded once; the copy is rejected, as the second
     // of two sequential writes would be.
@@ -316,6 +330,7 @@ fn record_finished(
     )?;
     let mut recorded = HashSet::new();
     let mut requeued = false;
+    let mut freed = false;
     let mut settle = Vec::new();
     for row in &rows {
         let id: String = row.try_get(0)?;
@@ -324,6 +339,12 @@ fn record_finished(
             .parse()
             .map_err(|e: crate::error::InputError| StoreError::unavailable(e.to_string()))?;
         requeued |= state == JobState::Pending;
+        // What may be claimable now that was not: a retry, dependents, room in a
+        // limited queue (`Exchange::claim_if_freed`).
+        freed |= !matches!(
+            state,
+            JobState::Completed | JobState::Dead | JobState::Cancelled
+        ) || row.try_get::<_, bool>(3)?;
         if row.try_get::<_, bool>(3)? {
             // Released dependents are new work for idle workers everywhere.
             requeued |= state == JobState::Completed;
@@ -339,7 +360,18 @@ fn record_finished(
             rejected.push(f.lease.clone());
         }
     }
-    Ok(requeued)
+    Ok(Recorded { requeued, freed })
+}
+
+/// What [`record_finished`] changed for claimers.
+#[derive(Default)]
+struct Recorded {
+    /// A recorded run put its job back to `pending` or released dependents: idle
+    /// workers everywhere are woken.
+    requeued: bool,
+    /// A recorded run may have made work claimable: a retry or dependents
+    /// (`Exchange::claim_if_freed`; limited queues are asked apart).
+    freed: bool,
 }
 
 /// Records which worker runs a job that moved between slots of one process.

@@ -11,7 +11,7 @@
 use postgres::types::ToSql;
 use postgres::{GenericClient, Transaction};
 
-use super::listen::notify;
+use super::listen::{notify, notify_one_job};
 use super::{Db, Step, driver_error, duplicate_id, is_unique_violation, millis, read_settings};
 use crate::config::Config;
 use crate::error::StoreError;
@@ -249,7 +249,11 @@ pub(super) fn enqueue_in(
     if !unknown.is_empty() {
         return Err(StoreError::UnknownAfter(unknown));
     }
-    if !jobs.is_empty() {
+    // One job wakes only the duty holders; more wake every process, as each may
+    // take some (DECISIONS §26).
+    if jobs.len() == 1 {
+        notify_one_job(db, channel)?;
+    } else if !jobs.is_empty() {
         notify(db, channel)?;
     }
     let created_at = match now {

@@ -13,7 +13,7 @@
 //! - `connect`: the driver config, password lookup (`PGPASSWORD`, `.pgpass`),
 //!   scrubbing passwords from messages, and opening a connection;
 //! - `schema`: migrations (`0001_init.sql` beside it) and dropping a scratch schema;
-//! - `listen`: LISTEN/NOTIFY wake-ups;
+//! - `listen`: LISTEN/NOTIFY wake-ups, and which worker process is on duty for them;
 //! - `exchange`: a worker's round trip (record finished runs, renew, output, claim,
 //!   stop and cancel requests);
 //! - `jobs`: enqueue, reading, listing and counting jobs;
@@ -54,15 +54,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread;
 
 use postgres::{Client, GenericClient, Transaction};
 
 use super::{
-    AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Emit, Enqueued, Exchange,
-    ExchangeReply, IfMissing, JobRecord, Lease, LeaseCheck, NewCronEntry, OutputRead, QueueChange,
-    QueueRow, Result, RunningJob, StopRequest, Store, Wake, WakeFor, WorkerInfo, WorkerRow,
-    WorkerState,
+    AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Duty, Emit, Enqueued,
+    Exchange, ExchangeReply, IfMissing, JobRecord, Lease, LeaseCheck, NewCronEntry, OutputRead,
+    QueueChange, QueueRow, Result, RunningJob, StopRequest, Store, Wake, WakeFor, WorkerInfo,
+    WorkerRow, WorkerState,
 };
 use crate::error::StoreError;
 use crate::job::{self, Cancel, Job, JobState, NewJob};
@@ -281,7 +282,18 @@ impl Store for PgStore {
         let channel = self.channel.clone();
         thread::Builder::new()
             .name("pg-listen".into())
-            .spawn(move || listen::listen_forever(&config, &channel, &wake))
+            .spawn(move || listen::listen_forever(&config, &channel, &wake, None))
+            .map_err(|e| StoreError::io("cannot start a thread", e))?;
+        Ok(())
+    }
+
+    fn subscribe_worker(&self, wake: Wake, duty: Arc<Duty>) -> Result<()> {
+        let config = self.config.clone();
+        let channel = self.channel.clone();
+        let duty = listen::DutyLock::new(&self.location.schema, duty);
+        thread::Builder::new()
+            .name("pg-listen".into())
+            .spawn(move || listen::listen_forever(&config, &channel, &wake, Some(&duty)))
             .map_err(|e| StoreError::io("cannot start a thread", e))?;
         Ok(())
     }

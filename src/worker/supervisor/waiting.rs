@@ -2,12 +2,14 @@
 //! the earliest of its timers (heartbeat, recovery, commit delay, the next due
 //! retry, prefetch hold, output shipping, spool capping, a full spool disk,
 //! recurring jobs, SIGKILL escalation, job deadlines), then handles everything that arrived. While the store is down, store
-//! timers wait for the retry so an overdue timer cannot spin the CPU.
+//! timers wait for the retry so an overdue timer cannot spin the CPU. A timer that
+//! fires also claims, in case a wake-up was missed; a PostgreSQL worker process not
+//! on duty (DECISIONS §26) does so at most every [`OFF_DUTY_POLL`].
 
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Instant;
 
-use super::{Supervisor, stops};
+use super::{OFF_DUTY_POLL, Supervisor, stops};
 use crate::store::StopRequest;
 use crate::worker::events::Event;
 
@@ -15,6 +17,13 @@ impl Supervisor {
     /// Waits for the next event or timer, then handles everything that arrived.
     pub(super) fn wait(&mut self) {
         let now = Instant::now();
+        // Ready for a job: a slot is free and claims are not held back (stopping, a
+        // full spool disk), so a process on duty that cannot claim hands duty on.
+        self.duty.set_ready(
+            self.stop == StopRequest::None
+                && self.slots.any_idle()
+                && self.spool_space.recheck_at().is_none(),
+        );
         let mut store_timers = vec![self.next_beat, self.next_recovery];
         store_timers.extend(self.next_due);
         store_timers.extend(self.outbox.commit_deadline());
@@ -49,10 +58,24 @@ impl Supervisor {
             }
         };
         if first.is_none() {
-            // A timer fired: a retry may be due, or a wake-up was missed.
-            self.want_claim = true;
-            if self.next_due.is_some_and(|at| Instant::now() >= at) {
+            // A timer fired: a retry may be due, or a wake-up was missed. Off duty,
+            // one-job wake-ups go to another process, so a missed one is looked
+            // for less often (DECISIONS §26); not in a burst, which claims again
+            // on its timers to see whether it may end.
+            let now = Instant::now();
+            if self.next_due.is_some_and(|at| now >= at) {
                 self.next_due = None;
+                self.want_claim = true;
+                self.full_claim = true;
+            }
+            if !self.duty.supported()
+                || self.duty.on_duty()
+                || self.options.burst
+                || now >= self.next_timer_claim
+            {
+                self.want_claim = true;
+                self.full_claim = true;
+                self.next_timer_claim = now + OFF_DUTY_POLL;
             }
         }
         let rest = std::iter::from_fn(|| self.inbox.try_recv().ok());
@@ -70,6 +93,9 @@ impl Supervisor {
                 // are skipped unless another connection committed. With a slot free
                 // every wake-up is taken: the event can arrive while another
                 // process's commit is still in flight, before it is visible.
+                // Even one not acted on: the next claim, when a slot frees, must
+                // look at everything (`full_claim`).
+                self.full_claim = true;
                 let slot_free = self.slots.any_idle();
                 if slot_free || self.store.changed_elsewhere() {
                     self.woken = true;
