@@ -27,6 +27,8 @@
 //! - `access`: opening a store this user can only read, and the errors for a
 //!   read-only or missing store;
 //! - `wal`: holding the file alone, keeping the WAL short;
+//! - `support`: what the parts share: rows into jobs and attempts, sibling files,
+//!   the clock, and what a SQLite error means;
 //! - `wake`: the doorbell that wakes workers when there is work, and the WAL watch
 //!   that wakes `wait` and `logs -f` on every commit;
 //! - `exchange`: the worker round trip (finished runs, renewals, output, claims);
@@ -51,15 +53,12 @@
 //! trip.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, ErrorCode, Row, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
-use super::rows::{self, Columns};
 use super::{
     AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Emit, Enqueued, Exchange,
     ExchangeReply, IfMissing, JobRecord, Lease, LeaseCheck, NewCronEntry, OpenFor, OutputRead,
@@ -67,8 +66,6 @@ use super::{
     WorkerRow, WorkerState,
 };
 use crate::config::Config;
-use crate::error::InputError;
-use crate::error::StoreError;
 use crate::job::{self, Cancel, Job, JobState, NewJob};
 
 mod access;
@@ -86,10 +83,15 @@ mod output;
 mod schedule;
 mod schema;
 mod stats;
+mod support;
 mod transfer;
 mod wake;
 mod wal;
 mod workers;
+
+use super::millis;
+pub(super) use support::remove_files;
+use support::{attempt_from_row, db_error, is_busy, job_from_row, now_ms, sibling};
 
 /// How long a statement waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -512,104 +514,7 @@ impl Store for SqliteStore {
     }
 }
 
-/// [`rows::job_from_row`] as a plain function of any row, as rusqlite's row callbacks
-/// want it.
-fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
-    rows::job_from_row(r)
-}
-
-/// [`rows::attempt_from_row`], likewise.
-fn attempt_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<AttemptRecord> {
-    rows::attempt_from_row(r, at)
-}
-
-impl Columns for Row<'_> {
-    type Error = rusqlite::Error;
-
-    fn int(&self, at: usize) -> rusqlite::Result<i64> {
-        self.get(at)
-    }
-
-    fn opt_int(&self, at: usize) -> rusqlite::Result<Option<i64>> {
-        self.get(at)
-    }
-
-    fn text(&self, at: usize) -> rusqlite::Result<String> {
-        self.get(at)
-    }
-
-    fn opt_text(&self, at: usize) -> rusqlite::Result<Option<String>> {
-        self.get(at)
-    }
-
-    fn flag(&self, at: usize) -> rusqlite::Result<bool> {
-        self.get(at)
-    }
-
-    fn invalid(&self, at: usize, problem: InputError) -> rusqlite::Error {
-        rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, problem.into())
-    }
-}
-
-/// Deletes a store's files: the database, its WAL and shared-memory index, and its
-/// spool directory (see [`super::remove_scratch`]).
-pub(super) fn remove_files(path: &Path) -> Result<()> {
-    let gone = |result: std::io::Result<()>| match result {
-        Err(e) if e.kind() != ErrorKind::NotFound => Err(StoreError::io(
-            format!("could not delete the scratch store {}", path.display()),
-            e,
-        )),
-        _ => Ok(()),
-    };
-    gone(fs::remove_dir_all(sibling(path, ".spool")))?;
-    // The store first: a worker's doorbell watcher that sees its doorbell go then
-    // finds the store gone too, and does not create the doorbell again.
-    for file in [
-        path.to_owned(),
-        wal::wal_path(path),
-        sibling(path, "-shm"),
-        wake::doorbell_path(path),
-    ] {
-        gone(fs::remove_file(file))?;
-    }
-    Ok(())
-}
-
-/// The file or directory named after the store's file plus `suffix`.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(suffix);
-    path.with_file_name(name)
-}
-
 /// Attempts finished since `?1`, per bucket of `?2` ms: (index, succeeded, all).
 const THROUGHPUT: &str = "SELECT (finished_at - ?1) / ?2 AS b, \
     sum(outcome = 'succeeded'), count(*) FROM attempts WHERE finished_at >= ?1 \
     GROUP BY b";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-use super::millis;
-
-/// Whether SQLite answered "busy" or "locked": another connection holds the lock.
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    )
-}
-
-fn db_error(e: rusqlite::Error) -> StoreError {
-    let hint = match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            "; another process held the store for too long, try again"
-        }
-        Some(ErrorCode::DiskFull) => "; free some disk space",
-        _ => "",
-    };
-    StoreError::unavailable_because(format!("SQLite error: {e}{hint}"), e)
-}

@@ -2,14 +2,14 @@
 //!
 //! Two signals, both seen through inotify:
 //! - **The doorbell** (`STORE-wake`, beside the store): rung by a write that makes
-//!   work for workers ([`WakeFor::Work`]): enqueue, import, retry, cancel, stop
+//!   work for workers ([`crate::store::WakeFor::Work`]): enqueue, import, retry, cancel, stop
 //!   requests, queue and cron changes, and a worker round trip that put a run back to
 //!   `pending` or released dependents; the same writes that NOTIFY on PostgreSQL.
 //!   Workers watch the doorbell file itself, so a worker's own claims and finishes
 //!   (and other workers' ones) do not wake it: a busy worker used to be woken two
 //!   or three times per job by its own WAL writes.
 //! - **The WAL**: every commit writes it, so `wait` and `logs -f`
-//!   ([`WakeFor::AnyChange`]) learn of job ends and shipped output at once. Its
+//!   ([`crate::store::WakeFor::AnyChange`]) learn of job ends and shipped output at once. Its
 //!   directory is watched, since a checkpoint may delete the file.
 //!
 //! Invariants: the doorbell is rung after the commit it announces, so a woken worker
