@@ -17,14 +17,16 @@
 //! background cleaning (`retention`). Parts of the round have files of their own:
 //! stopping runs at their deadline or on a cancel ([`stops`]), shipping the output
 //! of long runs and capping their spool files ([`shipping`]), squaring the books
-//! with the store after a lost reply ([`reconciling`]), waiting for the next event or timer ([`waiting`]),
-//! enqueueing the runs of recurring jobs ([`cron_tick`]), and stopping the process
+//! with the store after a lost reply ([`reconciling`]), waiting for the next event
+//! or timer ([`waiting`]), settling a run's end ([`finishing`]), enqueueing the runs
+//! of recurring jobs ([`cron_tick`]), and stopping the process
 //! on a signal, `worker stop` or `--burst`, then shutting down ([`exit`]). What the
 //! process does is also reported, as it happens, to the sink of
 //! [`Options::on_notice`] (`worker::notice`).
 
 mod cron_tick;
 mod exit;
+mod finishing;
 mod reconciling;
 mod shipping;
 mod stops;
@@ -36,14 +38,12 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::WorkerError;
-use crate::job::{Job, Outcome};
+use crate::job::Job;
 use crate::log;
 use crate::store::{
-    AttemptFacts, Duty, Exchange, ExchangeReply, Finished, Lease, ProcessKey, StopRequest, Store,
-    WorkerInfo,
+    Duty, Exchange, ExchangeReply, Lease, ProcessKey, StopRequest, Store, WorkerInfo,
 };
 use crate::worker::events::{self, Event};
-use crate::worker::exec::Execution;
 use crate::worker::guard::Guard;
 use crate::worker::notice::{Notice, StopReason};
 use crate::worker::options::{Executor, Options, Summary};
@@ -523,81 +523,5 @@ impl Supervisor {
         if let Ok(settings) = self.store.settings() {
             self.config = Config::from_stored(&settings);
         }
-    }
-
-    /// Slot `index` reports that its run ended: the slot takes its next job, and the
-    /// result goes to the outbox (unless the lease was lost).
-    fn finish(&mut self, index: usize, execution: Execution) {
-        let Some(slot) = self.slots.get_mut(index) else {
-            return;
-        };
-        let Some(run) = slot.end(Instant::now()) else {
-            return;
-        };
-        let worker_id = slot.worker_id.clone();
-        let next = slot.queued.pop_front();
-        if matches!(execution.outcome, Outcome::Interrupted { .. }) {
-            self.spool_space.suspect(Instant::now());
-        }
-        self.want_claim = true;
-        let took = run.started.elapsed();
-        if run.lost {
-            self.summary.interrupted += 1;
-        } else {
-            self.record_end(worker_id, run, execution, took);
-        }
-        // After the end is logged, so a worker's log never shows its next job
-        // starting before its last one ended.
-        match next {
-            Some(next) => self.start(index, next),
-            None => self.rebalance(),
-        }
-    }
-
-    /// Settles a run that ended under its lease: logs and announces the end, and
-    /// puts the result in the outbox for the next round trip.
-    fn record_end(
-        &mut self,
-        worker_id: String,
-        run: crate::worker::slots::Run,
-        execution: Execution,
-        took: Duration,
-    ) {
-        let job = &run.job;
-        let (forced, ended) = stopping::decide(run.forced, run.ending, execution.outcome);
-        if run_report::reads_backoff(forced, &ended) {
-            // backoff-base is read when a failure happens.
-            self.refresh_config();
-        }
-        let (outcome, transition) = run_report::settle(job, forced, &ended, &self.config.backoff);
-        self.summary.count(outcome);
-        if self.options.log_jobs {
-            let line = run_report::end_line(&worker_id, job, &ended, took, &transition);
-            log::info(&line);
-        }
-        self.notify(&Notice::JobEnded {
-            worker: &worker_id,
-            job,
-            attempt: job.attempts + 1,
-            outcome,
-            exit_code: transition.exit_code,
-            error: transition.last_error.as_deref(),
-            took,
-            state: transition.state,
-        });
-        let finished = Finished {
-            lease: lease_of(job),
-            worker_id: Some(worker_id),
-            outcome,
-            transition,
-            output_tail: execution.output_tail,
-            output: execution.output,
-            facts: AttemptFacts {
-                host: Some(self.process.host.clone()),
-                ..execution.facts
-            },
-            only_if_expired: false,
-        };
-        self.outbox.record(finished, Instant::now());
     }
 }
