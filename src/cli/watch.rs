@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use crate::store::{Store, WakeFor};
+use crate::store::Store;
 
 /// The longest a change can go unseen when the store did not signal it.
 pub const FALLBACK: Duration = Duration::from_millis(250);
@@ -40,7 +40,7 @@ impl Watch {
         let wake = Arc::new(move || {
             let _ = sender.send(());
         });
-        let wakes = match store.subscribe(wake, WakeFor::AnyChange) {
+        let wakes = match store.subscribe(wake) {
             Ok(()) => Some(receiver),
             Err(e) => {
                 crate::log::warn(&format!(

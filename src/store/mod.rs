@@ -265,20 +265,6 @@ pub struct ExchangeReply {
 /// Called when the store may have new work (a cross-process wake-up).
 pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
-/// What a subscriber wants to be woken for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WakeFor {
-    /// Work for workers: jobs made claimable (enqueue, import, retry, a run put back
-    /// to `pending`, dependents released), stop and cancel requests, queue and cron
-    /// changes. A worker's own claims and plain finishes wake no one, so idle and
-    /// busy workers are not woken by each other's routine commits. PostgreSQL:
-    /// `NOTIFY`; SQLite: the store's doorbell file (`sqlite::wake`).
-    Work,
-    /// Any commit (`wait`, `logs -f`): job ends and shipped output too. PostgreSQL
-    /// has only the work wake-ups, and its watchers poll for the rest.
-    AnyChange,
-}
-
 /// The operations queuectl needs from a backend. Each method is one transaction.
 pub trait Store: Send {
     /// Where this store is, safe to print.
@@ -287,17 +273,18 @@ pub trait Store: Send {
     /// The directory for per-attempt output files and run markers on this host.
     fn spool_dir(&self) -> PathBuf;
 
-    /// Starts delivering wake-ups to `wake` from a background thread, for what
-    /// `wake_for` names. Callers still poll as a fallback.
-    fn subscribe(&self, wake: Wake, wake_for: WakeFor) -> Result<()>;
+    /// Starts delivering wake-ups to `wake` from a background thread, for watchers
+    /// (`wait`, `logs -f`): on SQLite every commit, job ends and shipped output
+    /// included; PostgreSQL has only its `NOTIFY`s, and its watchers poll for the
+    /// rest. Callers still poll as a fallback.
+    fn subscribe(&self, wake: Wake) -> Result<()>;
 
-    /// [`Store::subscribe`] for a worker process: a store that can (PostgreSQL) tells
-    /// only the process on `duty` for its queue set when one job arrives; stop
-    /// requests, cancels and everything else still wake every process.
-    fn subscribe_worker(&self, wake: Wake, duty: Arc<Duty>) -> Result<()> {
-        let _ = duty;
-        self.subscribe(wake, WakeFor::Work)
-    }
+    /// Wake-ups for a worker process: only work (jobs made claimable, stop and
+    /// cancel requests, queue and cron changes; a worker's own claims and plain
+    /// finishes wake no one). PostgreSQL: `NOTIFY`, a one-job enqueue heard only by
+    /// the process on `duty` for its queue set; SQLite: the store's doorbell file
+    /// (`sqlite::wake`).
+    fn subscribe_worker(&self, wake: Wake, duty: Arc<Duty>) -> Result<()>;
 
     /// Whether another connection may have changed the store since the last call.
     /// Lets a worker ignore the wake-ups its own commits cause.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use queuectl::store::WakeFor;
+use queuectl::store::Duty;
 
 use crate::{conformance_test, enqueue, wait_until};
 
@@ -14,11 +14,11 @@ conformance_test!(an_enqueue_by_another_connection_wakes_a_worker, |stores| {
     let woken = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&woken);
     subscriber
-        .subscribe(
+        .subscribe_worker(
             Arc::new(move || {
                 counter.fetch_add(1, Ordering::SeqCst);
             }),
-            WakeFor::Work,
+            Arc::new(Duty::new(None)),
         )
         .expect("subscribe");
     let mut other = stores.open();

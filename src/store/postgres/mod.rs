@@ -62,8 +62,8 @@ use postgres::{Client, GenericClient, Transaction};
 use super::{
     AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Duty, Emit, Enqueued,
     Exchange, ExchangeReply, IfMissing, JobRecord, Lease, LeaseCheck, NewCronEntry, OutputRead,
-    QueueChange, QueueRow, Result, RunningJob, StopRequest, Store, Wake, WakeFor, WorkerInfo,
-    WorkerRow, WorkerState,
+    QueueChange, QueueRow, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo, WorkerRow,
+    WorkerState,
 };
 use crate::error::StoreError;
 use crate::job::{self, Cancel, Job, JobState, NewJob};
@@ -276,8 +276,7 @@ impl Store for PgStore {
             .join(safe_file_name(&name))
     }
 
-    /// Both kinds of subscriber LISTEN: only work is notified (see [`WakeFor`]).
-    fn subscribe(&self, wake: Wake, _wake_for: WakeFor) -> Result<()> {
+    fn subscribe(&self, wake: Wake) -> Result<()> {
         let config = self.config.clone();
         let channel = self.channel.clone();
         thread::Builder::new()

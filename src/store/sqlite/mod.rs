@@ -54,15 +54,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{
-    AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Emit, Enqueued, Exchange,
-    ExchangeReply, IfMissing, JobRecord, Lease, LeaseCheck, NewCronEntry, OpenFor, OutputRead,
-    QueueChange, QueueRow, Result, RunningJob, StopRequest, Store, Wake, WakeFor, WorkerInfo,
+    AttemptRecord, CleanRequest, Cleaned, Counts, CronEntry, CronFired, Duty, Emit, Enqueued,
+    Exchange, ExchangeReply, IfMissing, JobRecord, Lease, LeaseCheck, NewCronEntry, OpenFor,
+    OutputRead, QueueChange, QueueRow, Result, RunningJob, StopRequest, Store, Wake, WorkerInfo,
     WorkerRow, WorkerState,
 };
 use crate::config::Config;
@@ -273,18 +274,13 @@ impl Store for SqliteStore {
         sibling(&self.path, ".spool")
     }
 
-    fn subscribe(&self, wake: Wake, wake_for: WakeFor) -> Result<()> {
-        let dir = match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        match wake_for {
-            WakeFor::Work => wake::watch_doorbell(&self.path, wake),
-            WakeFor::AnyChange => {
-                let wal = wal::wal_path(&self.path);
-                wake::watch(&dir, wal.file_name().unwrap_or_default().into(), wake)
-            }
-        }
+    fn subscribe(&self, wake: Wake) -> Result<()> {
+        wake::watch_through_directory(&wal::wal_path(&self.path), wake)
+    }
+
+    /// Duty is PostgreSQL's: every SQLite worker hears the doorbell.
+    fn subscribe_worker(&self, wake: Wake, _duty: Arc<Duty>) -> Result<()> {
+        wake::watch_doorbell(&self.path, wake)
     }
 
     fn changed_elsewhere(&mut self) -> bool {

@@ -2,14 +2,14 @@
 //!
 //! Two signals, both seen through inotify:
 //! - **The doorbell** (`STORE-wake`, beside the store): rung by a write that makes
-//!   work for workers ([`crate::store::WakeFor::Work`]): enqueue, import, retry, cancel, stop
+//!   work for workers (`Store::subscribe_worker`): enqueue, import, retry, cancel, stop
 //!   requests, queue and cron changes, and a worker round trip that put a run back to
 //!   `pending` or released dependents; the same writes that NOTIFY on PostgreSQL.
 //!   Workers watch the doorbell file itself, so a worker's own claims and finishes
 //!   (and other workers' ones) do not wake it: a busy worker used to be woken two
 //!   or three times per job by its own WAL writes.
 //! - **The WAL**: every commit writes it, so `wait` and `logs -f`
-//!   ([`crate::store::WakeFor::AnyChange`]) learn of job ends and shipped output at once. Its
+//!   (`Store::subscribe`) learn of job ends and shipped output at once. Its
 //!   directory is watched, since a checkpoint may delete the file.
 //!
 //! Invariants: the doorbell is rung after the commit it announces, so a woken worker
@@ -65,12 +65,7 @@ pub(super) fn watch_doorbell(path: &Path, wake: Wake) -> Result<()> {
     let mut inotify =
         inotify::Inotify::init().map_err(|e| StoreError::io("inotify unavailable", e))?;
     if add_doorbell_watch(&inotify, &store).is_err() {
-        let bell = doorbell_path(path);
-        let dir = match bell.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        return watch(&dir, bell.file_name().unwrap_or_default().into(), wake);
+        return watch_through_directory(&doorbell_path(path), wake);
     }
     thread::Builder::new()
         .name("doorbell".into())
@@ -108,14 +103,22 @@ fn add_doorbell_watch(inotify: &inotify::Inotify, store: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Calls `wake` whenever the file `name` in `dir` is created or written, from a
-/// thread of its own: for the WAL, which a checkpoint may delete and a commit
-/// create again, so its directory is watched.
-pub(super) fn watch(dir: &Path, name: PathBuf, wake: Wake) -> Result<()> {
+/// Calls `wake` whenever `file` is created or written, from a thread of its own,
+/// watching its directory: for the WAL, which a checkpoint may delete and a commit
+/// create again.
+pub(super) fn watch_through_directory(file: &Path, wake: Wake) -> Result<()> {
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = PathBuf::from(file.file_name().unwrap_or_default());
     let inotify = inotify::Inotify::init().map_err(|e| StoreError::io("inotify unavailable", e))?;
     inotify
         .watches()
-        .add(dir, inotify::WatchMask::MODIFY | inotify::WatchMask::CREATE)
+        .add(
+            &dir,
+            inotify::WatchMask::MODIFY | inotify::WatchMask::CREATE,
+        )
         .map_err(|e| StoreError::io(format!("cannot watch {}", dir.display()), e))?;
     thread::Builder::new()
         .name("wal-watch".into())
