@@ -23,7 +23,7 @@
 //! finished attempts.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
@@ -81,7 +81,9 @@ pub struct Execution {
 
 /// Runs attempt `token` of `job` and waits for it, keeping at most about
 /// `output_limit` bytes of its output. `spawned` is called once the process has
-/// started.
+/// started. (The worker does not block like this: it starts the attempt with
+/// [`start_shell`] and finishes it with [`finish_shell`] once its pidfd says the
+/// shell has exited.)
 pub fn run_shell(
     job: &Job,
     token: i64,
@@ -90,6 +92,56 @@ pub fn run_shell(
     output_limit: u64,
     spawned: &dyn Fn(),
 ) -> Execution {
+    match start_shell(job, token, files, handle, output_limit, spawned) {
+        Ok(shell) => {
+            wait_without_reaping(shell.pid);
+            finish_shell(shell, files, handle)
+        }
+        Err(ended) => *ended,
+    }
+}
+
+/// The shell of a running attempt, exited or not, never reaped before
+/// [`finish_shell`]: its pid, and with it its process group id, stay ours.
+#[derive(Debug)]
+pub struct Shell {
+    /// The shell's pid, which is also its process group id.
+    pub pid: i32,
+    /// Readable once the shell has exited; `None` where the kernel has no pidfds
+    /// (before Linux 5.3): then [`Shell::has_exited`] is asked on a short timer.
+    pub exit_fd: Option<OwnedFd>,
+    output_limit: u64,
+}
+
+impl Shell {
+    /// Whether the shell has exited (it stays unreaped).
+    pub fn has_exited(&self) -> bool {
+        // SAFETY: siginfo_t is plain data, and waitid only writes into it.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let rc = libc::waitid(
+                libc::P_PID,
+                self.pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+            );
+            // With WNOHANG, si_pid stays 0 while the child runs.
+            rc != 0 || info.si_pid() != 0
+        }
+    }
+}
+
+/// Starts attempt `token` of `job` in the background, keeping at most about
+/// `output_limit` bytes of its output once it ends; `spawned` is called once the
+/// process has started. An attempt that cannot start ends here, as the error.
+pub fn start_shell(
+    job: &Job,
+    token: i64,
+    files: &mut SlotFiles,
+    handle: &RunHandle,
+    output_limit: u64,
+    spawned: &dyn Fn(),
+) -> Result<Shell, Box<Execution>> {
     let failed = |error: String| Execution {
         outcome: Outcome::Failed {
             exit_code: None,
@@ -108,28 +160,50 @@ pub fn run_shell(
         facts: AttemptFacts::default(),
     };
     if !Path::new(&job.cwd).is_dir() {
-        return failed(format!(
+        return Err(Box::new(failed(format!(
             "working directory {} does not exist on this machine; create it or enqueue with --cwd",
             job.cwd
-        ));
+        ))));
     }
     if let Err(e) = files.reset_output() {
         if is_disk_full(&e) {
-            return spool_full();
+            return Err(Box::new(spool_full()));
         }
-        return failed(format!("cannot prepare the output file: {e}"));
+        return Err(Box::new(failed(format!(
+            "cannot prepare the output file: {e}"
+        ))));
     }
-    let (pid, reaped) = match spawn_and_wait(job, token, files, handle, spawned) {
-        Ok(ended) => ended,
-        Err(e) if is_disk_full(&e) => return spool_full(),
-        Err(e) => return failed(format!("could not start /bin/sh: {e}")),
-    };
+    match spawn_shell(job, token, files, handle, spawned) {
+        Ok((pid, exit_fd)) => Ok(Shell {
+            pid,
+            exit_fd,
+            output_limit,
+        }),
+        Err(e) if is_disk_full(&e) => Err(Box::new(spool_full())),
+        Err(e) => Err(Box::new(failed(format!("could not start /bin/sh: {e}")))),
+    }
+}
+
+/// Ends the attempt of `shell`, which has exited: kills what is left of its group,
+/// reaps it, and takes its output out of the slot's working file.
+pub fn finish_shell(shell: Shell, files: &mut SlotFiles, handle: &RunHandle) -> Execution {
+    let pid = shell.pid;
+    // The leader is a zombie now, so the group id is still reserved: kill stragglers
+    // (`cmd &`) so nothing of this attempt outlives it.
+    let _ = platform::signal_group(pid, libc::SIGKILL);
+    if let Some(guard) = &handle.guard {
+        guard.clear();
+    }
+    handle.set(None);
+    files.unmark();
+    let reaped = spawn::reap(pid);
+    drop(shell.exit_fd);
     let status = ExitStatus::from_raw(reaped.status);
     // Judged before the working file is emptied, which frees what the attempt
     // printed: a failure on a full spool disk is the queue's, not the job's.
     let disk_full = !status.success()
         && spool_space::free_bytes_of(files.output()).is_ok_and(spool_space::is_full);
-    let output = files.take_output(output_limit).unwrap_or_else(|e| {
+    let output = files.take_output(shell.output_limit).unwrap_or_else(|e| {
         let lost = format!("(output lost: {e})\n").into_bytes();
         KeptOutput {
             total: lost.len() as u64,
@@ -172,13 +246,15 @@ fn facts_of(pid: i32, status: ExitStatus, usage: Option<&libc::rusage>) -> Attem
     }
 }
 
-fn spawn_and_wait(
+/// Starts the shell of the attempt; returns its pid (= its group id) and, where
+/// the kernel has them, a pidfd that becomes readable when it exits.
+fn spawn_shell(
     job: &Job,
     token: i64,
     files: &SlotFiles,
     handle: &RunHandle,
     spawned: &dyn Fn(),
-) -> io::Result<(i32, spawn::Reaped)> {
+) -> io::Result<(i32, Option<OwnedFd>)> {
     let attempt = (job.attempts + 1).to_string();
     // The job's own variables (`--env`) override the worker's; the two that say
     // which job and attempt this is cannot be overridden.
@@ -196,16 +272,7 @@ fn spawn_and_wait(
     handle.set(Some(pgid));
     let leader_start = platform::process_start(i64::from(pgid)).unwrap_or(0);
     files.mark(&job.id, token, pgid, leader_start);
-    wait_without_reaping(pgid);
-    // The leader is a zombie now, so the group id is still reserved: kill stragglers
-    // (`cmd &`) so nothing of this attempt outlives it.
-    let _ = platform::signal_group(pgid, libc::SIGKILL);
-    if let Some(guard) = &handle.guard {
-        guard.clear();
-    }
-    handle.set(None);
-    files.unmark();
-    Ok((pgid, spawn::reap(pgid)))
+    Ok((pgid, spawn::exit_fd(pgid)))
 }
 
 /// Blocks until `pid` has exited, leaving it unreaped.

@@ -5,7 +5,7 @@
 //! its round loop asks [`slots`] what to claim, keeps results in an [`outbox`] until
 //! they are committed, rides out store outages with [`store_retry`], squares its
 //! books with the store after a reply that was lost with [`reconcile`], hands jobs to
-//! each slot's [`slot_thread`], learns from [`run_report`] what a run's end means,
+//! each slot's [`slot_runner`], learns from [`run_report`] what a run's end means,
 //! waits on one inbox of [`events`], and tells whoever started it what happens
 //! through [`notice`]. [`exec`] runs one attempt as a child process in the files
 //! [`spool`] keeps for its slot, [`spawn`] starts a job's shell, [`guard`] kills what is left of the running
@@ -30,7 +30,7 @@ pub mod reconcile;
 pub mod recovery;
 pub mod retention;
 pub mod run_report;
-pub mod slot_thread;
+pub mod slot_runner;
 pub mod slots;
 pub mod spawn;
 pub mod spool;

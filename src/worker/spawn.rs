@@ -18,7 +18,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -154,6 +154,18 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
         .map(|s| s.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect()
+}
+
+/// A pidfd for the child `pid` (not yet reaped, so the pid is still ours): it
+/// becomes readable when the child exits, which lets the worker sleep on its
+/// children's exits and its other events in one `ppoll`. `None` where the kernel
+/// has no `pidfd_open` (before Linux 5.3).
+pub fn exit_fd(pid: libc::pid_t) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = RawFd::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `fd` is a fresh descriptor nobody else owns; pidfds are close-on-exec.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// What the kernel reports about a reaped child.

@@ -1,11 +1,12 @@
-//! The worker process: one supervisor thread that talks to the store, and one slot
-//! thread per worker that runs commands.
+//! The worker process: one supervisor thread that talks to the store and starts
+//! and reaps the job's shells of every slot ([`SlotRunner`]).
 //!
 //! The supervisor is the only thread that touches the store. It folds everything it
 //! has to say (finished runs, lease renewals, claims for idle slots) into one
 //! transaction per round ([`Exchange`]), which is what makes group commit and batched
-//! claims possible. It never sleeps while holding a job: it waits on one channel for
-//! slot results, wake-ups (a commit by another process, a signal) and its timers.
+//! claims possible. It never sleeps while holding a job: it waits in one `ppoll` for
+//! its shells' exits, wake-ups (a commit by another process, a signal) and its
+//! timers ([`events::Inbox`]).
 //!
 //! If the store fails, running jobs keep running, results are kept in memory and the
 //! supervisor retries with backoff; it never exits because of a store outage.
@@ -13,7 +14,7 @@
 //! This module is the round loop. What it asks and delegates lives beside it, in
 //! `worker::`: which jobs to claim for which slot (`slots`), what waits for a commit
 //! (`outbox`), when to retry the store (`store_retry`), what a run's end means
-//! (`run_report`, `stopping`), the threads that run the jobs (`slot_thread`) and
+//! (`run_report`, `stopping`), what runs each slot's jobs (`slot_runner`) and
 //! background cleaning (`retention`). Parts of the round have files of their own:
 //! stopping runs at their deadline or on a cancel ([`stops`]), shipping the output
 //! of long runs and capping their spool files ([`shipping`]), squaring the books
@@ -33,7 +34,6 @@ mod stops;
 mod waiting;
 
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -43,13 +43,14 @@ use crate::log;
 use crate::store::{
     Duty, Exchange, ExchangeReply, Lease, ProcessKey, StopRequest, Store, WorkerInfo,
 };
-use crate::worker::events::{self, Event};
+use crate::worker::events::{self, Inbox};
+use crate::worker::exec::Execution;
 use crate::worker::guard::Guard;
 use crate::worker::notice::{Notice, StopReason};
 use crate::worker::options::{Executor, Options, Summary};
 use crate::worker::outbox::Outbox;
 use crate::worker::retention::Retention;
-use crate::worker::slot_thread::{KILL_GRACE, SlotThread};
+use crate::worker::slot_runner::{KILL_GRACE, SlotRunner};
 use crate::worker::slots::{Slots, lease_of};
 use crate::worker::spool::Spool;
 use crate::worker::spool_space::SpoolSpace;
@@ -65,7 +66,8 @@ const OFF_DUTY_POLL: Duration = Duration::from_secs(5);
 
 /// Runs a worker process until it is stopped; see the module docs.
 pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, WorkerError> {
-    let (events, inbox) = mpsc::channel();
+    let (events, inbox) =
+        events::channel().map_err(|e| WorkerError::io("cannot create the worker's inbox", e))?;
     let host = platform::host_name();
     let (pid, pid_start) = platform::current_process();
     let process = ProcessKey {
@@ -90,12 +92,12 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Work
     store.register_workers(&infos)?;
     let config = Config::from_stored(&store.settings()?);
     let guard = start_guard(options);
-    let threads = infos
+    let runners = infos
         .iter()
         .enumerate()
         .map(|(n, info)| {
             let cell = guard.as_ref().and_then(|g| g.cell(n));
-            SlotThread::start(n, info, options, &spool, cell, &events)
+            SlotRunner::new(info, options, &spool, cell)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let slots = Slots::new(infos.iter().map(|info| info.id.clone()));
@@ -120,7 +122,8 @@ pub fn run(mut store: Box<dyn Store>, options: &Options) -> Result<Summary, Work
         spool,
         config,
         slots,
-        threads,
+        runners,
+        ended_at_once: Vec::new(),
         inbox,
         poll,
         duty,
@@ -175,9 +178,12 @@ struct Supervisor {
     config: Config,
     /// What each slot holds, and what it wants claimed.
     slots: Slots,
-    /// The thread of each slot, in the same order as `slots`.
-    threads: Vec<SlotThread>,
-    inbox: Receiver<Event>,
+    /// What runs each slot's jobs, in the same order as `slots`.
+    runners: Vec<SlotRunner>,
+    /// Runs that ended as they were handed over (the noop executor, a shell that
+    /// could not start), settled at the next wait.
+    ended_at_once: Vec<(usize, Execution)>,
+    inbox: Inbox,
     poll: Duration,
     /// Whether this process is on duty for one-job wake-ups (PostgreSQL), and
     /// whether it has a free slot (DECISIONS §26).
@@ -215,7 +221,7 @@ struct Supervisor {
     next_cap: Instant,
     summary: Summary,
     /// Kills the running attempts' process groups if this process dies; dropped
-    /// (told the worker is done) after the slot threads have stopped.
+    /// (told the worker is done) once no shell runs any more.
     guard: Option<Guard>,
 }
 
@@ -406,7 +412,7 @@ impl Supervisor {
         self.hand_over(index, job);
     }
 
-    /// Hands `job`, already running in the slot's books, to the slot's thread.
+    /// Hands `job`, already running in the slot's books, to the slot's runner.
     fn hand_over(&mut self, index: usize, job: Job) {
         if self.options.log_jobs {
             log::info(&run_report::start_line(&self.slots[index].worker_id, &job));
@@ -418,18 +424,20 @@ impl Supervisor {
         });
         let limit = self.config.output_limit;
         if let Some(run) = self.slots[index].run.as_mut() {
-            // The timeout counts from here, when the command is handed to its
-            // thread: not from the claim, so neither a slow round trip, a stopped
+            // The timeout counts from here, when the command starts: not from the
+            // claim, so neither a slow round trip, a stopped
             // worker nor a wait in the slot's queue (claimed ahead) eats into it.
             run.deadline = stopping::local_deadline(Instant::now(), &job);
             run.output.limit = limit;
         }
-        self.threads[index].run(job, limit);
+        if let Some(execution) = self.runners[index].run(&job, limit) {
+            self.ended_at_once.push((index, execution));
+        }
     }
 
     /// Another worker owns this job now: stop our copy of it at once.
     fn lose(&mut self, lease: &Lease) {
-        for (slot, thread) in self.slots.iter_mut().zip(&self.threads) {
+        for (slot, runner) in self.slots.iter_mut().zip(&self.runners) {
             slot.queued.retain(|j| lease_of(j) != *lease);
             let Some(run) = slot.run.as_mut() else {
                 continue;
@@ -440,7 +448,7 @@ impl Supervisor {
                     lease.job_id
                 ));
                 run.lost = true;
-                thread.terminate(run, KILL_GRACE);
+                runner.terminate(run, KILL_GRACE);
             }
         }
     }
@@ -474,9 +482,9 @@ impl Supervisor {
     }
 
     fn escalate_kills(&mut self, now: Instant) {
-        for (slot, thread) in self.slots.iter_mut().zip(&self.threads) {
+        for (slot, runner) in self.slots.iter_mut().zip(&self.runners) {
             if let Some(run) = slot.run.as_mut() {
-                thread.escalate(run, now);
+                runner.escalate(run, now);
             }
         }
     }

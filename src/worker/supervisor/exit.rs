@@ -18,7 +18,7 @@ use super::Supervisor;
 use crate::log;
 use crate::store::{Exchange, StopRequest, WorkerInfo, WorkerState};
 use crate::worker::notice::{Notice, StopReason, stop_signal_name};
-use crate::worker::slot_thread::KILL_GRACE;
+use crate::worker::slot_runner::KILL_GRACE;
 
 impl Supervisor {
     /// Sends `notice` to the sink `worker start` gave, if any.
@@ -98,16 +98,16 @@ impl Supervisor {
         }
         self.notify(&Notice::Stopping { reason, force });
         if force {
-            for (slot, thread) in self.slots.iter_mut().zip(&self.threads) {
+            for (slot, runner) in self.slots.iter_mut().zip(&self.runners) {
                 if let Some(run) = slot.run.as_mut().filter(|r| !r.forced) {
                     run.forced = true;
-                    thread.terminate(run, KILL_GRACE);
+                    runner.terminate(run, KILL_GRACE);
                 }
             }
         }
     }
 
-    /// Records what is left, deregisters the workers and joins the slot threads.
+    /// Records what is left and deregisters the workers (no shell runs any more).
     pub(super) fn shut_down(&mut self, infos: &[WorkerInfo]) {
         let ids: Vec<String> = infos.iter().map(|w| w.id.clone()).collect();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -132,9 +132,6 @@ impl Supervisor {
                 break;
             }
             thread::sleep(self.store_retry.back_off());
-        }
-        for thread in &mut self.threads {
-            thread.stop();
         }
         log::info(&format!(
             "workers stopped: {} succeeded, {} failed, {} interrupted",

@@ -82,11 +82,11 @@ impl Supervisor {
     pub(super) fn collect_output(&mut self, now: Instant) -> (Vec<OutputChunk>, Shipped) {
         let mut chunks = Vec::new();
         let mut shipped = Vec::new();
-        for (slot, thread) in self.slots.iter_mut().zip(&self.threads) {
+        for (slot, runner) in self.slots.iter_mut().zip(&self.runners) {
             let Some(run) = slot.run.as_mut().filter(|r| ships(r, now)) else {
                 continue;
             };
-            let file = thread.output();
+            let file = runner.output();
             let Ok(size) = file.metadata().map(|m| m.len()) else {
                 continue;
             };
@@ -128,11 +128,11 @@ impl Supervisor {
             return;
         }
         self.next_cap = now + CAP_EVERY;
-        for (slot, thread) in self.slots.iter_mut().zip(&self.threads) {
+        for (slot, runner) in self.slots.iter_mut().zip(&self.runners) {
             let Some(run) = slot.run.as_mut().filter(|r| !r.lost) else {
                 continue;
             };
-            let file = thread.output();
+            let file = runner.output();
             if let Ok(size) = file.metadata().map(|m| m.len()) {
                 punch_middle(file, run, size);
             }

@@ -1,11 +1,11 @@
 //! The supervisor stopping runs on its own: at their deadline, or because a user
 //! cancelled their job (`ExchangeReply::cancel`). Either way the attempt's process
 //! group gets SIGTERM, then SIGKILL after `kill-grace` (the forced-stop escalation,
-//! [`SlotThread::terminate`]), and the reason, kept in the run, decides its outcome
+//! [`SlotRunner::terminate`]), and the reason, kept in the run, decides its outcome
 //! ([`crate::worker::stopping::decide`]). A cancelled job claimed ahead but not started is finished
 //! `cancelled` without running.
 //!
-//! [`SlotThread::terminate`]: crate::worker::slot_thread::SlotThread::terminate
+//! [`SlotRunner::terminate`]: crate::worker::slot_runner::SlotRunner::terminate
 
 use std::time::Instant;
 
@@ -27,7 +27,7 @@ impl Supervisor {
     /// Stops every run whose deadline has passed.
     pub(super) fn enforce_deadlines(&mut self, now: Instant) {
         let grace = self.config.kill_grace;
-        for (slot, thread) in self.slots.iter_mut().zip(&self.threads) {
+        for (slot, runner) in self.slots.iter_mut().zip(&self.runners) {
             let Some(run) = slot.run.as_mut() else {
                 continue;
             };
@@ -45,7 +45,7 @@ impl Supervisor {
             run.ending = Some(Ending::TimedOut {
                 after: deadline.after,
             });
-            thread.terminate(run, grace);
+            runner.terminate(run, grace);
         }
     }
 
@@ -53,7 +53,7 @@ impl Supervisor {
     /// it at once if it is only claimed ahead here.
     pub(super) fn cancel(&mut self, lease: &Lease) {
         let grace = self.config.kill_grace;
-        for (slot, thread) in self.slots.iter_mut().zip(&self.threads) {
+        for (slot, runner) in self.slots.iter_mut().zip(&self.runners) {
             if let Some(run) = slot.run.as_mut()
                 && lease_of(&run.job) == *lease
                 && !run.lost
@@ -61,7 +61,7 @@ impl Supervisor {
             {
                 log::info(&format!("job {}: cancelled; stopping it", lease.job_id));
                 run.ending = Some(Ending::Cancelled);
-                thread.terminate(run, grace);
+                runner.terminate(run, grace);
             }
             let Some(position) = slot.queued.iter().position(|j| lease_of(j) == *lease) else {
                 continue;

@@ -1,17 +1,17 @@
-//! The supervisor's wait between rounds: it sleeps on its inbox until an event or
-//! the earliest of its timers (heartbeat, recovery, commit delay, the next due
+//! The supervisor's wait between rounds: it sleeps on its inbox until an event, the
+//! exit of one of its shells, or the earliest of its timers (heartbeat, recovery, commit delay, the next due
 //! retry, prefetch hold, output shipping, spool capping, a full spool disk,
 //! recurring jobs, SIGKILL escalation, job deadlines), then handles everything that arrived. While the store is down, store
 //! timers wait for the retry so an overdue timer cannot spin the CPU. A timer that
 //! fires also claims, in case a wake-up was missed; a PostgreSQL worker process not
 //! on duty (DECISIONS §26) does so at most every [`OFF_DUTY_POLL`].
 
-use std::sync::mpsc::RecvTimeoutError;
 use std::time::Instant;
 
 use super::{OFF_DUTY_POLL, Supervisor, stops};
 use crate::store::StopRequest;
 use crate::worker::events::Event;
+use crate::worker::slot_runner::{EXIT_POLL_WITHOUT_PIDFD, ExitWatch};
 
 impl Supervisor {
     /// Waits for the next event or timer, then handles everything that arrived.
@@ -46,18 +46,41 @@ impl Supervisor {
         for at in kill_timers.into_iter().chain(self.store_retry.retry_at()) {
             deadline = deadline.min(at);
         }
-        let first = match self
-            .inbox
-            .recv_timeout(deadline.saturating_duration_since(now))
-        {
-            Ok(event) => Some(event),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => {
-                self.stop = StopRequest::Force;
-                None
+        // Slots whose shell runs: their pidfds join the sleep; a shell without one
+        // (an old kernel) is looked for on a short timer.
+        let mut watched = Vec::new();
+        let mut exit_fds = Vec::new();
+        let mut unwatched = Vec::new();
+        for (index, runner) in self.runners.iter().enumerate() {
+            match runner.exit_watch() {
+                Some(ExitWatch::Fd(fd)) => {
+                    watched.push(index);
+                    exit_fds.push(fd);
+                }
+                Some(ExitWatch::Poll) => unwatched.push(index),
+                None => {}
             }
-        };
-        if first.is_none() {
+        }
+        if !unwatched.is_empty() {
+            deadline = deadline.min(now + EXIT_POLL_WITHOUT_PIDFD);
+        }
+        if !self.ended_at_once.is_empty() {
+            deadline = now;
+        }
+        let mut ended: Vec<usize> = self
+            .inbox
+            .sleep(&exit_fds, deadline.saturating_duration_since(now))
+            .into_iter()
+            .filter_map(|position| watched.get(position).copied())
+            .collect();
+        ended.extend(
+            unwatched
+                .into_iter()
+                .filter(|&index| self.runners[index].has_exited()),
+        );
+        let events: Vec<Event> = std::iter::from_fn(|| self.inbox.try_recv()).collect();
+        let at_once = std::mem::take(&mut self.ended_at_once);
+        if ended.is_empty() && events.is_empty() && at_once.is_empty() {
             // A timer fired: a retry may be due, or a wake-up was missed. Off duty,
             // one-job wake-ups go to another process, so a missed one is looked
             // for less often (DECISIONS §26); not in a burst, which claims again
@@ -78,8 +101,14 @@ impl Supervisor {
                 self.next_timer_claim = now + OFF_DUTY_POLL;
             }
         }
-        let rest = std::iter::from_fn(|| self.inbox.try_recv().ok());
-        let events: Vec<Event> = first.into_iter().chain(rest).collect();
+        for (index, execution) in at_once {
+            self.finish(index, execution);
+        }
+        for index in ended {
+            if let Some(execution) = self.runners[index].finish() {
+                self.finish(index, execution);
+            }
+        }
         for event in events {
             self.handle(event);
         }
@@ -87,7 +116,6 @@ impl Supervisor {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Done { slot, execution } => self.finish(slot, execution),
             Event::Wake => {
                 // Our own commits wake us too. While every slot is busy those wake-ups
                 // are skipped unless another connection committed. With a slot free
