@@ -198,3 +198,58 @@ pub fn forward_signals(events: EventSender) {
         log::warn(&format!("cannot handle signals: {e}"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn a_posted_event_ends_the_sleep_and_is_read_after_it() {
+        let (sender, inbox) = channel().expect("inbox");
+        let poster = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            sender.send(Event::Wake).is_ok()
+        });
+        let started = Instant::now();
+        let exited = inbox.sleep(&[], Duration::from_secs(20));
+        assert!(exited.is_empty());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "woken by the post"
+        );
+        assert!(poster.join().unwrap_or(false));
+        assert!(matches!(inbox.try_recv(), Some(Event::Wake)));
+        assert!(inbox.try_recv().is_none());
+    }
+
+    #[test]
+    fn an_exited_child_ends_the_sleep_by_its_pidfd() {
+        let (_sender, inbox) = channel().expect("inbox");
+        let mut running = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep 30");
+        let mut quick = std::process::Command::new("sleep")
+            .arg("0.05")
+            .spawn()
+            .expect("sleep 0.05");
+        let fd = |child: &std::process::Child| {
+            crate::worker::spawn::exit_fd(child.id() as libc::pid_t).expect("pidfd")
+        };
+        let (long_fd, quick_fd) = (fd(&running), fd(&quick));
+        let started = Instant::now();
+        let mut exited = Vec::new();
+        while exited.is_empty() && started.elapsed() < Duration::from_secs(20) {
+            exited = inbox.sleep(
+                &[long_fd.as_raw_fd(), quick_fd.as_raw_fd()],
+                Duration::from_secs(20),
+            );
+        }
+        assert_eq!(exited, vec![1], "only the quick child has exited");
+        assert!(inbox.try_recv().is_none());
+        let _ = running.kill();
+        let _ = running.wait();
+        let _ = quick.wait();
+    }
+}

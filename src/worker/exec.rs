@@ -28,6 +28,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::job::output::{KeptOutput, tail_text};
 use crate::job::{Job, OUTPUT_TAIL_BYTES, Outcome};
@@ -93,7 +94,8 @@ pub fn run_shell(
     spawned: &dyn Fn(),
 ) -> Execution {
     match start_shell(job, token, files, handle, output_limit, spawned) {
-        Ok(shell) => {
+        Ok(mut shell) => {
+            shell.mark(files);
             wait_without_reaping(shell.pid);
             finish_shell(shell, files, handle)
         }
@@ -111,9 +113,40 @@ pub struct Shell {
     /// (before Linux 5.3): then [`Shell::has_exited`] is asked on a short timer.
     pub exit_fd: Option<OwnedFd>,
     output_limit: u64,
+    /// The attempt, for its run marker.
+    job_id: String,
+    token: i64,
+    /// When the shell started; its run marker is written [`MARK_AFTER`] later.
+    pub started: Instant,
+    /// Whether the slot's run marker names this attempt.
+    marked: bool,
 }
 
+/// How long an attempt runs before its run marker is written. The marker is the
+/// second line of defence against leftovers of a worker that died (the attempt
+/// guard is the first, [`crate::worker::guard`]); writing it costs a `/proc` read,
+/// a write and an `ftruncate`, more than the rest of a short job's file work, so a
+/// job that ends sooner never pays for it (DECISIONS §29).
+pub const MARK_AFTER: Duration = Duration::from_millis(50);
+
 impl Shell {
+    /// When the run marker is due, if it is not written yet.
+    pub fn mark_at(&self) -> Option<Instant> {
+        (!self.marked).then_some(self.started + MARK_AFTER)
+    }
+
+    /// Writes the slot's run marker for this attempt: which job and attempt run in
+    /// which process group, started when ([`crate::worker::spool`]). The shell is
+    /// not reaped yet, so its pid and start time are still its own.
+    pub fn mark(&mut self, files: &SlotFiles) {
+        if self.marked {
+            return;
+        }
+        let leader_start = platform::process_start(i64::from(self.pid)).unwrap_or(0);
+        files.mark(&self.job_id, self.token, self.pid, leader_start);
+        self.marked = true;
+    }
+
     /// Whether the shell has exited (it stays unreaped).
     pub fn has_exited(&self) -> bool {
         // SAFETY: siginfo_t is plain data, and waitid only writes into it.
@@ -173,11 +206,15 @@ pub fn start_shell(
             "cannot prepare the output file: {e}"
         ))));
     }
-    match spawn_shell(job, token, files, handle, spawned) {
+    match spawn_shell(job, files, handle, spawned) {
         Ok((pid, exit_fd)) => Ok(Shell {
             pid,
             exit_fd,
             output_limit,
+            job_id: job.id.clone(),
+            token,
+            started: Instant::now(),
+            marked: false,
         }),
         Err(e) if is_disk_full(&e) => Err(Box::new(spool_full())),
         Err(e) => Err(Box::new(failed(format!("could not start /bin/sh: {e}")))),
@@ -195,7 +232,9 @@ pub fn finish_shell(shell: Shell, files: &mut SlotFiles, handle: &RunHandle) -> 
         guard.clear();
     }
     handle.set(None);
-    files.unmark();
+    if shell.marked {
+        files.unmark();
+    }
     let reaped = spawn::reap(pid);
     drop(shell.exit_fd);
     let status = ExitStatus::from_raw(reaped.status);
@@ -250,8 +289,7 @@ fn facts_of(pid: i32, status: ExitStatus, usage: Option<&libc::rusage>) -> Attem
 /// the kernel has them, a pidfd that becomes readable when it exits.
 fn spawn_shell(
     job: &Job,
-    token: i64,
-    files: &SlotFiles,
+    files: &mut SlotFiles,
     handle: &RunHandle,
     spawned: &dyn Fn(),
 ) -> io::Result<(i32, Option<OwnedFd>)> {
@@ -268,10 +306,9 @@ fn spawn_shell(
     let request =
         spawn::SpawnRequest::shell(&job.command, &job.cwd, &env, files.output().as_raw_fd())?;
     let pgid = spawn::spawn(&request, handle.guard.as_ref().map(GuardCell::cell))?;
+    files.output_in_use();
     spawned();
     handle.set(Some(pgid));
-    let leader_start = platform::process_start(i64::from(pgid)).unwrap_or(0);
-    files.mark(&job.id, token, pgid, leader_start);
     Ok((pgid, spawn::exit_fd(pgid)))
 }
 
@@ -426,6 +463,40 @@ mod tests {
         let done = run(&spool, &mut files, &job("sleep 30 & echo done", &cwd), 1);
         assert_eq!(done.outcome, Outcome::Succeeded);
         assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
+
+    #[test]
+    fn the_run_marker_is_written_only_for_an_attempt_that_runs_on() {
+        let (dir, spool, mut files) = spool();
+        let cwd = dir.path().to_string_lossy().into_owned();
+        let marker = spool.root().join("run").join("w-1");
+        let handle = RunHandle::default();
+        let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+
+        let short = job("true", &cwd);
+        let shell = start_shell(&short, 1, &mut files, &handle, LIMIT, &|| {}).expect("started");
+        assert!(shell.mark_at().is_some(), "not marked at start");
+        wait_without_reaping(shell.pid);
+        let done = finish_shell(shell, &mut files, &handle);
+        assert_eq!(done.outcome, Outcome::Succeeded);
+        assert_eq!(read(&marker).trim(), "", "a short attempt leaves no marker");
+
+        let long = job("sleep 0.2", &cwd);
+        let mut shell = start_shell(&long, 2, &mut files, &handle, LIMIT, &|| {}).expect("started");
+        shell.mark(&files);
+        assert_eq!(shell.mark_at(), None);
+        let line = read(&marker);
+        assert!(
+            line.starts_with(&format!("t%2F1 2 {} ", shell.pid)),
+            "marker: {line:?}"
+        );
+        wait_without_reaping(shell.pid);
+        finish_shell(shell, &mut files, &handle);
+        assert_eq!(
+            read(&marker),
+            "",
+            "the marker is cleared as the attempt ends"
+        );
     }
 
     #[test]

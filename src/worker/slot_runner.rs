@@ -117,6 +117,21 @@ impl SlotRunner {
         })
     }
 
+    /// When the running attempt's run marker is due, if it is not written yet.
+    pub fn mark_at(&self) -> Option<Instant> {
+        self.shell.as_ref().and_then(Shell::mark_at)
+    }
+
+    /// Writes the running attempt's run marker if it is due
+    /// ([`crate::worker::exec::MARK_AFTER`]).
+    pub fn mark_if_due(&mut self, now: Instant) {
+        if let Some(shell) = self.shell.as_mut()
+            && shell.mark_at().is_some_and(|at| now >= at)
+        {
+            shell.mark(&self.files);
+        }
+    }
+
     /// Whether the running shell has exited (checked without a pidfd).
     pub fn has_exited(&self) -> bool {
         self.shell.as_ref().is_some_and(Shell::has_exited)

@@ -13,7 +13,7 @@
 //!   the file emptied when the attempt ends.
 
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -120,6 +120,7 @@ impl Spool {
             .open(self.marker_path(worker_id))?;
         Ok(SlotFiles {
             output: open_output(&output_path)?,
+            output_empty: false,
             marker,
         })
     }
@@ -149,6 +150,9 @@ impl Marker {
 #[derive(Debug)]
 pub struct SlotFiles {
     output: File,
+    /// Whether the output file is known to be empty, so emptying it again (an
+    /// `ftruncate`, the dearest file call of a short job) is skipped.
+    output_empty: bool,
     marker: File,
 }
 
@@ -180,16 +184,27 @@ impl SlotFiles {
         self.output.try_clone()
     }
 
-    /// Empties the output file for the next attempt.
+    /// Empties the output file for the next attempt, unless it is known to be
+    /// empty. (It is opened for appending, so the attempt writes from its start.)
     pub(super) fn reset_output(&mut self) -> io::Result<()> {
-        self.output.set_len(0)?;
-        self.output.seek(SeekFrom::Start(0)).map(|_| ())
+        if !self.output_empty {
+            self.output.set_len(0)?;
+            self.output_empty = true;
+        }
+        Ok(())
+    }
+
+    /// Called as an attempt starts writing to the output file.
+    pub(super) fn output_in_use(&mut self) {
+        self.output_empty = false;
     }
 
     /// The attempt's kept output, read before the file is emptied (the spool holds
     /// nothing of a finished attempt).
     pub(super) fn take_output(&mut self, limit: u64) -> io::Result<KeptOutput> {
         let kept = attempt_output::read_kept(&self.output, limit)?;
+        // A file the attempt wrote nothing to is empty already.
+        self.output_empty = kept.total == 0;
         self.reset_output()?;
         Ok(kept)
     }

@@ -260,6 +260,7 @@ impl Supervisor {
                 }
             }
             self.cap_spool(now);
+            self.mark_runs(now);
             self.enforce_deadlines(now);
             self.escalate_kills(now);
             self.wait();

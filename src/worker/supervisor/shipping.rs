@@ -21,6 +21,7 @@ use crate::store::{Lease, OutputChunk};
 use crate::worker::attempt_output::{
     MAX_CHUNK, SHIP_EVERY, next_piece, punch, punch_range, read_at, trim_marks,
 };
+use crate::worker::slot_runner::SlotRunner;
 use crate::worker::slots::{Run, lease_of};
 
 /// Runs whose output went out in a round trip, and where it now ends.
@@ -137,6 +138,19 @@ impl Supervisor {
                 punch_middle(file, run, size);
             }
         }
+    }
+
+    /// Writes the run marker of every attempt that has run for
+    /// [`crate::worker::exec::MARK_AFTER`].
+    pub(super) fn mark_runs(&mut self, now: Instant) {
+        for runner in &mut self.runners {
+            runner.mark_if_due(now);
+        }
+    }
+
+    /// When the next run marker is due, if one is.
+    pub(super) fn next_mark_at(&self) -> Option<Instant> {
+        self.runners.iter().filter_map(SlotRunner::mark_at).min()
     }
 
     /// When the spool is capped next, if anything runs.

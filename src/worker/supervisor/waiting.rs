@@ -1,9 +1,11 @@
 //! The supervisor's wait between rounds: it sleeps on its inbox until an event, the
-//! exit of one of its shells, or the earliest of its timers (heartbeat, recovery, commit delay, the next due
-//! retry, prefetch hold, output shipping, spool capping, a full spool disk,
-//! recurring jobs, SIGKILL escalation, job deadlines), then handles everything that arrived. While the store is down, store
-//! timers wait for the retry so an overdue timer cannot spin the CPU. A timer that
-//! fires also claims, in case a wake-up was missed; a PostgreSQL worker process not
+//! exit of one of its shells, or the earliest of its timers (heartbeat, recovery,
+//! commit delay, the next due retry, prefetch hold, output shipping, spool capping,
+//! run markers, a full spool disk, recurring jobs, SIGKILL escalation, job
+//! deadlines), then handles everything that arrived: ended runs first, then events.
+//! While the store is down, store timers wait for the retry so an overdue timer
+//! cannot spin the CPU. A timer that fires also claims, in case a wake-up was
+//! missed; a PostgreSQL worker process not
 //! on duty (DECISIONS §26) does so at most every [`OFF_DUTY_POLL`].
 
 use std::time::Instant;
@@ -31,6 +33,7 @@ impl Supervisor {
         store_timers.extend(self.cron_wake_at());
         store_timers.extend(self.spool_space.recheck_at());
         let mut kill_timers: Vec<Instant> = self.next_cap_at().into_iter().collect();
+        kill_timers.extend(self.next_mark_at());
         for slot in self.slots.iter() {
             let Some(run) = slot.run.as_ref() else {
                 continue;
