@@ -16,10 +16,10 @@
 //!   holding one 32-bit cell per slot, mapped shared by both processes.
 //! - Each job shell stores its process group id in its slot's cell itself, in the
 //!   spawned child before `execve` ([`crate::worker::spawn`]): no command of the
-//!   attempt can run, let alone fork, before the guard can see its group. The slot
-//!   thread clears the cell once it has killed the group's stragglers, before it
-//!   reaps the shell (so the id is still reserved). Per attempt that is two memory
-//!   stores: no system call, no wake-up of the guard.
+//!   attempt can run, let alone fork, before the guard can see its group. The
+//!   supervisor clears the cell once it has killed the group's stragglers, before
+//!   it reaps the shell (so the id is still reserved). Per attempt that is two
+//!   memory stores: no system call, no wake-up of the guard.
 //! - The guard sleeps in `read` on the pipe. The pipe's write end is close-on-exec
 //!   and held only by the worker, so `read` returns end-of-file exactly when the
 //!   worker process is gone. The guard then sends SIGKILL to every group still in a

@@ -35,7 +35,7 @@ pub struct Options {
     pub handle_signals: bool,
     /// Record claim and completion latencies in the [`Summary`] (for `bench`).
     pub timings: bool,
-    /// Called by the slot thread as soon as a job's process has started.
+    /// Called as soon as a job's process has started.
     pub on_spawn: Option<SpawnHook>,
     /// Serve only these queues (`worker start --queue`); `None`: all.
     pub queues: Option<Vec<String>>,

@@ -13,7 +13,7 @@
 //!   jobs out in that order.
 //!
 //! This module only decides and keeps the books; the supervisor talks to the store
-//! and hands jobs to the slot threads. Everything here takes the current time as an
+//! and starts the jobs' shells (`slot_runner`). Everything here takes the current time as an
 //! argument, so it is tested without a clock, a store or a process.
 
 use std::collections::VecDeque;
@@ -167,8 +167,8 @@ impl Slot {
     }
 }
 
-/// All slots of a worker process, in worker order (the index is the slot number the
-/// slot threads report with).
+/// All slots of a worker process, in worker order (the index is the slot number,
+/// the same as that of the slot's runner).
 pub struct Slots(Vec<Slot>);
 
 impl Slots {

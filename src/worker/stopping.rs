@@ -4,7 +4,7 @@
 //! Invariants:
 //! - The deadline is the store's time left (`deadline_at - started_at`, both set
 //!   at claim by the store's clock) carried over to this host's monotonic clock
-//!   from the instant the command is handed to its slot's thread, so a skewed or
+//!   from the instant the command is started in its slot, so a skewed or
 //!   jumping wall clock cannot shorten or stretch a timeout, and neither can the
 //!   claim's round trip, a stopped worker or a wait in the slot (a job claimed
 //!   ahead): the timeout is the command's own time.

@@ -5,8 +5,8 @@
 //! deadlines), then handles everything that arrived: ended runs first, then events.
 //! While the store is down, store timers wait for the retry so an overdue timer
 //! cannot spin the CPU. A timer that fires also claims, in case a wake-up was
-//! missed; a PostgreSQL worker process not
-//! on duty (DECISIONS §26) does so at most every [`OFF_DUTY_POLL`].
+//! missed; a PostgreSQL worker process not on duty (DECISIONS §26) does so at most
+//! every [`OFF_DUTY_POLL`].
 
 use std::time::Instant;
 
