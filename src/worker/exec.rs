@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use crate::job::output::{KeptOutput, tail_text};
 use crate::job::{Job, OUTPUT_TAIL_BYTES, Outcome};
 use crate::store::AttemptFacts;
+use crate::worker::exit_status::{facts_of, outcome_of};
 use crate::worker::guard::GuardCell;
 use crate::worker::spool::SlotFiles;
 use crate::worker::{platform, spawn, spool_space};
@@ -272,19 +273,6 @@ fn is_disk_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
-/// The history's facts about the shell `pid` that ended with `status`.
-fn facts_of(pid: i32, status: ExitStatus, usage: Option<&libc::rusage>) -> AttemptFacts {
-    let millis = |t: &libc::timeval| t.tv_sec * 1000 + t.tv_usec / 1000;
-    AttemptFacts {
-        host: None,
-        pid: Some(i64::from(pid)),
-        signal: status.signal().map(i64::from),
-        // Linux reports ru_maxrss in KiB.
-        max_rss_kb: usage.map(|u| u.ru_maxrss),
-        cpu_ms: usage.map(|u| millis(&u.ru_utime) + millis(&u.ru_stime)),
-    }
-}
-
 /// Starts the shell of the attempt; returns its pid (= its group id) and, where
 /// the kernel has them, a pidfd that becomes readable when it exits.
 fn spawn_shell(
@@ -328,40 +316,6 @@ fn wait_without_reaping(pid: i32) {
         if rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             return;
         }
-    }
-}
-
-fn outcome_of(status: ExitStatus) -> Outcome {
-    if status.success() {
-        return Outcome::Succeeded;
-    }
-    if let Some(code) = status.code() {
-        let hint = match code {
-            126 => " (command not executable)",
-            127 => " (command not found)",
-            _ => "",
-        };
-        return Outcome::Failed {
-            exit_code: Some(i64::from(code)),
-            error: format!("exit code {code}{hint}"),
-        };
-    }
-    let signal = status.signal().unwrap_or(0);
-    Outcome::Failed {
-        exit_code: None,
-        error: format!("killed by signal {signal}{}", signal_name(signal)),
-    }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGKILL => " (SIGKILL)",
-        libc::SIGTERM => " (SIGTERM)",
-        libc::SIGINT => " (SIGINT)",
-        libc::SIGSEGV => " (SIGSEGV)",
-        libc::SIGABRT => " (SIGABRT)",
-        libc::SIGPIPE => " (SIGPIPE)",
-        _ => "",
     }
 }
 

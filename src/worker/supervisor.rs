@@ -16,7 +16,8 @@
 //! (`outbox`), when to retry the store (`store_retry`), what a run's end means
 //! (`run_report`, `stopping`), what runs each slot's jobs (`slot_runner`) and
 //! background cleaning (`retention`). Parts of the round have files of their own:
-//! stopping runs at their deadline or on a cancel ([`stops`]), shipping the output
+//! starting runs and moving jobs between slots ([`runs`]), stopping runs at their
+//! deadline or on a cancel ([`stops`]), shipping the output
 //! of long runs and capping their spool files ([`shipping`]), squaring the books
 //! with the store after a lost reply ([`reconciling`]), waiting for the next event
 //! or timer ([`waiting`]), settling a run's end ([`finishing`]), enqueueing the runs
@@ -29,6 +30,7 @@ mod cron_tick;
 mod exit;
 mod finishing;
 mod reconciling;
+mod runs;
 mod shipping;
 mod stops;
 mod waiting;
@@ -38,7 +40,6 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::WorkerError;
-use crate::job::Job;
 use crate::log;
 use crate::store::{
     Duty, Exchange, ExchangeReply, Lease, ProcessKey, StopRequest, Store, WorkerInfo,
@@ -50,13 +51,12 @@ use crate::worker::notice::{Notice, StopReason};
 use crate::worker::options::{Executor, Options, Summary};
 use crate::worker::outbox::Outbox;
 use crate::worker::retention::Retention;
-use crate::worker::slot_runner::{KILL_GRACE, SlotRunner};
-use crate::worker::slots::{Slots, lease_of};
+use crate::worker::slot_runner::SlotRunner;
+use crate::worker::slots::Slots;
 use crate::worker::spool::Spool;
 use crate::worker::spool_space::SpoolSpace;
-use crate::worker::stopping;
 use crate::worker::store_retry::StoreRetry;
-use crate::worker::{platform, recovery, run_report};
+use crate::worker::{platform, recovery};
 
 /// How often a recovery pass runs.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
@@ -399,95 +399,6 @@ impl Supervisor {
             self.dispatch(&worker_id, job);
         }
         self.rebalance();
-    }
-
-    fn dispatch(&mut self, worker_id: &str, job: Job) {
-        if let Some((index, job)) = self.slots.accept(worker_id, job) {
-            self.start(index, job);
-        }
-    }
-
-    /// Starts `job` in slot `index`, which must be free.
-    fn start(&mut self, index: usize, job: Job) {
-        self.slots[index].begin(job.clone(), Instant::now());
-        self.hand_over(index, job);
-    }
-
-    /// Hands `job`, already running in the slot's books, to the slot's runner.
-    fn hand_over(&mut self, index: usize, job: Job) {
-        if self.options.log_jobs {
-            log::info(&run_report::start_line(&self.slots[index].worker_id, &job));
-        }
-        self.notify(&Notice::JobStarted {
-            worker: &self.slots[index].worker_id,
-            job: &job,
-            attempt: job.attempts + 1,
-        });
-        let limit = self.config.output_limit;
-        if let Some(run) = self.slots[index].run.as_mut() {
-            // The timeout counts from here, when the command starts: not from the
-            // claim, so neither a slow round trip, a stopped
-            // worker nor a wait in the slot's queue (claimed ahead) eats into it.
-            run.deadline = stopping::local_deadline(Instant::now(), &job);
-            run.output.limit = limit;
-        }
-        if let Some(execution) = self.runners[index].run(&job, limit) {
-            self.ended_at_once.push((index, execution));
-        }
-    }
-
-    /// Another worker owns this job now: stop our copy of it at once.
-    fn lose(&mut self, lease: &Lease) {
-        for (slot, runner) in self.slots.iter_mut().zip(&self.runners) {
-            slot.queued.retain(|j| lease_of(j) != *lease);
-            let Some(run) = slot.run.as_mut() else {
-                continue;
-            };
-            if lease_of(&run.job) == *lease && !run.lost {
-                log::warn(&format!(
-                    "job {}: lease lost (another worker took it over); killing this run",
-                    lease.job_id
-                ));
-                run.lost = true;
-                runner.terminate(run, KILL_GRACE);
-            }
-        }
-    }
-
-    /// Moves jobs claimed ahead to idle slots (see [`Slots::rebalance`]); the store
-    /// learns of the moves with the next commit.
-    fn rebalance(&mut self) {
-        let now = Instant::now();
-        for (index, job) in self.slots.rebalance(now) {
-            let thief = self.slots[index].worker_id.clone();
-            self.outbox.reassign(lease_of(&job), thief, now);
-            self.hand_over(index, job);
-        }
-    }
-
-    /// Gives back jobs claimed ahead for slots whose current job runs long.
-    fn release_stale_prefetches(&mut self, now: Instant) {
-        for index in 0..self.slots.len() {
-            if self.slots[index].holds_stale_prefetch(now) {
-                self.release_queued(index);
-            }
-        }
-    }
-
-    /// Gives back the jobs claimed ahead for slot `index` with the next commit.
-    fn release_queued(&mut self, index: usize) {
-        let now = Instant::now();
-        for released in self.slots[index].release_queued() {
-            self.outbox.record(released, now);
-        }
-    }
-
-    fn escalate_kills(&mut self, now: Instant) {
-        for (slot, runner) in self.slots.iter_mut().zip(&self.runners) {
-            if let Some(run) = slot.run.as_mut() {
-                runner.escalate(run, now);
-            }
-        }
     }
 
     /// Gives back the jobs of dead workers and expired leases; returns whether it
