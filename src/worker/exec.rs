@@ -454,6 +454,33 @@ mod tests {
     }
 
     #[test]
+    fn without_a_pidfd_an_exit_is_seen_by_asking_and_the_shell_stays_unreaped() {
+        // The path a worker takes where `pidfd_open` is missing or refused (kernels
+        // before 5.3, some container seccomp profiles): its wait asks on a timer.
+        let (dir, _spool, mut files) = spool();
+        let cwd = dir.path().to_string_lossy().into_owned();
+        let handle = RunHandle::default();
+        let job = job("sleep 0.1; exit 4", &cwd);
+        let mut shell = start_shell(&job, 1, &mut files, &handle, LIMIT, &|| {}).expect("started");
+        shell.exit_fd = None;
+        assert!(!shell.has_exited(), "still running");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !shell.has_exited() {
+            assert!(std::time::Instant::now() < deadline, "exit never seen");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(shell.has_exited(), "asking again does not reap it");
+        let done = finish_shell(shell, &mut files, &handle);
+        assert!(matches!(
+            done.outcome,
+            Outcome::Failed {
+                exit_code: Some(4),
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn a_missing_directory_is_a_failure() {
         let (_dir, spool, mut files) = spool();
         let failed = run(&spool, &mut files, &job("true", "/no/such/dir"), 1);

@@ -13,8 +13,8 @@
 //! - it only reads data prepared by the parent before `clone`, and writes one
 //!   `errno` value back;
 //! - it only makes async-signal-safe system calls (no allocation, no locks);
-//! - every signal stays blocked until its handlers are reset to the default, so no
-//!   handler of the parent ever runs in it.
+//! - every signal with a handler stays blocked until its handlers are reset to the
+//!   default, so no handler of the parent ever runs in it.
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -112,7 +112,7 @@ pub fn spawn(request: &SpawnRequest, announce: Option<&AtomicI32>) -> io::Result
     let mut stack = vec![0u8; STACK_SIZE];
     // The stack grows down; keep the top 16-byte aligned.
     let top = (stack.as_mut_ptr() as usize + STACK_SIZE) & !15;
-    // SAFETY: all-blocked sigset is valid to build and install; the previous mask is
+    // SAFETY: the sigsets are valid to build and install; the previous mask is
     // restored right after clone returns. clone(CLONE_VM | CLONE_VFORK) suspends this
     // thread until the child has exec'd or exited, so `args`, `argv`, `envp` and
     // `stack` outlive every use the child makes of them. The child function upholds
@@ -121,6 +121,14 @@ pub fn spawn(request: &SpawnRequest, announce: Option<&AtomicI32>) -> io::Result
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
+        // SIGCHLD stays open when nothing of ours handles it: a job that exits
+        // while this thread spawns the next one is then dropped at once as
+        // ignored; blocked, it would be handed to another thread of the worker,
+        // woken only to discard it (DECISIONS §29). No handler means nothing of
+        // the parent can run in the child.
+        if has_no_handler(libc::SIGCHLD) {
+            libc::sigdelset(&mut all, libc::SIGCHLD);
+        }
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
         let pid = libc::clone(
             child_main,
@@ -145,6 +153,17 @@ pub fn spawn(request: &SpawnRequest, announce: Option<&AtomicI32>) -> io::Result
         return Err(io::Error::from_raw_os_error(error));
     }
     Ok(pid)
+}
+
+/// Whether `signal`'s disposition is the default or ignore (no handler installed).
+fn has_no_handler(signal: libc::c_int) -> bool {
+    // SAFETY: sigaction with a null new action only reads the current one into a
+    // struct owned by this frame.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+            && (current.sa_sigaction == libc::SIG_DFL || current.sa_sigaction == libc::SIG_IGN)
+    }
 }
 
 /// The `char *const[]` form execve wants; valid while `strings` lives.
