@@ -27,7 +27,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::job::output::{KeptOutput, tail_text};
@@ -37,38 +36,6 @@ use crate::worker::exit_status::{facts_of, outcome_of};
 use crate::worker::guard::GuardCell;
 use crate::worker::spool::SlotFiles;
 use crate::worker::{platform, spawn, spool_space};
-
-/// Lets another thread signal the running attempt's process group, and only while
-/// its leader has not been reaped (so the group id is still ours); with a guard cell,
-/// lets the worker's attempt guard kill the group if the worker dies.
-#[derive(Debug, Default)]
-pub struct RunHandle {
-    pgid: Mutex<Option<i32>>,
-    guard: Option<GuardCell>,
-}
-
-impl RunHandle {
-    /// A handle whose attempts announce their group in `guard`
-    /// ([`crate::worker::guard`]); `None`: unguarded.
-    pub fn guarded(guard: Option<GuardCell>) -> RunHandle {
-        RunHandle {
-            pgid: Mutex::default(),
-            guard,
-        }
-    }
-
-    /// Signals the attempt's group; does nothing if no attempt is running.
-    pub fn signal(&self, signal: i32) {
-        let guard = self.pgid.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(pgid) = *guard {
-            let _ = platform::signal_group(pgid, signal);
-        }
-    }
-
-    fn set(&self, pgid: Option<i32>) {
-        *self.pgid.lock().unwrap_or_else(|p| p.into_inner()) = pgid;
-    }
-}
 
 /// The result of one attempt.
 #[derive(Debug)]
@@ -90,15 +57,15 @@ pub fn run_shell(
     job: &Job,
     token: i64,
     files: &mut SlotFiles,
-    handle: &RunHandle,
+    guard: Option<&GuardCell>,
     output_limit: u64,
     spawned: &dyn Fn(),
 ) -> Execution {
-    match start_shell(job, token, files, handle, output_limit, spawned) {
+    match start_shell(job, token, files, guard, output_limit, spawned) {
         Ok(mut shell) => {
             shell.mark(files);
             wait_without_reaping(shell.pid);
-            finish_shell(shell, files, handle)
+            finish_shell(shell, files, guard)
         }
         Err(ended) => *ended,
     }
@@ -118,7 +85,7 @@ pub struct Shell {
     job_id: String,
     token: i64,
     /// When the shell started; its run marker is written [`MARK_AFTER`] later.
-    pub started: Instant,
+    started: Instant,
     /// Whether the slot's run marker names this attempt.
     marked: bool,
 }
@@ -131,6 +98,12 @@ pub struct Shell {
 pub const MARK_AFTER: Duration = Duration::from_millis(50);
 
 impl Shell {
+    /// Signals the attempt's process group. The shell is not reaped yet, so the
+    /// group id is still the attempt's.
+    pub fn signal(&self, signal: i32) {
+        let _ = platform::signal_group(self.pid, signal);
+    }
+
     /// When the run marker is due, if it is not written yet.
     pub fn mark_at(&self) -> Option<Instant> {
         (!self.marked).then_some(self.started + MARK_AFTER)
@@ -172,7 +145,7 @@ pub fn start_shell(
     job: &Job,
     token: i64,
     files: &mut SlotFiles,
-    handle: &RunHandle,
+    guard: Option<&GuardCell>,
     output_limit: u64,
     spawned: &dyn Fn(),
 ) -> Result<Shell, Box<Execution>> {
@@ -207,7 +180,7 @@ pub fn start_shell(
             "cannot prepare the output file: {e}"
         ))));
     }
-    match spawn_shell(job, files, handle, spawned) {
+    match spawn_shell(job, files, guard, spawned) {
         Ok((pid, exit_fd)) => Ok(Shell {
             pid,
             exit_fd,
@@ -224,15 +197,14 @@ pub fn start_shell(
 
 /// Ends the attempt of `shell`, which has exited: kills what is left of its group,
 /// reaps it, and takes its output out of the slot's working file.
-pub fn finish_shell(shell: Shell, files: &mut SlotFiles, handle: &RunHandle) -> Execution {
+pub fn finish_shell(shell: Shell, files: &mut SlotFiles, guard: Option<&GuardCell>) -> Execution {
     let pid = shell.pid;
     // The leader is a zombie now, so the group id is still reserved: kill stragglers
     // (`cmd &`) so nothing of this attempt outlives it.
     let _ = platform::signal_group(pid, libc::SIGKILL);
-    if let Some(guard) = &handle.guard {
+    if let Some(guard) = guard {
         guard.clear();
     }
-    handle.set(None);
     if shell.marked {
         files.unmark();
     }
@@ -278,7 +250,7 @@ fn is_disk_full(e: &io::Error) -> bool {
 fn spawn_shell(
     job: &Job,
     files: &mut SlotFiles,
-    handle: &RunHandle,
+    guard: Option<&GuardCell>,
     spawned: &dyn Fn(),
 ) -> io::Result<(i32, Option<OwnedFd>)> {
     let attempt = (job.attempts + 1).to_string();
@@ -293,10 +265,9 @@ fn spawn_shell(
     }
     let request =
         spawn::SpawnRequest::shell(&job.command, &job.cwd, &env, files.output().as_raw_fd())?;
-    let pgid = spawn::spawn(&request, handle.guard.as_ref().map(GuardCell::cell))?;
+    let pgid = spawn::spawn(&request, guard.map(GuardCell::cell))?;
     files.output_in_use();
     spawned();
-    handle.set(Some(pgid));
     Ok((pgid, spawn::exit_fd(pgid)))
 }
 
@@ -344,7 +315,7 @@ mod tests {
     const LIMIT: u64 = 1 << 20;
 
     fn run(_spool: &Spool, files: &mut SlotFiles, job: &Job, token: i64) -> Execution {
-        run_shell(job, token, files, &RunHandle::default(), LIMIT, &|| {})
+        run_shell(job, token, files, None, LIMIT, &|| {})
     }
 
     #[test]
@@ -399,7 +370,7 @@ mod tests {
             "echo first; head -c 100000 /dev/zero | tr '\\0' x; echo; echo last",
             &cwd,
         );
-        let done = run_shell(&job, 1, &mut files, &RunHandle::default(), 1000, &|| {});
+        let done = run_shell(&job, 1, &mut files, None, 1000, &|| {});
         let kept = done.output.expect("output kept");
         assert_eq!(kept.total, 6 + 100_001 + 5);
         let text = String::from_utf8_lossy(&kept.bytes);
@@ -424,19 +395,19 @@ mod tests {
         let (dir, spool, mut files) = spool();
         let cwd = dir.path().to_string_lossy().into_owned();
         let marker = spool.root().join("run").join("w-1");
-        let handle = RunHandle::default();
+        let guard = None;
         let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
 
         let short = job("true", &cwd);
-        let shell = start_shell(&short, 1, &mut files, &handle, LIMIT, &|| {}).expect("started");
+        let shell = start_shell(&short, 1, &mut files, guard, LIMIT, &|| {}).expect("started");
         assert!(shell.mark_at().is_some(), "not marked at start");
         wait_without_reaping(shell.pid);
-        let done = finish_shell(shell, &mut files, &handle);
+        let done = finish_shell(shell, &mut files, guard);
         assert_eq!(done.outcome, Outcome::Succeeded);
         assert_eq!(read(&marker).trim(), "", "a short attempt leaves no marker");
 
         let long = job("sleep 0.2", &cwd);
-        let mut shell = start_shell(&long, 2, &mut files, &handle, LIMIT, &|| {}).expect("started");
+        let mut shell = start_shell(&long, 2, &mut files, guard, LIMIT, &|| {}).expect("started");
         shell.mark(&files);
         assert_eq!(shell.mark_at(), None);
         let line = read(&marker);
@@ -445,7 +416,7 @@ mod tests {
             "marker: {line:?}"
         );
         wait_without_reaping(shell.pid);
-        finish_shell(shell, &mut files, &handle);
+        finish_shell(shell, &mut files, guard);
         assert_eq!(
             read(&marker),
             "",
@@ -459,9 +430,9 @@ mod tests {
         // before 5.3, some container seccomp profiles): its wait asks on a timer.
         let (dir, _spool, mut files) = spool();
         let cwd = dir.path().to_string_lossy().into_owned();
-        let handle = RunHandle::default();
+        let guard = None;
         let job = job("sleep 0.1; exit 4", &cwd);
-        let mut shell = start_shell(&job, 1, &mut files, &handle, LIMIT, &|| {}).expect("started");
+        let mut shell = start_shell(&job, 1, &mut files, guard, LIMIT, &|| {}).expect("started");
         shell.exit_fd = None;
         assert!(!shell.has_exited(), "still running");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -470,7 +441,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert!(shell.has_exited(), "asking again does not reap it");
-        let done = finish_shell(shell, &mut files, &handle);
+        let done = finish_shell(shell, &mut files, guard);
         assert!(matches!(
             done.outcome,
             Outcome::Failed {

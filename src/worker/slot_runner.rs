@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::error::WorkerError;
 use crate::job::{Job, Outcome};
 use crate::store::{AttemptFacts, WorkerInfo};
-use crate::worker::exec::{self, Execution, RunHandle, Shell};
+use crate::worker::exec::{self, Execution, Shell};
 use crate::worker::guard::GuardCell;
 use crate::worker::options::{Executor, Options, SpawnHook};
 use crate::worker::slots::Run;
@@ -34,8 +34,9 @@ pub struct SlotRunner {
     executor: Executor,
     on_spawn: Option<SpawnHook>,
     files: SlotFiles,
-    /// Signals the running attempt's process group.
-    handle: RunHandle,
+    /// Where the slot's attempts announce their process group to the attempt
+    /// guard, if it runs.
+    guard: Option<GuardCell>,
     /// The slot's output working file, read by the supervisor while an attempt runs.
     output: File,
     shell: Option<Shell>,
@@ -66,7 +67,7 @@ impl SlotRunner {
             executor: options.executor,
             on_spawn: options.on_spawn.clone(),
             files,
-            handle: RunHandle::guarded(guard),
+            guard,
             output,
             shell: None,
         })
@@ -95,7 +96,7 @@ impl SlotRunner {
                 job,
                 job.lease_token,
                 &mut self.files,
-                &self.handle,
+                self.guard.as_ref(),
                 output_limit,
                 &spawned,
             ) {
@@ -140,7 +141,11 @@ impl SlotRunner {
     /// Ends the attempt whose shell has exited: reaps it and returns its result.
     pub fn finish(&mut self) -> Option<Execution> {
         let shell = self.shell.take()?;
-        Some(exec::finish_shell(shell, &mut self.files, &self.handle))
+        Some(exec::finish_shell(
+            shell,
+            &mut self.files,
+            self.guard.as_ref(),
+        ))
     }
 
     /// The output working file of the slot's running attempt.
@@ -152,7 +157,9 @@ impl SlotRunner {
     /// if it is still running `grace` later ([`SlotRunner::escalate`]). A run already
     /// being killed keeps its earlier SIGKILL time.
     pub fn terminate(&self, run: &mut Run, grace: Duration) {
-        self.handle.signal(libc::SIGTERM);
+        if let Some(shell) = &self.shell {
+            shell.signal(libc::SIGTERM);
+        }
         let kill_at = Instant::now() + grace;
         run.kill_at = Some(run.kill_at.map_or(kill_at, |at| at.min(kill_at)));
     }
@@ -160,7 +167,9 @@ impl SlotRunner {
     /// Sends SIGKILL to the attempt of `run` if its grace after SIGTERM is over.
     pub fn escalate(&self, run: &mut Run, now: Instant) {
         if run.kill_at.is_some_and(|at| now >= at) {
-            self.handle.signal(libc::SIGKILL);
+            if let Some(shell) = &self.shell {
+                shell.signal(libc::SIGKILL);
+            }
             run.kill_at = None;
         }
     }

@@ -157,3 +157,75 @@ backend_test!(
         );
     }
 );
+
+/// Whether a run marker in the worker's spool (under the environment's home, where
+/// both stores keep it) names job `id`.
+fn run_marker_names(env: &Env, id: &str) -> bool {
+    fn walk(dir: &std::path::Path, depth: u32, id: &str) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        entries.flatten().any(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                return depth > 0 && walk(&path, depth - 1, id);
+            }
+            path.parent().is_some_and(|p| p.ends_with("run"))
+                && std::fs::read_to_string(&path)
+                    .is_ok_and(|text| text.split_whitespace().next() == Some(id))
+        })
+    }
+    walk(&env.path().join("home"), 4, id)
+}
+
+backend_test!(
+    when_the_guard_cannot_act_the_run_marker_lets_recovery_here_kill_the_leftovers,
+    |env| {
+        // The second defence (DECISIONS §21, §29): an attempt that has run a while
+        // is named in its slot's run marker, so when the worker dies with its guard
+        // (killed just before it here; the worker would start another guard only
+        // at its next once-a-second check), a recovery on the same host kills what
+        // the attempt left running. (A stopped guard would not do: when the worker
+        // dies, the kernel continues the orphaned, stopped guard, which acts.)
+        let worker = env.spawn_workers_with(&[], &[("QUEUECTL_HOSTNAME", "hosta")]);
+        env.wait_live_workers(1, Duration::from_secs(20));
+        let mut guard = None;
+        wait_until("the worker's guard", Duration::from_secs(10), || {
+            guard = guard_of(worker);
+            guard.is_some()
+        });
+        let guard = guard.unwrap() as libc::pid_t;
+        env.ok(&[
+            "enqueue",
+            "--id",
+            "leftover",
+            "--command",
+            "if [ -e ran ]; then exit 0; fi; touch ran; sleep 1000 & echo $! > bg; sleep 1000",
+        ]);
+        wait_until(
+            "the job's background sleep",
+            Duration::from_secs(20),
+            || !env.read("bg").trim().is_empty(),
+        );
+        let bg: i64 = env.read("bg").trim().parse().unwrap();
+        wait_until("the run marker", Duration::from_secs(20), || {
+            run_marker_names(&env, "leftover")
+        });
+        // SAFETY: kill takes plain integers; `guard` is our worker's guard.
+        unsafe { libc::kill(guard, libc::SIGKILL) };
+        env.signal(worker, libc::SIGKILL);
+        wait_until("the worker to die", Duration::from_secs(10), || {
+            !process_alive(i64::from(worker))
+        });
+        assert!(process_alive(bg), "nothing should have killed it yet");
+
+        env.spawn_workers_with(&[], &[("QUEUECTL_HOSTNAME", "hosta")]);
+        wait_until(
+            "the recovery on hosta to kill the attempt's background sleep",
+            Duration::from_secs(20),
+            || !process_alive(bg),
+        );
+        let job = env.wait_state("leftover", "completed", Duration::from_secs(30));
+        assert_eq!(job["interruptions"], 1, "{job}");
+    }
+);

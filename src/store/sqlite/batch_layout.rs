@@ -14,7 +14,8 @@ fn job(id: &str, priority: i64) -> NewJob {
     }
 }
 
-fn ids(store: &SqliteStore, sql: &str) -> Vec<String> {
+/// The first column of every row `sql` returns.
+fn column<T: rusqlite::types::FromSql>(store: &SqliteStore, sql: &str) -> Vec<T> {
     let mut stmt = store.conn.prepare(sql).expect("prepare");
     stmt.query_map([], |r| r.get(0))
         .expect("read")
@@ -37,24 +38,15 @@ fn a_mixed_batch_is_stored_in_run_order_and_keeps_its_input_seqs() {
     // All of one priority: inserted, and numbered, as given.
     store.enqueue(&[job("e", 1), job("f", 1)]).expect("enqueue");
     assert_eq!(
-        ids(&store, "SELECT id FROM jobs ORDER BY seq"),
+        column::<String>(&store, "SELECT id FROM jobs ORDER BY seq"),
         ["a", "b", "c", "d", "e", "f"]
     );
     assert_eq!(
-        ids(&store, "SELECT id FROM jobs ORDER BY rowid"),
+        column::<String>(&store, "SELECT id FROM jobs ORDER BY rowid"),
         ["d", "b", "a", "c", "e", "f"]
     );
     // The seqs are the input places, one past the newest job before the batch.
-    let seqs: Vec<i64> = {
-        let mut stmt = store
-            .conn
-            .prepare("SELECT seq FROM jobs ORDER BY seq")
-            .expect("prepare");
-        stmt.query_map([], |r| r.get(0))
-            .expect("read")
-            .collect::<rusqlite::Result<_>>()
-            .expect("rows")
-    };
+    let seqs: Vec<i64> = column(&store, "SELECT seq FROM jobs ORDER BY seq");
     assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
 }
 
@@ -80,11 +72,11 @@ fn twins_of_a_mixed_batch_keep_the_first_given() {
         "the later twin reports the first"
     );
     assert_eq!(
-        ids(&store, "SELECT id FROM jobs ORDER BY rowid"),
+        column::<String>(&store, "SELECT id FROM jobs ORDER BY rowid"),
         ["mid", "low"]
     );
     assert_eq!(
-        ids(&store, "SELECT id FROM jobs ORDER BY seq"),
+        column::<String>(&store, "SELECT id FROM jobs ORDER BY seq"),
         ["low", "mid"]
     );
 }
